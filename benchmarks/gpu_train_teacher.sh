@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Train the shape judge and the default teacher on one machine (meant for a CUDA GPU),
+# then run teacher-check. The teacher gets as many whole thousands of steps as fit in
+# BUDGET seconds, measured by a short probe run first; the chosen step count is in the
+# command that the model card records.
+#   bash benchmarks/gpu_train_teacher.sh OUTDIR [BUDGET_SECONDS] [MAX_STEPS]
+set -euo pipefail
+OUT=${1:-runs/gpu}
+BUDGET=${2:-400}
+MAX_STEPS=${3:-80000}
+MIN_STEPS=${MIN_STEPS:-1000}
+CLAREPS="python3 -m clareps"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+python3 -c "from clareps.data.benchmark import BenchmarkConfig, fingerprint; print('data', fingerprint(BenchmarkConfig()))"
+$CLAREPS train-judge --out "$OUT/judge" -q ${JUDGE_SET:-}
+$CLAREPS train-teacher --set steps=${PROBE_STEPS:-300} --set log_every=${PROBE_LOG:-100} --set ckpt_every=100000 --out "$OUT/probe" -q ${TEACHER_SET:-}
+SPS=$(python3 -c "import json; print(json.loads(open('$OUT/probe/metrics.jsonl').read().splitlines()[-1])['sec_per_step'])")
+STEPS=$(python3 -c "print(min($MAX_STEPS, max($MIN_STEPS, int($BUDGET / $SPS) // 1000 * 1000)))")
+echo "probe: $SPS s/step -> $STEPS steps"
+$CLAREPS train-teacher --set steps="$STEPS" --out "$OUT/teacher" -q ${TEACHER_SET:-}
+$CLAREPS teacher-check --teacher "$OUT/teacher/teacher.safetensors" --judge "$OUT/judge/judge.safetensors" -q

@@ -1,0 +1,3 @@
+from clareps.cli import main
+
+main()

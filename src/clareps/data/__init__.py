@@ -1,0 +1,1 @@
+"""Datasets: the default benchmark and loaders for data users bring."""

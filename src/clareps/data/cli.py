@@ -1,0 +1,56 @@
+"""`clareps data ...`: build the benchmark and look at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.config import load_config
+from clareps.data.benchmark import SPLITS, BenchmarkConfig, build_benchmark, load_split
+from clareps.report.grid import save_grid
+
+DEFAULT_CONFIG = Path("configs/data-default.yaml")
+
+data_app = typer.Typer(help="Datasets: build the default benchmark and show its splits.", no_args_is_help=True)
+
+ConfigOpt = typer.Option(None, "--config", help="YAML preset (default: configs/data-default.yaml if present)")
+SetOpt = typer.Option(None, "--set", help="override a config key: key=value (repeatable)")
+CacheOpt = typer.Option(None, "--cache-dir", help="where builds go (default: $CLAREPS_CACHE or ~/.cache/clareps)")
+QuietOpt = typer.Option(False, "--quiet", help="no progress bar")
+
+
+def _config(config: Optional[Path], overrides: Optional[list[str]]) -> BenchmarkConfig:
+    if config is None and DEFAULT_CONFIG.exists():
+        config = DEFAULT_CONFIG
+    return load_config(BenchmarkConfig, config, overrides or [])
+
+
+@data_app.command()
+def build(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    cache_dir: Optional[Path] = CacheOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Build every split of the benchmark (reused when already built) and print its folder."""
+    folder = build_benchmark(_config(config, set_), cache_dir, progress=not quiet)
+    typer.echo(str(folder))
+
+
+@data_app.command()
+def show(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    cache_dir: Optional[Path] = CacheOpt,
+    out: Path = typer.Option(Path("runs/data-show"), "--out", help="folder for the PNG grids"),
+    per_class: int = typer.Option(8, "--per-class", min=1, help="images per class (grid columns)"),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Write one PNG grid per split (a row per class) and print their paths."""
+    folder = build_benchmark(_config(config, set_), cache_dir, progress=not quiet)
+    for split in SPLITS:
+        data = load_split(folder, split).per_class(per_class, seed=0)
+        path = save_grid(data.images, out / f"{split}.png", nrow=per_class, row_labels=data.class_names)
+        typer.echo(str(path))

@@ -1,0 +1,49 @@
+"""Which data a stage reads: the default benchmark, or a user's npz / image folder / CIFAR-10."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from clareps.config import StrictModel
+from clareps.data.benchmark import BenchmarkConfig, fingerprint, load_split
+from clareps.data.imageset import ImageSet
+from clareps.errors import ClarepsError
+from clareps.io import hash_file, hash_obj
+
+
+class DataSpec(StrictModel):
+    kind: Literal["benchmark", "npz", "folder", "cifar10"] = "benchmark"
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    split: str = "train"
+    path: str | None = None
+    num_classes: int | None = None  # for npz files: labels must lie below it
+    cache_dir: str | None = None
+
+
+def load_data(spec: DataSpec, split: str | None = None) -> ImageSet:
+    """Load ``split`` (default: ``spec.split``) of the data a spec names."""
+    split = split or spec.split
+    if spec.kind == "benchmark":
+        return load_split(spec.benchmark, split, cache_dir=spec.cache_dir)
+    if spec.path is None:
+        raise ClarepsError(f"data.kind={spec.kind} needs data.path")
+    from clareps.data import loaders
+    if spec.kind == "npz":
+        return loaders.load_npz(spec.path, num_classes=spec.num_classes)
+    if spec.kind == "folder":
+        return loaders.load_image_folder(Path(spec.path) / split if (Path(spec.path) / split).is_dir()
+                                         else spec.path)
+    return loaders.load_cifar10(spec.path, split="test" if split.startswith("test") else "train")
+
+
+def data_fingerprint(spec: DataSpec, split: str | None = None) -> str:
+    split = split or spec.split
+    if spec.kind == "benchmark":
+        return f"{fingerprint(spec.benchmark)}:{split}"
+    path = Path(spec.path or "")
+    content = hash_file(path) if path.is_file() else str(path.resolve())
+    return hash_obj({"kind": spec.kind, "split": split, "content": content})
+

@@ -1,0 +1,1 @@
+"""The class-conditional diffusion teacher: schedule, U-Net, taps, DDIM, training."""

@@ -1,0 +1,53 @@
+"""CLI verbs for the teacher: ``train-teacher`` and ``sample``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.config import load_config
+from clareps.paths import default_teacher, preset
+
+
+def train_teacher(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
+                  set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+                  out: Path = typer.Option(Path("runs/teacher"), "--out", "-o", help="run directory"),
+                  resume: bool = typer.Option(True, "--resume/--no-resume",
+                                              help="continue from the run directory's last checkpoint"),
+                  quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Train the class-conditional diffusion teacher."""
+    from clareps.data.spec import data_fingerprint, load_data
+    from clareps.diffusion.train import TeacherConfig, TeacherTrainer
+
+    cfg = load_config(TeacherConfig, config or preset("teacher-default"), set_)
+    data = load_data(cfg.data)
+    trainer = TeacherTrainer(cfg, data, out, data_fingerprint=data_fingerprint(cfg.data), quiet=quiet)
+    path = trainer.train(resume=resume)
+    typer.echo(f"teacher: {path}\nmetrics: {out / 'metrics.jsonl'}")
+
+
+def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teacher .safetensors"),
+               out: Path = typer.Option(Path("runs/samples"), "--out", "-o"),
+               per_class: int = typer.Option(8, "--per-class"),
+               w: float = typer.Option(3.0, "--w", help="classifier-free guidance scale"),
+               steps: int = typer.Option(50, "--steps", help="DDIM steps"),
+               seed: int = typer.Option(0, "--seed"),
+               device: str = typer.Option("auto", "--device"),
+               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Draw a grid of samples per class (rows = classes) from a teacher."""
+    from clareps.device import resolve_device
+    from clareps.diffusion.checkpoint import load_teacher
+    from clareps.evaluate.teacher_check import sample_per_class
+    from clareps.report.grid import save_grid
+
+    model, sched, meta = load_teacher(teacher or default_teacher(), resolve_device(device))
+    images, _ = sample_per_class(model, sched, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
+    path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)
+    typer.echo(f"samples: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-teacher")(train_teacher)
+    app.command("sample")(sample_cmd)

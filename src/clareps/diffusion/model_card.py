@@ -1,0 +1,55 @@
+"""The teacher's model card: how it was made and what it scores, from files in its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clareps.io import read_json, read_yaml_or_none, write_text
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_model_card(folder: str | Path) -> Path:
+    folder = Path(folder)
+    cfg = read_yaml_or_none(folder / "config.yaml") or {}
+    info = read_json(folder / "train_info.json") if (folder / "train_info.json").exists() else {}
+    check = read_json(folder / "teacher_check.json") if (folder / "teacher_check.json").exists() else {}
+    meta = read_json(folder / "teacher.json")
+    unet = meta["unet"]
+    lines = [
+        "# Model card: clareps default teacher", "",
+        "A class-conditional U-Net (eps-prediction, cosine VP schedule, classifier-free guidance "
+        "through a null class) trained by clareps on the default benchmark (animal-mnist silhouettes "
+        f"on natural backgrounds, rho={cfg.get('data', {}).get('benchmark', {}).get('rho', '?')}).", "",
+        "## How it was made", "",
+        f"- command: `{info.get('command', '?')}`",
+        f"- steps: {meta.get('step')} at batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
+        f"EMA {cfg.get('ema_decay')}, precision {cfg.get('precision')}",
+        f"- wall time: {_fmt(info.get('wall_seconds', 0.0) / 60, 1)} min on {info.get('device', '?')} "
+        f"(torch {info.get('torch', '?')})",
+        f"- architecture: base {unet['base_channels']} channels, mult {unet['channel_mult']}, "
+        f"{unet['num_res_blocks']} res block(s) per level, attention at {unet['attn_resolutions']} px; "
+        f"{info.get('parameters', '?')} parameters",
+        f"- config hash {meta.get('config_hash')}, data fingerprint {meta.get('data_fingerprint')}", "",
+        "## Metrics (`clareps teacher-check`)", "",
+    ]
+    if check:
+        s = check["settings"]
+        lines += [
+            f"- class consistency: **{_fmt(check['class_consistency'])}** of {s['per_class']} DDIM-"
+            f"{s['ddim_steps']} samples per class at w={s['w']} (seed {s['seed']}) classified as their "
+            "intended class by the shape judge",
+            "- per class: " + ", ".join(_fmt(v, 2) for v in check["class_consistency_per_class"]),
+            f"- FID on the judge's features vs {s['fid_real_images']} real test-original images: "
+            f"{_fmt(check['fid_judge_features'], 2)}",
+            f"- DDIM inversion to t={s['recon_t_frac']}T and decoding back ({s['recon_images']} test images,"
+            f" pixels in [0,1]): RMSE {_fmt(check['recon_rmse'], 4)}, MAE {_fmt(check['recon_mae'], 4)}",
+            f"- shape judge: {check.get('judge')}, accuracy {check.get('judge_accuracy')}",
+            f"- measured on: {check.get('hardware')} in {_fmt(check['seconds'] / 60, 1)} min", "",
+            "![samples](samples.png)", "",
+        ]
+    else:
+        lines += ["Not measured yet: run `clareps teacher-check`.", ""]
+    return write_text(folder / "MODEL_CARD.md", "\n".join(lines) + "\n")

@@ -1,0 +1,206 @@
+"""Teacher training: eps-prediction with label dropout, EMA, AdamW, exact resume."""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import Field
+
+from clareps.config import StrictModel, to_plain
+from clareps.data.imageset import ImageSet
+from clareps.data.spec import DataSpec
+from clareps.device import autocast, resolve_device
+from clareps.diffusion.checkpoint import (load_state, optimizer_tensors, restore_optimizer,
+                                          save_teacher)
+from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.unet import UNet, UNetConfig
+from clareps.errors import ClarepsError
+from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
+                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.progress import progress_bar
+
+RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
+
+
+class TeacherConfig(StrictModel):
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: UNetConfig = Field(default_factory=UNetConfig)
+    T: int = 1000
+    steps: int = 40000
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 500
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1
+    ema_decay: float = 0.999
+    hflip: bool = True
+    precision: Literal["bf16", "fp32"] = "bf16"
+    seed: int = 0
+    ckpt_every: int = 1000
+    log_every: int = 50
+    device: str = "auto"
+
+
+def config_hash(cfg: TeacherConfig) -> str:
+    """Hash of everything that changes the result (not how long or where it runs)."""
+    plain = to_plain(cfg)
+    return hash_obj({k: v for k, v in plain.items() if k not in RUN_CONTROL_KEYS})
+
+
+class TeacherTrainer:
+    def __init__(self, cfg: TeacherConfig, data: ImageSet, run_dir: str | Path,
+                 data_fingerprint: str = "", quiet: bool = False):
+        if data.num_classes != cfg.model.num_classes:
+            raise ClarepsError(f"data has {data.num_classes} classes, model.num_classes is "
+                               f"{cfg.model.num_classes}")
+        if tuple(data.images.shape[1:]) != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size):
+            raise ClarepsError(f"images of shape {tuple(data.images.shape[1:])} do not fit the model "
+                               f"(in_channels={cfg.model.in_channels}, image_size={cfg.model.image_size})")
+        self.cfg, self.quiet = cfg, quiet
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.sched = CosineSchedule(cfg.T)
+        self.images = (data.images * 2 - 1).to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.data_fingerprint = data_fingerprint
+        torch.manual_seed(cfg.seed)
+        self.model = UNet(cfg.model).to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+
+    # -- batches ---------------------------------------------------------------------------
+    def _batch_indices(self, step: int) -> torch.Tensor:
+        """The data order is a pure function of (seed, step), so resume needs no saved sampler."""
+        n, bs = len(self.labels), self.cfg.batch_size
+        per_epoch = max(1, n // bs)
+        epoch, pos = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
+        return perm[pos * bs:(pos + 1) * bs]
+
+    def _train_step(self) -> float:
+        cfg = self.cfg
+        idx = self._batch_indices(self.step)
+        x0, y = self.images[idx.to(self.device)], self.labels[idx.to(self.device)].clone()
+        b = x0.shape[0]
+        t = torch.randint(0, cfg.T, (b,), generator=self.gen)
+        noise = torch.randn(x0.shape, generator=self.gen)
+        drop = torch.rand(b, generator=self.gen) < cfg.label_dropout
+        flip = torch.rand(b, generator=self.gen) < 0.5 if cfg.hflip else torch.zeros(b, dtype=torch.bool)
+        t, noise, drop, flip = (v.to(self.device) for v in (t, noise, drop, flip))
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y[drop] = self.model.null_class
+        xt = self.sched.add_noise(x0, t, noise)
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
+        with autocast(self.device, cfg.precision):
+            loss = F.mse_loss(self.model(xt, t, y).float(), noise)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
+        self.step += 1
+        return loss.detach()
+
+    # -- artifacts ---------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.safetensors"
+
+    @property
+    def teacher_path(self) -> Path:
+        return self.run_dir / "teacher.safetensors"
+
+    def _meta(self) -> dict:
+        return {"config_hash": config_hash(self.cfg), "step": self.step,
+                "data_fingerprint": self.data_fingerprint}
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        opt_tensors, groups = optimizer_tensors(self.opt)
+        tensors.update(opt_tensors)
+        tensors["rng"] = self.gen.get_state()
+        save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
+        save_teacher(self.teacher_path, self.ema, self.cfg.T, self._meta())
+
+    def load_checkpoint(self) -> None:
+        tensors, meta = load_tensors(self.ckpt_path)
+        if meta.get("config_hash") != config_hash(self.cfg):
+            raise ClarepsError(f"checkpoint {self.ckpt_path} was made with another config; "
+                               "use a new --out directory")
+        pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
+        load_state(self.model, pick("model."), str(self.ckpt_path))
+        load_state(self.ema, pick("ema."), str(self.ckpt_path))
+        restore_optimizer(self.opt, {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
+                                     for k, v in tensors.items()}, meta["param_groups"])
+        self.gen.set_state(tensors["rng"])
+        self.step = int(meta["step"])
+
+    def prepare_run_dir(self, resume: bool) -> None:
+        """Refuse a run dir holding another config; resume a partial run when asked."""
+        cfg_path = self.run_dir / "config.yaml"
+        existing = read_yaml_or_none(cfg_path)
+        if existing is not None and existing.get("config_hash") != config_hash(self.cfg):
+            raise ClarepsError(f"{self.run_dir} holds a teacher run with another config "
+                               f"(hash {existing.get('config_hash')} != {config_hash(self.cfg)}); "
+                               "use a new --out directory")
+        if self.ckpt_path.exists() and resume:
+            self.load_checkpoint()
+            rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
+                if (self.run_dir / "metrics.jsonl").exists() else []
+            write_jsonl(self.run_dir / "metrics.jsonl", rows)
+        elif self.ckpt_path.exists():
+            raise ClarepsError(f"{self.run_dir} already holds a checkpoint at step "
+                               f"{load_tensors(self.ckpt_path)[1]['step']}; pass --resume or use a new --out")
+        plain = dict(to_plain(self.cfg), config_hash=config_hash(self.cfg))
+        write_text(cfg_path, yaml.safe_dump(plain, sort_keys=False))
+
+    def train(self, resume: bool = True) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_run_dir(resume)
+        cfg, losses, t0 = self.cfg, [], time.time()
+        start = t0
+        self.model.train()
+        with progress_bar("teacher", total=cfg.steps, completed=self.step, quiet=self.quiet) as advance:
+            while self.step < cfg.steps:
+                losses.append(self._train_step())
+                advance(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    append_jsonl(self.run_dir / "metrics.jsonl", {
+                        "step": self.step, "loss": torch.stack(losses).mean().item(),
+                        "lr": self.opt.param_groups[0]["lr"],
+                        "sec_per_step": (time.time() - t0) / len(losses)})
+                    losses, t0 = [], time.time()
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+        if not self.teacher_path.exists():
+            self.save_checkpoint()
+        self._record_train_info(time.time() - start)
+        return self.teacher_path
+
+    def _record_train_info(self, seconds: float) -> None:
+        """Accumulate wall time across resumed sessions, for the model card."""
+        path = self.run_dir / "train_info.json"
+        info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
+            f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+        info.update(wall_seconds=info["wall_seconds"] + seconds, command=" ".join(["clareps"] + sys.argv[1:]),
+                    device=name, torch=torch.__version__, steps=self.step,
+                    parameters=sum(p.numel() for p in self.model.parameters()))
+        write_json(path, info)
+

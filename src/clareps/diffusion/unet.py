@@ -1,0 +1,203 @@
+"""The class-conditional U-Net teacher, with module paths that feature taps can name.
+
+Written for forward-mode AD: attention is plain matmul + softmax, and GroupNorm can
+switch to a decomposed form (same function) whose JVP is fast under ``vmap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from clareps.config import StrictModel
+from clareps.errors import ClarepsError
+
+_DECOMPOSED_NORM = False
+
+
+@contextlib.contextmanager
+def jvp_friendly():
+    """Within this context, GroupNorm runs as explicit mean/var ops (fast forward-mode AD)."""
+    global _DECOMPOSED_NORM
+    previous, _DECOMPOSED_NORM = _DECOMPOSED_NORM, True
+    try:
+        yield
+    finally:
+        _DECOMPOSED_NORM = previous
+
+
+class UNetConfig(StrictModel):
+    """Shape of the U-Net; ``image_size`` must halve cleanly at every level."""
+
+    in_channels: int = 3
+    image_size: int = 32
+    num_classes: int = 10
+    base_channels: int = 32
+    channel_mult: list[int] = Field(default_factory=lambda: [1, 2, 2])
+    num_res_blocks: int = 1
+    attn_resolutions: list[int] = Field(default_factory=lambda: [8])
+    groups: int = 8
+    dropout: float = 0.0
+
+
+class GroupNorm(nn.GroupNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _DECOMPOSED_NORM:
+            return super().forward(x)
+        shape = x.shape
+        h = x.reshape(shape[0], self.num_groups, -1)
+        mean = h.mean(-1, keepdim=True)
+        var = (h - mean).pow(2).mean(-1, keepdim=True)
+        h = ((h - mean) * torch.rsqrt(var + self.eps)).reshape(shape)
+        return h * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = GroupNorm(groups, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, cout)
+        self.norm2 = GroupNorm(groups, cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over pixels, as matmul + softmax (forward-mode AD safe)."""
+
+    def __init__(self, ch: int, groups: int):
+        super().__init__()
+        self.norm = GroupNorm(groups, ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, hgt, wid = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, hgt * wid).unbind(1)
+        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(c), dim=-1)
+        out = (v @ weights.transpose(1, 2)).reshape(b, c, hgt, wid)
+        return x + self.proj(out)
+
+
+class Level(nn.Module):
+    """A list of blocks at one resolution that all take the conditioning embedding."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+
+class MidBlock(nn.Module):
+    """The bottleneck; its output is the default feature tap ("h-space")."""
+
+    def __init__(self, ch: int, emb_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.res1 = ResBlock(ch, ch, emb_dim, groups, dropout)
+        self.attn = Attention(ch, groups)
+        self.res2 = ResBlock(ch, ch, emb_dim, groups, dropout)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.res2(self.attn(self.res1(x, emb)), emb)
+
+
+class UNet(nn.Module):
+    """``eps = unet(x, t, y)``: x (B,C,H,W), t (B,) timestep indices, y (B,) labels.
+
+    Label ``num_classes`` is the null class used for classifier-free guidance.
+    """
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        levels = len(cfg.channel_mult)
+        if levels < 1 or cfg.image_size % 2 ** (levels - 1):
+            raise ClarepsError(f"image_size {cfg.image_size} cannot be halved {levels - 1} times "
+                               f"(channel_mult {cfg.channel_mult})")
+        bad = [m for m in cfg.channel_mult if (cfg.base_channels * m) % cfg.groups]
+        if cfg.base_channels % cfg.groups or bad:
+            raise ClarepsError(f"channel counts must be multiples of groups={cfg.groups}")
+        self.cfg = cfg
+        ch0, g, drop = cfg.base_channels, cfg.groups, cfg.dropout
+        emb_dim = 4 * ch0
+        self.null_class = cfg.num_classes
+        self.time_mlp = nn.Sequential(nn.Linear(ch0, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim)
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch0, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skips, ch, res = [ch0], ch0, cfg.image_size
+        for i, mult in enumerate(cfg.channel_mult):
+            blocks: list[nn.Module] = []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(ch, ch0 * mult, emb_dim, g, drop))
+                ch = ch0 * mult
+                if res in cfg.attn_resolutions:
+                    blocks.append(Attention(ch, g))
+                skips.append(ch)
+            if i < len(cfg.channel_mult) - 1:
+                blocks.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+                res //= 2
+            self.down.append(Level(blocks))
+
+        self.mid = MidBlock(ch, emb_dim, g, drop)
+
+        self.up = nn.ModuleList()
+        for i, mult in reversed(list(enumerate(cfg.channel_mult))):
+            blocks = []
+            for _ in range(cfg.num_res_blocks + 1):
+                blocks.append(ResBlock(ch + skips.pop(), ch0 * mult, emb_dim, g, drop))
+                ch = ch0 * mult
+                if res in cfg.attn_resolutions:
+                    blocks.append(Attention(ch, g))
+            if i > 0:
+                blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                            nn.Conv2d(ch, ch, 3, padding=1)))
+                res *= 2
+            self.up.append(Level(blocks))
+
+        self.norm_out = GroupNorm(g, ch)
+        self.conv_out = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels)) + self.class_emb(y)
+        h = self.conv_in(x)
+        hs = [h]
+        for level in self.down:
+            for block in level.blocks:
+                h = block(h, emb) if isinstance(block, (ResBlock, Attention)) else block(h)
+                if not isinstance(block, Attention):
+                    hs.append(h)
+                else:
+                    hs[-1] = h
+        h = self.mid(h, emb)
+        for level in self.up:
+            for block in level.blocks:
+                if isinstance(block, ResBlock):
+                    h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                elif isinstance(block, Attention):
+                    h = block(h)
+                else:
+                    h = block(h)
+        return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,0 +1,1 @@
+"""CaDistill: students, losses, baselines and the distillation trainer."""

@@ -1,0 +1,5 @@
+"""The one exception type for user errors: the CLI prints its message on one line."""
+
+
+class ClarepsError(Exception):
+    """Bad input or a refused operation, with a message that names the problem."""

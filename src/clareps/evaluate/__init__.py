@@ -1,0 +1,1 @@
+"""Evaluation: accuracy, the shape judge, teacher checks, robustness (later issues)."""

@@ -1,0 +1,68 @@
+"""Plain supervised training and prediction for classifiers (the shape judge, baselines)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clareps.data.imageset import ImageSet
+from clareps.device import autocast
+from clareps.progress import progress_bar
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random crop after reflect padding, and horizontal flip, per image."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad,) * 4, mode="reflect")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (b, h)
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (b, w)
+    idx_b = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def train_classifier(model: nn.Module, data: ImageSet, epochs: int, batch_size: int = 128,
+                     lr: float = 2e-3, weight_decay: float = 5e-4, seed: int = 0,
+                     precision: str = "bf16", device: torch.device = torch.device("cpu"),
+                     quiet: bool = False) -> nn.Module:
+    """AdamW with a cosine schedule and crop+flip augmentation, cross-entropy."""
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    x_all, y_all = data.images.to(device), data.labels.to(device)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    with progress_bar("classifier", total=total, quiet=quiet) as advance:
+        for _ in range(epochs):
+            perm = torch.randperm(len(data), generator=gen).to(device)
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                x = augment(x_all[idx], gen)
+                with autocast(device, precision):
+                    loss = F.cross_entropy(model(x).float(), y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                advance(1)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Predicted labels for images in [0, 1]."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = [model(images[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def accuracy(model: nn.Module, data: ImageSet) -> float:
+    return (predict(model, data.images) == data.labels).float().mean().item()

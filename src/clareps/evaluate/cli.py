@@ -1,0 +1,69 @@
+"""CLI verbs: ``train-judge`` (the reference shape classifier) and ``teacher-check``."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from clareps.config import load_config
+from clareps.paths import default_judge, default_teacher, preset
+
+
+def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"),
+                    set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+                    out: Path = typer.Option(Path("runs/judge"), "--out", "-o"),
+                    quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Train the shape judge on foregrounds over random backgrounds (no spurious cue)."""
+    from clareps.evaluate.judge import JudgeConfig, train_judge
+
+    cfg = load_config(JudgeConfig, config or preset("judge-default"), set_)
+    path, metrics = train_judge(cfg, out, quiet=quiet)
+    typer.echo(f"judge: {path}\n{metrics}")
+
+
+def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
+                      judge: Path = typer.Option(None, "--judge", "-j"),
+                      per_class: int = typer.Option(100, "--per-class"),
+                      w: float = typer.Option(3.0, "--w"),
+                      steps: int = typer.Option(50, "--steps"),
+                      seed: int = typer.Option(0, "--seed"),
+                      device: str = typer.Option("auto", "--device"),
+                      quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Class consistency, judge-feature FID and inversion error; written beside the teacher."""
+    from clareps.config import build_config
+    from clareps.data.spec import DataSpec, load_data
+    from clareps.device import resolve_device
+    from clareps.diffusion.checkpoint import load_teacher
+    from clareps.diffusion.model_card import write_model_card
+    from clareps.evaluate.judge import load_judge
+    from clareps.evaluate.teacher_check import check_teacher
+    from clareps.io import read_yaml_or_none, write_json
+    from clareps.report.grid import save_grid
+
+    teacher = Path(teacher or default_teacher())
+    dev = resolve_device(device)
+    model, sched, meta = load_teacher(teacher, dev)
+    judge_model, judge_meta = load_judge(judge or default_judge(), dev)
+    run_cfg = read_yaml_or_none(teacher.parent / "config.yaml") or {}
+    spec = build_config(DataSpec, run_cfg.get("data", {}), f"{teacher.parent / 'config.yaml'}: data")
+    real = load_data(spec, "test-original" if spec.kind == "benchmark" else "test")
+    metrics, images = check_teacher(model, sched, judge_model, real, per_class, w, steps, seed=seed, quiet=quiet)
+    metrics.update(judge=str(judge or default_judge()), judge_accuracy=judge_meta["metrics"],
+                   hardware=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {dev}",
+                   teacher_step=meta.get("step"))
+    write_json(teacher.parent / "teacher_check.json", metrics)
+    first_ten = images.view(model.cfg.num_classes, per_class, *images.shape[1:])[:, :10]
+    save_grid(first_ten.flatten(0, 1), teacher.parent / "samples.png", nrow=first_ten.shape[1])
+    card = write_model_card(teacher.parent)
+    typer.echo(f"class consistency {metrics['class_consistency']:.3f}, FID(judge) "
+               f"{metrics['fid_judge_features']:.2f}, recon RMSE {metrics['recon_rmse']:.4f}\n"
+               f"metrics: {teacher.parent / 'teacher_check.json'}\nmodel card: {card}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-judge")(train_judge_cmd)
+    app.command("teacher-check")(teacher_check_cmd)

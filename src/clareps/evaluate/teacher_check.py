@@ -1,0 +1,75 @@
+"""Teacher quality: class consistency under the shape judge, a judge-feature FID, and
+DDIM inversion -> decoding reconstruction error."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from clareps.data.imageset import ImageSet
+from clareps.diffusion.sampler import decode, invert, sample
+from clareps.diffusion.schedule import CosineSchedule
+from clareps.evaluate.classifier import predict
+from clareps.progress import progress_bar
+
+
+class JudgeFeatures(nn.Module):
+    """The judge's pooled penultimate features, as torchmetrics' FID expects a feature module."""
+
+    def __init__(self, judge: nn.Module):
+        super().__init__()
+        self.judge = judge
+        self.num_features = judge.feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.judge.features(self.judge.normalize(x.to(next(self.judge.parameters()).device))).float()
+
+
+def sample_per_class(teacher: nn.Module, sched: CosineSchedule, num_classes: int, per_class: int,
+                     w: float, steps: int, seed: int, batch: int = 250, quiet: bool = False) -> tuple:
+    """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    gen = torch.Generator().manual_seed(seed)
+    device = next(teacher.parameters()).device
+    out = []
+    with progress_bar("sampling", total=len(labels), quiet=quiet) as advance:
+        for i in range(0, len(labels), batch):
+            y = labels[i:i + batch].to(device)
+            out.append(((sample(teacher, sched, y, steps=steps, w=w, generator=gen) + 1) / 2).clamp(0, 1).cpu())
+            advance(len(y))
+    return torch.cat(out), labels
+
+
+def check_teacher(teacher: nn.Module, sched: CosineSchedule, judge: nn.Module, real: ImageSet,
+                  per_class: int = 100, w: float = 3.0, steps: int = 50, recon_t: float = 0.5,
+                  n_recon: int = 100, seed: int = 0, quiet: bool = False) -> tuple[dict, torch.Tensor]:
+    t0 = time.time()
+    images, labels = sample_per_class(teacher, sched, real.num_classes, per_class, w, steps, seed, quiet=quiet)
+    pred = predict(judge, images)
+    per_class_acc = [(pred[labels == c] == c).float().mean().item() for c in range(real.num_classes)]
+    fid = FrechetInceptionDistance(feature=JudgeFeatures(judge), normalize=True)
+    fid.update(real.images, real=True)
+    fid.update(images, real=False)
+    sample_seconds = time.time() - t0
+
+    device = next(teacher.parameters()).device
+    fewest = int(torch.bincount(real.labels, minlength=real.num_classes).min())
+    x0 = real.per_class(max(1, min(fewest, n_recon // real.num_classes)), seed)
+    x = (x0.images * 2 - 1).to(device)
+    y = x0.labels.to(device)
+    t_e = sched.index(recon_t)
+    rec = (decode(teacher, sched, invert(teacher, sched, x, y, t_e, steps), y, t_e, steps) + 1) / 2
+    err = (rec.clamp(0, 1).cpu() - x0.images)
+    return {
+        "class_consistency": (pred == labels).float().mean().item(),
+        "class_consistency_per_class": per_class_acc,
+        "fid_judge_features": float(fid.compute()),
+        "recon_rmse": err.pow(2).mean().sqrt().item(),
+        "recon_mae": err.abs().mean().item(),
+        "settings": {"per_class": per_class, "w": w, "ddim_steps": steps, "seed": seed,
+                     "fid_real_images": len(real), "recon_t_frac": recon_t, "recon_images": len(x0)},
+        "seconds": time.time() - t0, "sample_seconds": sample_seconds,
+    }, images

@@ -1,0 +1,140 @@
+"""Atomic artifact writes, safetensors checkpoints with JSON sidecars, and hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from clareps import __version__
+from clareps.errors import ClarepsError
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.chmod(0o644)  # mkstemp makes owner-only files; artifacts are meant to be shared
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ClarepsError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClarepsError(f"corrupt JSON file {path}: {exc}") from None
+
+
+def append_jsonl(path: str | Path, obj: dict) -> None:
+    """Append one JSON line; a crash leaves at most a partial last line, which readers skip."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(obj, sort_keys=True) + "\n")
+        fh.flush()
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    return write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_yaml_or_none(path: str | Path) -> dict | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise ClarepsError(f"corrupt YAML file {path}") from None
+    return data if isinstance(data, dict) else None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def hash_obj(obj: Any) -> str:
+    """A stable short hash of a JSON-serialisable object (config hashes, fingerprints)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def hash_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".json")
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write ``tensors`` as safetensors and ``meta`` as a JSON sidecar, both atomically.
+
+    The sidecar is written last and records the tensor file's hash, so a file pair
+    whose sidecar exists is complete.
+    """
+    path = Path(path)
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda p: save_file(flat, str(p)))
+    meta = dict(meta, clareps_version=__version__, tensors_sha256=hash_file(path))
+    write_json(sidecar_path(path), meta)
+    return path
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load a safetensors file and its sidecar, checking that they belong together."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.exists():
+        raise ClarepsError(f"missing checkpoint: {path}")
+    if not side.exists():
+        raise ClarepsError(f"checkpoint {path} has no sidecar {side.name} (incomplete write?)")
+    meta = read_json(side)
+    if meta.get("tensors_sha256") not in (None, hash_file(path)):
+        raise ClarepsError(f"corrupt checkpoint {path}: its hash does not match {side.name}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
+    return tensors, meta

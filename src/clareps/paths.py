@@ -1,0 +1,23 @@
+"""Where shipped models and presets live (the repository root, or $CLAREPS_HOME)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    env = os.environ.get("CLAREPS_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def default_teacher() -> Path:
+    return repo_root() / "models" / "teacher-default" / "teacher.safetensors"
+
+
+def default_judge() -> Path:
+    return repo_root() / "models" / "judge-default" / "judge.safetensors"
+
+
+def preset(name: str) -> Path:
+    return repo_root() / "configs" / f"{name}.yaml"

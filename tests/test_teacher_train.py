@@ -1,0 +1,116 @@
+"""Teacher training: exact resume, artifacts, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from clareps.config import load_config
+from clareps.data.spec import data_fingerprint, load_data
+from clareps.diffusion.checkpoint import load_teacher
+from clareps.diffusion.train import TeacherConfig, TeacherTrainer
+from clareps.errors import ClarepsError
+from conftest import TINY_UNET
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+             labels=np.arange(40) % 10)
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_npz):
+    cfg = {"data": {"kind": "npz", "path": str(tiny_npz)}, "model": TINY_UNET, "steps": 6,
+           "batch_size": 8, "ckpt_every": 3, "log_every": 3, "warmup": 2, "precision": "fp32"}
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _trainer(config_path, run_dir, *overrides):
+    cfg = load_config(TeacherConfig, config_path, list(overrides))
+    return TeacherTrainer(cfg, load_data(cfg.data), run_dir, data_fingerprint(cfg.data), quiet=True)
+
+
+def test_resume_equals_uninterrupted(tiny_config, tmp_path):
+    straight = _trainer(tiny_config, tmp_path / "a")
+    straight.train()
+    half = _trainer(tiny_config, tmp_path / "b", "steps=3")
+    half.train()
+    resumed = _trainer(tiny_config, tmp_path / "b")
+    resumed.train(resume=True)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for name, value in straight.ema.state_dict().items():
+        assert torch.equal(value, resumed.ema.state_dict()[name]), name
+    steps = [row["step"] for row in map(json.loads, (tmp_path / "b" / "metrics.jsonl").read_text().splitlines())]
+    assert steps == [3, 6]  # no duplicated rows after the resume
+
+
+def test_teacher_artifact_loads_back(tiny_config, tmp_path):
+    trainer = _trainer(tiny_config, tmp_path / "run")
+    path = trainer.train()
+    model, sched, meta = load_teacher(path)
+    assert meta["step"] == 6 and sched.T == 1000 and not model.training
+    for name, value in trainer.ema.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name])
+
+
+def test_refuses_run_dir_of_another_config(tiny_config, tmp_path):
+    _trainer(tiny_config, tmp_path / "run").train()
+    with pytest.raises(ClarepsError, match="another config"):
+        _trainer(tiny_config, tmp_path / "run", "lr=0.001").train()
+
+
+def test_corrupt_and_mismatched_checkpoints(tiny_config, tmp_path):
+    path = _trainer(tiny_config, tmp_path / "run").train()
+    data = bytearray(path.read_bytes())
+    data[-10:] = b"0123456789"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ClarepsError, match="corrupt checkpoint"):
+        load_teacher(path)
+    other = _trainer(tiny_config, tmp_path / "run2", "model.base_channels=16").train()
+    meta = json.loads(other.with_suffix(".json").read_text())
+    meta["unet"]["base_channels"] = 8  # the sidecar now describes a model the tensors do not fit
+    other.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ClarepsError, match="does not fit this model"):
+        load_teacher(other)
+    with pytest.raises(ClarepsError, match="missing checkpoint"):
+        load_teacher(tmp_path / "nope.safetensors")
+
+
+def test_bad_config_and_data(tiny_config, tmp_path, tiny_npz):
+    with pytest.raises(ClarepsError, match="unknown config key 'model.widht'"):
+        load_config(TeacherConfig, tiny_config, ["model.widht=3"])
+    with pytest.raises(ClarepsError, match="bad value for 'steps'"):
+        load_config(TeacherConfig, tiny_config, ["steps=many"])
+    with pytest.raises(ClarepsError, match="config file not found"):
+        load_config(TeacherConfig, tmp_path / "missing.yaml")
+    with pytest.raises(ClarepsError, match="do not fit the model"):
+        _trainer(tiny_config, tmp_path / "r", "model.image_size=16")
+    cfg = load_config(TeacherConfig, tiny_config, ["data.path=/no/such/file.npz"])
+    with pytest.raises(ClarepsError, match="/no/such/file.npz"):
+        load_data(cfg.data)
+    np.savez(tmp_path / "bad.npz", images=np.zeros((4, 8, 8, 3), np.uint8), labels=np.array([0, 1, 2, 99]))
+    bad = load_config(TeacherConfig, tiny_config, [f"data.path={tmp_path / 'bad.npz'}", "data.num_classes=10"])
+    with pytest.raises(ClarepsError, match=r"label out of range \[0, 10\)"):
+        load_data(bad.data)
+
+
+def test_cli_errors_are_one_line(tiny_config, tmp_path):
+    cmd = [sys.executable, "-m", "clareps", "train-teacher", "-c", str(tiny_config), "--out",
+           str(tmp_path / "run"), "--set", "model.widht=3", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown config key 'model.widht'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
