@@ -27,3 +27,20 @@ def tiny_data_cache(tmp_path_factory) -> str:
     cache = tmp_path_factory.mktemp("cache")
     build_benchmark(BenchmarkConfig(n_train=200, n_test=50), cache_dir=cache, progress=False)
     return str(cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_data_cache) -> str:
+    """A 32x32 teacher trained for a few steps on the tiny benchmark build."""
+    from clareps.config import build_config
+    from clareps.data.spec import data_fingerprint, load_data
+    from clareps.diffusion.train import TeacherConfig, TeacherTrainer
+
+    cfg = build_config(TeacherConfig, {
+        "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache},
+        "model": {"base_channels": 8, "channel_mult": [1, 2], "groups": 4, "attn_resolutions": [16]},
+        "steps": 3, "batch_size": 16, "warmup": 1, "precision": "fp32", "log_every": 3, "ckpt_every": 3})
+    trainer = TeacherTrainer(cfg, load_data(cfg.data), tmp_path_factory.mktemp("teacher"),
+                             data_fingerprint(cfg.data), quiet=True)
+    path = trainer.train()
+    return str(path)

@@ -13,14 +13,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _register() -> None:
+    from clareps.clarid.cli import bank_app
     from clareps.data.cli import data_app
     from clareps.demo import demo
     from clareps.diffusion.cli import register as register_teacher
+    from clareps.distill.cli import register as register_distill
     from clareps.evaluate.cli import register as register_evaluate
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
+    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show.")
     register_teacher(app)
     register_evaluate(app)
+    register_distill(app)
     app.command("demo")(demo)
 
 

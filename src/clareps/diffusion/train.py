@@ -35,7 +35,7 @@ class TeacherConfig(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     model: UNetConfig = Field(default_factory=UNetConfig)
     T: int = 1000
-    steps: int = 40000
+    steps: int = 20000
     batch_size: int = 128
     lr: float = 2e-4
     weight_decay: float = 0.0

@@ -1,4 +1,9 @@
-"""Student classifiers: inputs in [0, 1], normalisation inside, a named feature layer."""
+"""Student classifiers: inputs in [0, 1], normalisation inside, a named feature layer.
+
+Every student has ``normalize``, a ``features`` module that ends in a pooled, flattened
+vector of size ``feature_dim`` (its module path is ``feature_path``: the distillation hook
+reads it there) and a plain linear ``head``. ``width`` sets each family's base channels.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,10 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _normalize(in_channels: int) -> Normalize:
+    return Normalize((0.5,) * in_channels, (0.25,) * in_channels)
+
+
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
@@ -29,7 +38,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 3):
         super().__init__()
-        self.normalize = Normalize(*(((0.5,) * in_channels, (0.25,) * in_channels)))
+        self.normalize = _normalize(in_channels)
         self.features = nn.Sequential(
             _conv_bn(in_channels, width), _conv_bn(width, width), nn.MaxPool2d(2),
             _conv_bn(width, 2 * width), _conv_bn(2 * width, 2 * width), nn.MaxPool2d(2),
@@ -42,10 +51,99 @@ class SmallCNN(nn.Module):
         return self.head(self.features(self.normalize(x)))
 
 
-STUDENTS = {"small-cnn": SmallCNN}
+class BasicBlock(nn.Module):
+    """The ResNet-18 block: two 3x3 convs with a (projected) identity shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with the CIFAR stem (one 3x3 conv, no max-pool), for 32x32 inputs."""
+
+    feature_path = "features"
+
+    def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3):
+        super().__init__()
+        self.normalize = _normalize(in_channels)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+                                   nn.BatchNorm2d(width), nn.ReLU()]
+        cin = width
+        for stage, mult in enumerate((1, 2, 4, 8)):
+            cout = width * mult
+            layers += [BasicBlock(cin, cout, 1 if stage == 0 else 2), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(cin, num_classes)
+        self.feature_dim = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.normalize(x)))
+
+
+class WideBlock(nn.Module):
+    """The pre-activation wide-ResNet block (BN-ReLU-conv twice)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = None if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        out = self.conv2(torch.relu(self.bn2(self.conv1(pre))))
+        return out + (x if self.shortcut is None else self.shortcut(pre))
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k; ``width`` is the first stage's channels (16 k), so WRN-28-2 has width 32."""
+
+    feature_path = "features"
+
+    def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 3, depth: int = 28):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ClarepsError(f"wide-resnet depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        self.normalize = _normalize(in_channels)
+        stem = width // 2  # 16 channels for the standard WRN-28-2 (16 * k with k = 2 gives width 32)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)]
+        cin = stem
+        for stage, mult in enumerate((1, 2, 4)):
+            cout = width * mult
+            for i in range(n):
+                layers.append(WideBlock(cin, cout, 2 if stage and i == 0 else 1))
+                cin = cout
+        layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes)
+        self.feature_dim = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.normalize(x)))
+
+
+STUDENTS = {"small-cnn": SmallCNN, "resnet18": ResNet18, "wrn-28-2": WideResNet}
+DEFAULT_STUDENT = "small-cnn"
 
 
 def make_student(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """The student ``name`` (see ``STUDENTS``); ``width=None`` keeps the family's default."""
     if name not in STUDENTS:
         raise ClarepsError(f"unknown student '{name}' (known: {', '.join(sorted(STUDENTS))})")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return STUDENTS[name](num_classes=num_classes, **kwargs)

@@ -1,0 +1,1 @@
+"""CLARID: the Jacobian subspace engine, projection and canonical bank building."""

@@ -1,0 +1,193 @@
+"""Building a canonical bank: items planned per class, processed in shards, merged.
+
+Every item's randomness (its noise latent and the engine's start vectors) is keyed by
+(seed, item index), and shards have a fixed size, so a bank does not depend on how the
+shards were scheduled: one process, a resumed run, or several ranks give the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from clareps.clarid.bank_format import Bank, load_bank, save_bank
+from clareps.clarid.canonical import (ClaridConfig, canonicalize, features, matched_latents,
+                                      random_latents, timestep)
+from clareps.config import StrictModel, to_plain
+from clareps.data.imageset import ImageSet
+from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.device import resolve_device
+from clareps.diffusion.checkpoint import load_teacher
+from clareps.errors import ClarepsError
+from clareps.io import hash_file, hash_obj, load_tensors, read_json, save_tensors, write_json
+from clareps.paths import default_teacher
+from clareps.progress import progress_bar
+
+BankKind = Literal["canonical", "control", "feat-real"]
+
+
+class BankConfig(StrictModel):
+    teacher: str | None = None  # default: the shipped teacher
+    data: DataSpec = Field(default_factory=DataSpec)
+    kind: BankKind = "canonical"
+    fraction: float = Field(0.1, gt=0, le=1)
+    per_class: int | None = Field(None, ge=1)  # overrides fraction: this many items per class
+    source: Literal["random", "matched"] = "random"
+    clarid: ClaridConfig = Field(default_factory=ClaridConfig)
+    seed: int = 0
+    shard_size: int = Field(10, ge=1)
+    device: str = "auto"
+
+
+def resolved(cfg: BankConfig) -> BankConfig:
+    """Apply what the kind implies: control means k = 0; feat-real means matched, k = 0."""
+    update: dict = {"teacher": cfg.teacher or str(default_teacher())}
+    if cfg.kind in ("control", "feat-real"):
+        update["clarid"] = cfg.clarid.model_copy(update={"k": 0})
+    if cfg.kind == "feat-real":
+        update["source"] = "matched"
+    return cfg.model_copy(update=update)
+
+
+def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
+    plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
+    return hash_obj({"cfg": plain, "teacher": teacher_sha, "data": data_fp})
+
+
+def plan(data: ImageSet, cfg: BankConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, source_index) of every item: ``fraction`` of each class, -1 for random items."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    labels, sources = [], []
+    for c in range(data.num_classes):
+        members = (data.labels == c).nonzero().flatten()
+        n = cfg.per_class or max(1, round(cfg.fraction * len(members)))
+        if n > len(members) and cfg.source == "matched":
+            raise ClarepsError(f"class {c} has {len(members)} images, fewer than the {n} asked for")
+        labels.append(torch.full((n,), c, dtype=torch.long))
+        if cfg.source == "matched":
+            sources.append(members[torch.randperm(len(members), generator=gen)[:n]])
+        else:
+            sources.append(torch.full((n,), -1, dtype=torch.long))
+    return torch.cat(labels), torch.cat(sources)
+
+
+def _item_noise(seed: int, item: int, shape: tuple, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + item)
+    return torch.randn(shape, generator=gen), torch.randn((k, *shape), generator=gen)
+
+
+class BankBuilder:
+    def __init__(self, cfg: BankConfig, out: str | Path, quiet: bool = False):
+        self.cfg = resolved(cfg)
+        self.out, self.quiet = Path(out), quiet
+        self.device = resolve_device(self.cfg.device)
+        self.teacher_path = Path(self.cfg.teacher)
+        self.model, self.sched, self.teacher_meta = load_teacher(self.teacher_path, self.device)
+        self.data = load_data(self.cfg.data)
+        if self.data.num_classes != self.model.cfg.num_classes:
+            raise ClarepsError(f"data has {self.data.num_classes} classes, the teacher "
+                               f"{self.model.cfg.num_classes}")
+        self.teacher_sha = hash_file(self.teacher_path)
+        self.data_fp = data_fingerprint(self.cfg.data)
+        self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
+        self.labels, self.sources = plan(self.data, self.cfg)
+
+    def meta(self) -> dict:
+        c = self.cfg
+        return {"config": to_plain(c), "config_hash": self.hash, "teacher": str(self.teacher_path),
+                "teacher_sha256": self.teacher_sha, "data_fingerprint": self.data_fp,
+                "class_names": self.data.class_names, "num_classes": self.data.num_classes,
+                "bank_kind": c.kind, "source": c.source, "k": c.clarid.k, "t_e": c.clarid.t_e,
+                "w": c.clarid.w, "tap": c.clarid.tap, "size": len(self.labels)}
+
+    def shard_ranges(self) -> list[range]:
+        n, s = len(self.labels), self.cfg.shard_size
+        return [range(i, min(i + s, n)) for i in range(0, n, s)]
+
+    def _shard_path(self, index: int) -> Path:
+        return self.out / "shards" / f"shard-{index:05d}.safetensors"
+
+    def _shard_done(self, index: int) -> bool:
+        side = self._shard_path(index).with_suffix(".json")
+        return side.exists() and read_json(side).get("config_hash") == self.hash
+
+    def build_shard(self, index: int, items: range) -> None:
+        c, idx = self.cfg, torch.tensor(list(items))
+        y = self.labels[idx].to(self.device)
+        shape = tuple(self.data.images.shape[1:])
+        noise, init = zip(*(_item_noise(c.seed, i, shape, c.clarid.k) for i in items))
+        start = time.perf_counter()
+        if c.source == "matched":
+            real = self.data.images[self.sources[idx]].to(self.device)
+            x_te = matched_latents(self.model, self.sched, real, y, c.clarid)
+        else:
+            x_te = random_latents(self.model, self.sched, y, c.clarid, torch.stack(noise).to(self.device))
+        t = timestep(self.sched, c.clarid)
+        if c.kind == "feat-real":
+            out = {"latents": x_te, "images": real, "features": features(self.model, x_te, t, y, c.clarid.tap),
+                   "singular_values": x_te.new_zeros(len(idx), 0)}
+        else:
+            init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
+            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t)
+        seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
+        tensors = {"images": out["images"], "features": out["features"], "labels": y,
+                   "source_index": self.sources[idx], "latents": out["latents"],
+                   "singular_values": out["singular_values"], "seconds": seconds,
+                   "input_features": features(self.model, x_te, t, y, c.clarid.tap)}
+        save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
+                                                        "items": [items.start, items.stop]})
+
+    def build(self, rank: int = 0, world: int = 1) -> list[int]:
+        """Build this rank's missing shards (shard i belongs to rank i % world)."""
+        self._refuse_mismatch()
+        mine = [(i, r) for i, r in enumerate(self.shard_ranges()) if i % world == rank]
+        todo = [(i, r) for i, r in mine if not self._shard_done(i)]
+        with progress_bar("bank", total=sum(len(r) for _, r in mine),
+                          completed=sum(len(r) for i, r in mine if (i, r) not in todo),
+                          quiet=self.quiet or rank != 0) as advance:
+            for i, r in todo:
+                self.build_shard(i, r)
+                advance(len(r))
+        return [i for i, _ in mine]
+
+    def _refuse_mismatch(self) -> None:
+        side = self.out / "bank.json"
+        if side.exists() and read_json(side).get("config_hash") != self.hash:
+            raise ClarepsError(f"{self.out} holds a bank with another config, teacher or data "
+                               f"(hash {read_json(side).get('config_hash')} != {self.hash}); "
+                               "use a new --out folder")
+
+    def merge(self) -> Bank:
+        """Concatenate all shards into bank.safetensors (written last, atomically)."""
+        parts = []
+        for i, _ in enumerate(self.shard_ranges()):
+            if not self._shard_done(i):
+                raise ClarepsError(f"shard {i} of {self.out} is missing; rerun `clareps bank build`")
+            parts.append(load_tensors(self._shard_path(i))[0])
+        cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        input_features = cat.pop("input_features")
+        bank = Bank(**cat, meta=self.meta())
+        save_bank(self.out, bank)
+        save_tensors(self.out / "input_features.safetensors", {"input_features": input_features},
+              {"config_hash": self.hash})
+        return bank
+
+    def is_complete(self) -> bool:
+        side = self.out / "bank.json"
+        return side.exists() and read_json(side).get("config_hash") == self.hash
+
+
+def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[Bank, bool]:
+    """Build (or reuse, or resume) a bank; returns it and whether it was reused."""
+    builder = BankBuilder(cfg, out, quiet)
+    if builder.is_complete():
+        return load_bank(out), True
+    builder.build()
+    bank = builder.merge()
+    write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
+                                           "items": len(bank), "device": str(builder.device)})
+    return bank, False

@@ -1,0 +1,77 @@
+"""The canonical bank on disk: what CLARID hands to distillation.
+
+A bank folder holds ``bank.safetensors`` (tensors below) and ``bank.json`` (metadata:
+kind, config and its hash, teacher and data fingerprints, feature tap and shape, class
+names). The same format carries the guidance-only control bank (k = 0) and the
+``feat-real`` bank (real images with the teacher's features of their inversion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from clareps.errors import ClarepsError
+from clareps.io import load_tensors, save_tensors
+
+BANK_KIND = "clareps-bank"
+BANK_FILE = "bank.safetensors"
+
+
+@dataclass
+class Bank:
+    images: torch.Tensor  # (N, C, H, W) float in [0, 1]: canonical samples (or real images)
+    features: torch.Tensor  # (N, D) float32: canonical features f(x~) at the tap
+    labels: torch.Tensor  # (N,) int64
+    source_index: torch.Tensor  # (N,) int64: training-set index, or -1 for random-per-class items
+    latents: torch.Tensor  # (N, C, H, W) float32: projected latents x~ at t_e
+    singular_values: torch.Tensor  # (N, k) float32 (k may be 0)
+    seconds: torch.Tensor  # (N,) float32: compute time per item
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.labels.shape[0]
+        for name in ("images", "features", "source_index", "latents", "singular_values", "seconds"):
+            value = getattr(self, name)
+            if value.shape[0] != n:
+                raise ClarepsError(f"bank tensor '{name}' has {value.shape[0]} rows, labels have {n}")
+        if self.features.dim() != 2:
+            raise ClarepsError(f"bank features must be (N, D), got shape {tuple(self.features.shape)}")
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.features.shape[1]
+
+    def prototypes(self, num_classes: int) -> torch.Tensor:
+        """Mean canonical feature per class, (num_classes, D); a class with no item is an error."""
+        counts = torch.bincount(self.labels, minlength=num_classes)
+        if (counts == 0).any():
+            raise ClarepsError(f"bank has no item of class {int((counts == 0).nonzero()[0])}")
+        sums = torch.zeros(num_classes, self.feature_dim).index_add_(0, self.labels, self.features.float())
+        return sums / counts[:, None]
+
+
+_TENSORS = ("images", "features", "labels", "source_index", "latents", "singular_values", "seconds")
+
+
+def save_bank(folder: str | Path, bank: Bank) -> Path:
+    tensors = {name: getattr(bank, name) for name in _TENSORS}
+    return save_tensors(Path(folder) / BANK_FILE, tensors, dict(bank.meta, kind=BANK_KIND))
+
+
+def load_bank(folder: str | Path) -> Bank:
+    path = Path(folder) / BANK_FILE
+    if not path.exists():
+        raise ClarepsError(f"no bank at {folder} (missing {BANK_FILE}; build it with `clareps bank build`)")
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != BANK_KIND:
+        raise ClarepsError(f"{path} is not a clareps bank (kind={meta.get('kind')!r})")
+    missing = [name for name in _TENSORS if name not in tensors]
+    if missing:
+        raise ClarepsError(f"bank {path} lacks tensor '{missing[0]}'")
+    return Bank(**{name: tensors[name] for name in _TENSORS}, meta=meta)

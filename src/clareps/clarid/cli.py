@@ -1,0 +1,66 @@
+"""``clareps bank build | show``: canonical banks and what they look like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.config import load_config
+from clareps.paths import default_judge, preset
+
+bank_app = typer.Typer(help="Canonical banks: build, show.", no_args_is_help=True)
+
+
+@bank_app.command("build")
+def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
+              set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+              out: Path = typer.Option(Path("runs/bank"), "--out", "-o"),
+              control: bool = typer.Option(False, "--control", help="the guidance-only control bank (k = 0)"),
+              judge: Optional[Path] = typer.Option(None, "--judge", help="shape judge for metrics"),
+              metrics: bool = typer.Option(True, "--metrics/--no-metrics"),
+              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Build (or resume, or reuse) a canonical bank and measure it."""
+    from clareps.clarid.bank import BankConfig, build_bank, resolved
+    from clareps.clarid.report import measure_bank
+
+    cfg = load_config(BankConfig, config or preset("bank-default"), set_ + (["kind=control"] if control else []))
+    bank, reused = build_bank(cfg, out, quiet=quiet)
+    typer.echo(f"bank: {out} ({len(bank)} items, {'reused' if reused else 'built'}, "
+               f"{float(bank.seconds.sum()) / 60:.1f} item-minutes)")
+    if metrics:
+        result = measure_bank(out, resolved(cfg), judge or default_judge())
+        summary = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float))
+        typer.echo(f"metrics: {out / 'metrics.json'}\n{summary}")
+
+
+@bank_app.command("show")
+def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank folder"),
+             control: Optional[Path] = typer.Option(None, "--control", help="control bank folder"),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="default: the bank folder"),
+             per_class: int = typer.Option(4, "--per-class")) -> None:
+    """Per class: originals | control | canonical samples, and the singular value spectra."""
+    from clareps.clarid.bank_format import load_bank
+    from clareps.clarid.report import comparison_grid, spectra_plot
+    from clareps.config import build_config
+    from clareps.data.spec import DataSpec, load_data
+    from clareps.errors import ClarepsError
+
+    canonical = load_bank(bank)
+    banks, names = [canonical], ["canonical"]
+    if control is not None:
+        ctrl = load_bank(control)
+        if not torch_equal(ctrl.source_index, canonical.source_index) or not torch_equal(ctrl.labels, canonical.labels):
+            raise ClarepsError(f"{control} holds other items than {bank} (build both with the same seed and source)")
+        banks, names = [ctrl, canonical], ["control", "canonical"]
+    out = out or bank
+    train = load_data(build_config(DataSpec, canonical.meta["config"]["data"], f"{bank}/bank.json"))
+    grid = comparison_grid(banks, names, train, out / "comparison.png", per_class)
+    spectra = spectra_plot([canonical], [f"k={canonical.meta.get('k')}"], out / "spectra.png")
+    typer.echo(f"grid: {grid}\nspectra: {spectra}")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return a.shape == b.shape and bool(torch.equal(a, b))

@@ -1,0 +1,55 @@
+"""What a bank shows: class separability of its features, class consistency of its
+samples, and how much of each input's background survived (matched banks)."""
+
+from __future__ import annotations
+
+import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+from torch import nn
+
+from clareps.clarid.bank_format import Bank
+from clareps.data.imageset import ImageSet
+from clareps.evaluate.background_judge import predict_source
+from clareps.evaluate.classifier import predict
+
+
+def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> float:
+    """NMI between k-means clusters of L2-normalised features and the classes."""
+    x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
+    assign = KMeans(clusters, n_init=10, random_state=seed).fit_predict(x)
+    return float(normalized_mutual_info_score(labels.numpy(), assign))
+
+
+def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:
+    """Per-pixel variance across images, over background pixels, averaged."""
+    w = bg.expand_as(images)
+    count = w.sum(0).clamp_min(1)
+    mean = (images * w).sum(0) / count
+    var = (((images - mean) ** 2) * w).sum(0) / count
+    return float((var * (w.sum(0) > 1)).sum() / (w.sum(0) > 1).sum().clamp_min(1))
+
+
+def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: torch.Tensor | None = None,
+                 bg_judge=None) -> dict:
+    c = train.num_classes
+    pred = predict(judge, bank.images)
+    out = {"items": len(bank), "class_consistency": float((pred == bank.labels).float().mean()),
+           "nmi_features": kmeans_nmi(bank.features, bank.labels, c)}
+    if input_features is not None:
+        out["nmi_input_features"] = kmeans_nmi(input_features, bank.labels, c)
+    matched = bank.source_index >= 0
+    if matched.all() and train.masks is not None:
+        src = bank.source_index
+        real, fg = train.images[src], train.masks[src]
+        bg = 1 - fg
+        diff = (bank.images - real).abs()
+        out["bg_change"] = float((diff * bg).sum() / (bg.sum() * 3))
+        out["fg_change"] = float((diff * fg).sum() / (fg.sum() * 3).clamp_min(1))
+        out["bg_variance_per_class"] = [background_variance(bank.images[bank.labels == k], bg[bank.labels == k])
+                                        for k in range(c)]
+        out["bg_variance"] = sum(out["bg_variance_per_class"]) / c
+        if bg_judge is not None and train.bg_source is not None:
+            kept = predict_source(bg_judge, bank.images, bg) == train.bg_source[src]
+            out["bg_source_kept"] = float(kept.float().mean())
+    return out

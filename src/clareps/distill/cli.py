@@ -1,0 +1,95 @@
+"""CLI verbs: ``distill`` (train a student with one of the five methods) and ``train-kd-teacher``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.errors import ClarepsError
+from clareps.paths import preset
+
+DEFAULT_PRESET = "distill-default"
+
+
+def _preset_path(config: Optional[str]) -> Path:
+    """A YAML path, or the name of a preset in configs/ (default: distill-default)."""
+    if config is None:
+        return preset(DEFAULT_PRESET)
+    path = Path(config)
+    if path.is_file():
+        return path
+    if preset(config).is_file():
+        return preset(config)
+    raise ClarepsError(f"config {config!r} is neither a YAML file nor a preset in {preset(config).parent}")
+
+
+def _load(config: Optional[str], overrides: list[str]):
+    from clareps.config import load_config
+    from clareps.distill.trainer import DistillConfig
+
+    return load_config(DistillConfig, _preset_path(config), overrides)
+
+
+def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
+                                                     help="ce | feat-real | control | kd | cadistill"),
+                seed: Optional[int] = typer.Option(None, "--seed"),
+                bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="bank folder (bank.safetensors)"),
+                config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
+                set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+                out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                                   help="run directory (default runs/distill/<method>-s<seed>)"),
+                teacher: Optional[Path] = typer.Option(None, "--teacher", "-t",
+                                                       help="teacher .safetensors the bank must have been built with"),
+                kd_teacher: Optional[Path] = typer.Option(None, "--kd-teacher",
+                                                          help="classifier teacher for --method kd"),
+                resume: bool = typer.Option(True, "--resume/--no-resume",
+                                            help="continue from the run directory's last checkpoint"),
+                quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Distil into a student: CaDistill or one of its baselines, same student and budget."""
+    from clareps.distill.trainer import DistillTrainer
+    from clareps.io import hash_file
+
+    overrides = list(set_)
+    overrides += [f"method={method}"] if method is not None else []
+    overrides += [f"seed={seed}"] if seed is not None else []
+    overrides += [f"bank={bank}"] if bank is not None else []
+    overrides += [f"kd.teacher={kd_teacher}"] if kd_teacher is not None else []
+    if teacher is not None:
+        if not teacher.is_file():
+            raise ClarepsError(f"teacher file not found: {teacher}")
+        overrides.append(f"expect_teacher={hash_file(teacher)}")
+    cfg = _load(config, overrides)
+    out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
+    trainer = DistillTrainer(cfg, out, quiet=quiet)
+    result = trainer.train(resume=resume)
+    if not result:
+        typer.echo(f"stopped at step {trainer.step} of {trainer.total_steps}; rerun to resume\n"
+                   f"checkpoint: {trainer.ckpt_path}")
+    else:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if "acc" in k and v is not None)
+        typer.echo(f"{cfg.method} seed {cfg.seed}: {scores}\nstudent: {trainer.student_path}")
+    typer.echo(f"metrics: {out / 'metrics.jsonl'}")
+
+
+def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", "-c",
+                                                              help="the distill preset (name or YAML path)"),
+                         set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+                         out: Path = typer.Option(Path("runs/distill/kd-teacher"), "--out", "-o"),
+                         quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Train the classifier teacher for ``distill --method kd`` on the students' training split."""
+    from clareps.distill.methods import KDTeacherConfig, train_kd_teacher
+
+    cfg = _load(config, list(set_))
+    kd = cfg.kd
+    tcfg = KDTeacherConfig(data=cfg.data, val_fraction=cfg.val_fraction, val_seed=cfg.val_seed,
+                           arch=kd.teacher_arch, width=kd.teacher_width, epochs=kd.teacher_epochs,
+                           batch_size=cfg.batch_size, lr=kd.teacher_lr, precision=cfg.precision, device=cfg.device)
+    path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
+    typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("distill")(distill_cmd)
+    app.command("train-kd-teacher")(train_kd_teacher_cmd)

@@ -1,0 +1,218 @@
+"""The five distillation methods, the validation split, bank checks and the KD classifier teacher.
+
+Every method trains the same student for the same epochs on the same real batches per
+seed; they differ only in what is added to the cross-entropy (see ``METHODS``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from clareps.clarid.bank_format import Bank
+from clareps.config import StrictModel, to_plain
+from clareps.data.imageset import ImageSet
+from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.device import resolve_device
+from clareps.diffusion.checkpoint import load_state
+from clareps.distill.students import make_student
+from clareps.errors import ClarepsError
+from clareps.evaluate.classifier import accuracy, train_classifier
+from clareps.io import hash_file, load_tensors, save_tensors
+
+CLASSIFIER_KIND = "clareps-classifier"  # the judge's kind: evaluate.judge.load_judge reads these files
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    bank_kind: str | None  # the bank kind it needs (bank meta 'bank_kind'); None: no bank
+    distill: bool  # adds lambda_align L_align + lambda_cano L_cano + lambda_dist L_cka
+    kd: bool  # adds logit distillation from a classifier teacher
+    about: str
+
+
+METHODS = {m.name: m for m in (
+    Method("ce", None, False, False, "cross-entropy only"),
+    Method("feat-real", "feat-real", True, False,
+           "the three losses on real images with the teacher's features of their inversion"),
+    Method("control", "control", True, False, "CaDistill with the guidance-only bank (k = 0)"),
+    Method("kd", None, False, True, "logit distillation from a conventional classifier teacher"),
+    Method("cadistill", "canonical", True, False, "CaDistill with the canonical bank"),
+)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ClarepsError(f"unknown method '{name}' (known: {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def carve_validation(data: ImageSet, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation indices: ``fraction`` of each class, drawn with ``seed``."""
+    if not 0 <= fraction < 1:
+        raise ClarepsError(f"val_fraction must lie in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    labels = data.labels.numpy()
+    val = []
+    for c in range(data.num_classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        val.append(members[:int(round(fraction * len(members)))])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    train_idx = np.setdiff1d(np.arange(len(data)), val_idx)
+    return torch.from_numpy(train_idx).long(), torch.from_numpy(val_idx).long()
+
+
+# -- the bank ---------------------------------------------------------------------------------
+
+def _same_hash(a: str, b: str) -> bool:
+    """Hashes may be stored full or truncated (io.hash_file keeps 16 hex digits)."""
+    a, b = str(a).lower(), str(b).lower()
+    return len(a) >= 8 and len(b) >= 8 and (a.startswith(b) or b.startswith(a))
+
+
+def check_bank(method: Method, bank: Bank | None, where: str, data: ImageSet, data_fp: str,
+               expect_teacher: str | None = None, source: str | None = None) -> None:
+    """Refuse, on one line, a bank that does not belong to this method, data or teacher."""
+    if method.bank_kind is None:
+        if bank is not None:
+            raise ClarepsError(f"method {method.name} uses no bank; drop --bank")
+        return
+    if bank is None:
+        raise ClarepsError(f"method {method.name} needs a {method.bank_kind} bank: pass --bank DIR")
+    meta = bank.meta
+    kind = meta.get("bank_kind")
+    if kind != method.bank_kind:
+        raise ClarepsError(f"method {method.name} needs a {method.bank_kind} bank; {where} is a "
+                           f"{kind or 'unlabelled'} bank (meta 'bank_kind')")
+    if method.bank_kind in ("canonical", "control"):
+        k = meta.get("k")
+        if not isinstance(k, int) or (k > 0) != (method.bank_kind == "canonical"):
+            want = "k > 0" if method.bank_kind == "canonical" else "k = 0"
+            raise ClarepsError(f"method {method.name} needs a bank with {want}; {where} has k={k!r}")
+    if "data_fingerprint" not in meta:
+        raise ClarepsError(f"bank {where} records no data_fingerprint; cannot tell which data it was built on")
+    if meta["data_fingerprint"] != data_fp:
+        raise ClarepsError(f"bank {where} was built on other data (fingerprint {meta['data_fingerprint']}, "
+                           f"this training set is {data_fp})")
+    if expect_teacher is not None and not _same_hash(meta.get("teacher_sha256", ""), expect_teacher):
+        raise ClarepsError(f"bank {where} was built with teacher {meta.get('teacher_sha256')!r}, "
+                           f"expected {expect_teacher}")
+    if source is not None and meta.get("source") != source:
+        raise ClarepsError(f"bank {where} has source {meta.get('source')!r}, the config asks for {source!r}")
+    if "feature_dim" in meta and int(meta["feature_dim"]) != bank.feature_dim:
+        raise ClarepsError(f"bank {where} is inconsistent: meta feature_dim {meta['feature_dim']}, "
+                           f"features have {bank.feature_dim} columns")
+    if tuple(bank.images.shape[1:]) != tuple(data.images.shape[1:]):
+        raise ClarepsError(f"bank {where} holds images of shape {tuple(bank.images.shape[1:])}, the "
+                           f"training images are {tuple(data.images.shape[1:])}")
+    if len(bank) and (bank.labels.min() < 0 or bank.labels.max() >= data.num_classes):
+        raise ClarepsError(f"bank {where} has labels outside [0, {data.num_classes})")
+    if meta.get("class_names") not in (None, list(data.class_names)):
+        raise ClarepsError(f"bank {where} names other classes than the training data")
+    if not torch.isfinite(bank.features).all():
+        raise ClarepsError(f"bank {where} has non-finite features")
+    if method.bank_kind == "feat-real":
+        src = bank.source_index
+        if len(src) and (src.min() < 0 or src.max() >= len(data)):
+            raise ClarepsError(f"feat-real bank {where} has source_index outside the training set")
+        if not torch.allclose(bank.images.float(), data.images[src], atol=1e-3):
+            raise ClarepsError(f"feat-real bank {where}: its images are not the training images at source_index")
+
+
+def select_bank(bank: Bank, val_idx: torch.Tensor, fraction: float | None, n_train: int, seed: int) -> Bank:
+    """Drop items made from validation images, then keep ``fraction * n_train`` items if asked."""
+    keep = ~torch.isin(bank.source_index, val_idx)
+    if fraction is not None:
+        want = int(round(fraction * n_train))
+        have = int(keep.sum())
+        if have < want:
+            raise ClarepsError(f"bank_fraction {fraction} asks for {want} bank items; the bank has {have} "
+                               "usable ones (items made from validation images are left out)")
+        pick = keep.nonzero().flatten()
+        pick = pick[torch.randperm(len(pick), generator=torch.Generator().manual_seed(seed))[:want]]
+        keep = torch.zeros_like(keep).index_fill_(0, pick, True)
+    names = ("images", "features", "labels", "source_index", "latents", "singular_values", "seconds")
+    return Bank(**{n: getattr(bank, n)[keep] for n in names}, meta=dict(bank.meta))
+
+
+def teacher_targets(bank: Bank, num_classes: int, pool: str, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bank's features and class prototypes as distillation targets: pooled, then normalised.
+
+    ``pool="mean"`` averages a (C, H, W) tap over space (meta 'feature_shape'). ``norm="center"``
+    subtracts the bank mean and divides by one overall RMS, so cosine scores see the
+    class-specific part rather than a shared offset, while the geometry (what CKA sees) stays.
+    """
+    feats, protos = bank.features.float(), bank.prototypes(num_classes)
+    if pool == "mean":
+        shape = bank.meta.get("feature_shape")
+        if not shape or len(shape) != 3 or int(np.prod(shape)) != bank.feature_dim:
+            raise ClarepsError(f"teacher_pool=mean needs bank meta 'feature_shape' (C, H, W) with C*H*W = "
+                               f"{bank.feature_dim}, got {shape!r}")
+        feats, protos = (t.view(len(t), shape[0], -1).mean(-1) for t in (feats, protos))
+    if norm == "center":
+        mean = feats.mean(0, keepdim=True)
+        scale = (feats - mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-8)
+        feats, protos = (feats - mean) / scale, (protos - mean) / scale
+    return feats, protos
+
+
+# -- the KD teacher: a conventional classifier trained on the same training split --------------
+
+class KDTeacherConfig(StrictModel):
+    data: DataSpec = Field(default_factory=DataSpec)
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    arch: str = "small-cnn"
+    width: int = 64
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    precision: Literal["bf16", "fp32"] = "bf16"
+    device: str = "auto"
+
+
+def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False) -> tuple[Path, dict]:
+    """Train the classifier teacher on the training split minus the validation carve-out."""
+    device = resolve_device(cfg.device)
+    full = load_data(cfg.data)
+    train_idx, val_idx = carve_validation(full, cfg.val_fraction, cfg.val_seed)
+    train, val = full.subset(train_idx), full.subset(val_idx)
+    torch.manual_seed(cfg.seed)
+    model = make_student(cfg.arch, full.num_classes, width=cfg.width, in_channels=full.images.shape[1])
+    t0 = time.time()
+    train_classifier(model, train, cfg.epochs, cfg.batch_size, cfg.lr, seed=cfg.seed,
+                     precision=cfg.precision, device=device, quiet=quiet)
+    metrics = {"val_acc": accuracy(model, val) if len(val) else None, "train_seconds": time.time() - t0}
+    meta = {"kind": CLASSIFIER_KIND, "role": "kd-teacher", "arch": cfg.arch, "width": cfg.width,
+            "in_channels": full.images.shape[1], "num_classes": full.num_classes, "config": to_plain(cfg),
+            "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data),
+            "val_fraction": cfg.val_fraction, "val_seed": cfg.val_seed}
+    path = save_tensors(Path(out) / "kd_teacher.safetensors", model.cpu().state_dict(), meta)
+    return path, metrics
+
+
+def load_kd_teacher(path: str | Path, data_fp: str, val_fraction: float, val_seed: int,
+                    device: torch.device) -> tuple[nn.Module, str]:
+    """The classifier teacher in eval mode and its file hash; refuses one trained on other data."""
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != CLASSIFIER_KIND:
+        raise ClarepsError(f"{path} is not a clareps classifier checkpoint (kind={meta.get('kind')!r})")
+    if meta.get("data_fingerprint") != data_fp:
+        raise ClarepsError(f"kd teacher {path} was trained on other data (fingerprint "
+                           f"{meta.get('data_fingerprint')}, this training set is {data_fp})")
+    if (meta.get("val_fraction"), meta.get("val_seed")) != (val_fraction, val_seed):
+        raise ClarepsError(f"kd teacher {path} was trained with another validation carve-out "
+                           f"(val_fraction/val_seed {meta.get('val_fraction')}/{meta.get('val_seed')})")
+    model = make_student(meta["arch"], meta["num_classes"], width=meta["width"],
+                         in_channels=meta.get("in_channels", 3))
+    load_state(model, tensors, str(path))
+    return model.to(device).eval().requires_grad_(False), hash_file(path)

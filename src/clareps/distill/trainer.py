@@ -1,0 +1,377 @@
+"""The distillation trainer: real batches (CE + lambda_cano L_cano), canonical batches from the bank
+(lambda_align L_align + lambda_dist L_cka), or logit KD; exact resume; the teacher CDM is never called.
+
+The data order and augmentation are pure functions of (seed, step), identical for every
+method, so resuming needs no sampler state and the methods see the same real batches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import Field
+
+from clareps.clarid.bank_format import load_bank
+from clareps.config import StrictModel, to_plain
+from clareps.data.imageset import ImageSet
+from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.device import autocast, resolve_device
+from clareps.diffusion.checkpoint import load_state, optimizer_tensors, restore_optimizer
+from clareps.diffusion.taps import get_module, tap
+from clareps.distill import losses
+from clareps.distill.methods import (CLASSIFIER_KIND, carve_validation, check_bank, get_method, load_kd_teacher,
+                                     select_bank, teacher_targets)
+from clareps.distill.students import STUDENTS, make_student
+from clareps.errors import ClarepsError
+from clareps.evaluate.classifier import accuracy
+from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
+                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.progress import progress_bar
+
+# How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
+RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test")
+
+
+class StudentConfig(StrictModel):
+    name: str = "small-cnn"
+    width: int | None = None  # None: the family's default
+    feature_path: str | None = None  # None: the student's own ``feature_path``
+
+
+class LossConfig(StrictModel):
+    lambda_align: float = 1.0
+    lambda_cano: float = 0.5
+    lambda_dist: float = 1.0
+    temperature: float = 0.1
+    align: Literal["cosine", "mse"] = "cosine"
+    cka: Literal["biased", "unbiased"] = "biased"
+    proj_hidden: int = 256
+    teacher_pool: Literal["none", "mean"] = "none"
+    teacher_norm: Literal["center", "none"] = "center"
+
+
+class KDConfig(StrictModel):
+    teacher: str | None = None  # a classifier from `clareps train-kd-teacher`
+    alpha: float = 0.9
+    temperature: float = 4.0
+    # how `clareps train-kd-teacher` trains it (same data and validation carve-out as the students)
+    teacher_arch: str = "small-cnn"
+    teacher_width: int = 64
+    teacher_epochs: int = 15
+    teacher_lr: float = 2.0e-3
+
+
+class OptimConfig(StrictModel):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+
+
+class AugmentConfig(StrictModel):
+    crop_pad: int = 2  # random crop after reflect padding by this many pixels; 0: none
+    flip: bool = True
+    bank: bool = False  # augment the bank's images too (their target features stay as they are)
+
+
+class DistillConfig(StrictModel):
+    method: str = "cadistill"
+    seed: int = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    test: list[DataSpec] = Field(default_factory=list)  # scored once, at the end
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    bank: str | None = None
+    bank_fraction: float | None = None  # None: the whole bank
+    bank_source: Literal["random", "matched"] | None = None  # None: whichever the bank holds
+    expect_teacher: str | None = None  # the teacher hash the bank must record
+    bank_batch_size: int = 32
+    loss: LossConfig = Field(default_factory=LossConfig)
+    kd: KDConfig = Field(default_factory=KDConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    epochs: int = 10
+    batch_size: int = 128
+    precision: Literal["bf16", "fp32"] = "bf16"
+    ckpt_every: int = 0  # steps between checkpoints besides each epoch's end; 0: epoch ends only
+    log_every: int = 20
+    stop_at: int | None = None  # stop (resumably) after this many steps
+    device: str = "auto"
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
+    """Per-image random crop after reflect padding, and horizontal flip."""
+    b, _, h, w = x.shape
+    if pad:
+        padded = F.pad(x, (pad,) * 4, mode="reflect")
+        dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if flip:
+        mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def _student_width(cfg: StudentConfig) -> int:
+    if cfg.width is not None:
+        return cfg.width
+    return inspect.signature(STUDENTS[cfg.name]).parameters["width"].default
+
+
+class DistillTrainer:
+    def __init__(self, cfg: DistillConfig, run_dir: str | Path, quiet: bool = False):
+        self.cfg, self.quiet, self.run_dir = cfg, quiet, Path(run_dir)
+        self.method = get_method(cfg.method)
+        if cfg.student.name not in STUDENTS:
+            make_student(cfg.student.name, 1)  # raises the one-line error
+        self.device = resolve_device(cfg.device)
+        full = load_data(cfg.data)
+        self.data_fingerprint = data_fingerprint(cfg.data)
+        train_idx, val_idx = carve_validation(full, cfg.val_fraction, cfg.val_seed)
+        self.train_set, self.val_set = full.subset(train_idx), full.subset(val_idx)
+        self.num_classes = full.num_classes
+        self.steps_per_epoch = len(self.train_set) // cfg.batch_size
+        if self.steps_per_epoch < 1:
+            raise ClarepsError(f"batch_size {cfg.batch_size} exceeds the {len(self.train_set)} training images")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.x = self.train_set.images.to(self.device)
+        self.y = self.train_set.labels.to(self.device)
+        self.hashes = {"data": self.data_fingerprint}
+        self.bank = None
+        bank = load_bank(cfg.bank) if cfg.bank is not None else None
+        check_bank(self.method, bank, str(cfg.bank), full, self.data_fingerprint, cfg.expect_teacher,
+                   cfg.bank_source)
+        if bank is not None:
+            self.hashes["bank"] = bank.meta.get("tensors_sha256", "")
+            self.bank = select_bank(bank, val_idx, cfg.bank_fraction, len(full), cfg.seed)
+            self._setup_bank()
+        torch.manual_seed(cfg.seed)  # the same student init for every method
+        self.model = make_student(cfg.student.name, self.num_classes, width=cfg.student.width,
+                                  in_channels=full.images.shape[1]).to(self.device)
+        self.feature_path = cfg.student.feature_path or self.model.feature_path
+        get_module(self.model, self.feature_path)
+        params = list(self.model.parameters())
+        self.proj = None
+        if self.method.distill:
+            with torch.no_grad(), tap(self.model, self.feature_path) as store:
+                self.model.eval()(self.x[:1])
+            self.model.train()
+            self.student_dim = self._pool(store["out"]).shape[1]
+            self.proj = losses.ProjectionHead(self.student_dim, self.teacher_dim, cfg.loss.proj_hidden).to(self.device)
+            params += list(self.proj.parameters())
+        self.kd_teacher = None
+        if self.method.kd:
+            if cfg.kd.teacher is None:
+                raise ClarepsError("method kd needs a classifier teacher: pass --kd-teacher PATH "
+                                   "(train one with `clareps train-kd-teacher`)")
+            self.kd_teacher, self.hashes["kd_teacher"] = load_kd_teacher(
+                cfg.kd.teacher, self.data_fingerprint, cfg.val_fraction, cfg.val_seed, self.device)
+        o = cfg.optim
+        self.opt = (torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                                    weight_decay=o.weight_decay) if o.name == "sgd"
+                    else torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay))
+        self.step = 0
+
+    def _setup_bank(self) -> None:
+        cfg = self.cfg
+        need = 4 if cfg.loss.cka == "unbiased" else 2
+        if min(len(self.bank), cfg.bank_batch_size) < need:
+            raise ClarepsError(f"L_cka ({cfg.loss.cka}) needs canonical batches of at least {need} items; "
+                               f"bank has {len(self.bank)}, bank_batch_size is {cfg.bank_batch_size}")
+        feats, protos = teacher_targets(self.bank, self.num_classes, cfg.loss.teacher_pool, cfg.loss.teacher_norm)
+        self.teacher_dim = feats.shape[1]
+        self.bank_x = self.bank.images.float().to(self.device)
+        self.bank_f, self.protos = feats.to(self.device), protos.to(self.device)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of what changes the result: the config less run control and unused sections, and the
+        content hashes of the data, bank and KD teacher (not their paths)."""
+        unused = set(RUN_CONTROL_KEYS)
+        if not self.method.distill:
+            unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
+        if not self.method.kd:
+            unused.add("kd")
+        plain = {k: v for k, v in to_plain(self.cfg).items() if k not in unused}
+        return hash_obj(dict(plain, inputs=self.hashes))
+
+    # -- one step -------------------------------------------------------------------------------
+    def _gen(self, stream: int, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 8 + stream)
+
+    def _indices(self, n: int, bs: int, step: int, stream: int) -> torch.Tensor:
+        per_epoch = max(1, n // bs)
+        epoch, pos = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=self._gen(stream, epoch))
+        return perm[pos * bs:(pos + 1) * bs].to(self.device)
+
+    def lr_at(self, step: int) -> float:
+        warm = int(round(self.cfg.optim.warmup_epochs * self.steps_per_epoch))
+        if step < warm:
+            return self.cfg.optim.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, self.total_steps - warm)
+        return self.cfg.optim.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    @staticmethod
+    def _pool(feats: torch.Tensor) -> torch.Tensor:
+        return feats.float().mean((2, 3)) if feats.dim() == 4 else feats.float().flatten(1)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        cfg, step = self.cfg, self.step
+        aug = cfg.augment
+        idx = self._indices(len(self.y), cfg.batch_size, step, stream=0)
+        x, y = augment(self.x[idx], self._gen(1, step), aug.crop_pad, aug.flip), self.y[idx]
+        b = x.shape[0]
+        if self.proj is not None:
+            bidx = self._indices(len(self.bank_x), cfg.bank_batch_size, step, stream=2)
+            xb = self.bank_x[bidx]
+            if aug.bank:
+                xb = augment(xb, self._gen(3, step), aug.crop_pad, aug.flip)
+            x = torch.cat([x, xb])
+        with autocast(self.device, cfg.precision), tap(self.model, self.feature_path) as store:
+            logits = self.model(x)[:b].float()
+        terms = {"ce": F.cross_entropy(logits, y)}
+        loss = terms["ce"]
+        if self.proj is not None:
+            lc = cfg.loss
+            feats = self._pool(store["out"])
+            with autocast(self.device, cfg.precision):
+                z = self.proj(feats).float()
+            terms["cano"] = losses.cano_loss(z[:b], self.protos, y, lc.temperature)
+            terms["align"] = losses.align_loss(z[b:], self.bank_f[bidx], lc.align)
+            terms["cka"] = losses.cka_loss(feats[b:], self.bank_f[bidx], lc.cka)
+            loss = loss + lc.lambda_cano * terms["cano"] + lc.lambda_align * terms["align"] \
+                + lc.lambda_dist * terms["cka"]
+        if self.kd_teacher is not None:
+            with torch.no_grad(), autocast(self.device, cfg.precision):
+                t_logits = self.kd_teacher(x).float()
+            terms["kd"] = losses.kd_loss(logits, t_logits, cfg.kd.temperature)
+            loss = (1 - cfg.kd.alpha) * terms["ce"] + cfg.kd.alpha * terms["kd"]
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return dict({k: v.detach() for k, v in terms.items()}, loss=loss.detach())
+
+    # -- artifacts ------------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.safetensors"
+
+    @property
+    def student_path(self) -> Path:
+        return self.run_dir / "student.safetensors"
+
+    def _meta(self) -> dict:
+        return {"config_hash": self.config_hash, "step": self.step, "method": self.method.name,
+                "data_fingerprint": self.data_fingerprint,
+                "feature_dim": getattr(self, "teacher_dim", None)}
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.proj is not None:
+            tensors.update({f"proj.{k}": v for k, v in self.proj.state_dict().items()})
+        opt_tensors, groups = optimizer_tensors(self.opt)
+        tensors.update(opt_tensors)
+        save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
+
+    def load_checkpoint(self) -> None:
+        tensors, meta = load_tensors(self.ckpt_path)
+        pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
+        load_state(self.model, pick("model."), str(self.ckpt_path))
+        if self.proj is not None:
+            load_state(self.proj, pick("proj."), str(self.ckpt_path))
+        restore_optimizer(self.opt, {k: v if k.endswith(".step") else v.to(self.device)
+                                     for k, v in tensors.items()}, meta["param_groups"])
+        self.step = int(meta["step"])
+
+    def prepare_run_dir(self, resume: bool) -> None:
+        """Refuse a run dir of another config or bank; resume a partial run when asked."""
+        if self.ckpt_path.exists():
+            dim = load_tensors(self.ckpt_path)[1].get("feature_dim")
+            if dim is not None and self.proj is not None and dim != self.teacher_dim:
+                raise ClarepsError(f"bank {self.cfg.bank} has {self.teacher_dim}-dim target features; the "
+                                   f"projection head in {self.run_dir} maps to {dim}: it does not fit the head")
+        existing = read_yaml_or_none(self.run_dir / "config.yaml")
+        if existing is not None and existing.get("config_hash") != self.config_hash:
+            raise ClarepsError(f"{self.run_dir} holds a distill run with another config or bank "
+                               f"(hash {existing.get('config_hash')} != {self.config_hash}); use a new --out")
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.ckpt_path.exists() and resume:
+            self.load_checkpoint()
+            rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.step] if metrics.exists() else []
+            write_jsonl(metrics, rows)
+        elif self.ckpt_path.exists():
+            raise ClarepsError(f"{self.run_dir} already holds a checkpoint; pass --resume or use a new --out")
+        elif metrics.exists():
+            metrics.unlink()
+        plain = dict(to_plain(self.cfg), config_hash=self.config_hash, inputs=self.hashes)
+        write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+
+    def train(self, resume: bool = True) -> dict:
+        """Train to the end (or to ``stop_at``); returns the final metrics (empty when stopped early)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        done = self.run_dir / "result.json"
+        if done.exists() and (read_yaml_or_none(self.run_dir / "config.yaml") or {}).get("config_hash") \
+                == self.config_hash and self.student_path.exists():
+            return read_json(done)
+        self.prepare_run_dir(resume)
+        cfg, sums, n_since, t0 = self.cfg, {}, 0, time.time()
+        end = min(self.total_steps, cfg.stop_at if cfg.stop_at is not None else self.total_steps)
+        self.model.train()
+        with progress_bar(f"distill {self.method.name}", total=self.total_steps, completed=self.step,
+                          quiet=self.quiet) as advance:
+            while self.step < end:
+                for k, v in self.train_step().items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_since += 1
+                advance(1)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    append_jsonl(self.run_dir / "metrics.jsonl", dict(
+                        {k: (v / n_since).item() for k, v in sums.items()}, step=self.step,
+                        epoch=self.step / self.steps_per_epoch, lr=self.lr_at(self.step - 1),
+                        sec_per_step=(time.time() - t0) / n_since))
+                    sums, n_since, t0 = {}, 0, time.time()
+                epoch_end = self.step % self.steps_per_epoch == 0
+                if epoch_end and len(self.val_set):
+                    append_jsonl(self.run_dir / "metrics.jsonl", {
+                        "step": self.step, "epoch": self.step // self.steps_per_epoch,
+                        "val_acc": accuracy(self.model, self.val_set)})
+                    self.model.train()
+                if epoch_end or self.step == end or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+                    self.save_checkpoint()
+        if self.step < self.total_steps:
+            return {}
+        return self._finish()
+
+    def _finish(self) -> dict:
+        cfg = self.cfg
+        result = {"method": self.method.name, "seed": cfg.seed, "step": self.step,
+                  "val_acc": accuracy(self.model, self.val_set) if len(self.val_set) else None}
+        for spec in cfg.test:
+            name = spec.split if spec.kind != "npz" else Path(spec.path or "").stem
+            result[f"test_acc/{name}"] = accuracy(self.model, load_data(spec))
+        meta = {"kind": CLASSIFIER_KIND, "role": "student", "arch": cfg.student.name,
+                "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
+                "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,
+                "config_hash": self.config_hash, "inputs": self.hashes, "metrics": result,
+                "data_fingerprint": self.data_fingerprint}
+        save_tensors(self.student_path, self.model.state_dict(), meta)
+        append_jsonl(self.run_dir / "metrics.jsonl", dict(result, final=True))
+        write_json(self.run_dir / "result.json", result)
+        return result

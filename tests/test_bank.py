@@ -1,0 +1,86 @@
+"""CLARID banks: projection, control path, shards/resume/ranks, refusals, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
+from clareps.clarid.bank_format import load_bank
+from clareps.clarid.canonical import project
+from clareps.clarid.metrics import background_variance, kmeans_nmi
+from clareps.config import build_config
+from clareps.errors import ClarepsError
+
+
+def _cfg(teacher, cache, **over) -> BankConfig:
+    base = {"teacher": teacher, "device": "cpu", "per_class": 2, "shard_size": 6, "source": "matched",
+            "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": cache},
+            "clarid": {"k": 2, "steps": 10, "max_iter": 4, "t_e": 0.3}}
+    base.update(over)
+    return build_config(BankConfig, base)
+
+
+def test_projection_removes_directions_and_can_keep_norm():
+    x = torch.randn(3, 2, 4, 4)
+    v = torch.linalg.qr(torch.randn(3, 32, 5))[0].transpose(1, 2).reshape(3, 5, 2, 4, 4)
+    out = project(x, v)
+    assert torch.allclose(torch.einsum("bkd,bd->bk", v.flatten(2), out.flatten(1)), torch.zeros(3, 5), atol=1e-5)
+    kept = project(x, v, norm_preserving=True)
+    assert torch.allclose(kept.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), atol=1e-4)
+    assert torch.equal(project(x, v[:, :0]), x)
+
+
+def test_bank_contents_and_control_is_the_same_path(tiny_teacher, tiny_data_cache, tmp_path):
+    bank, reused = build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "canon", quiet=True)
+    assert not reused and len(bank) == 20 and bank.singular_values.shape == (20, 2)
+    assert torch.equal(bank.labels, torch.arange(10).repeat_interleave(2))
+    assert (bank.source_index >= 0).all() and bank.images.min() >= 0 and bank.images.max() <= 1
+    assert bank.meta["k"] == 2 and bank.meta["bank_kind"] == "canonical"
+    control, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, kind="control"), tmp_path / "ctrl", quiet=True)
+    zero_k, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, clarid={"k": 0, "steps": 10, "max_iter": 4,
+                                                                          "t_e": 0.3}), tmp_path / "k0", quiet=True)
+    assert control.meta["k"] == 0 and torch.equal(control.source_index, bank.source_index)
+    assert torch.equal(control.images, zero_k.images) and torch.equal(control.features, zero_k.features)
+    assert not torch.allclose(control.latents, bank.latents)  # the projection really changed the latent
+    assert build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "canon", quiet=True)[1]  # reused
+
+
+def test_resume_and_ranks_give_identical_banks(tiny_teacher, tiny_data_cache, tmp_path):
+    cfg = _cfg(tiny_teacher, tiny_data_cache)
+    one, _ = build_bank(cfg, tmp_path / "one", quiet=True)
+    builder = BankBuilder(cfg, tmp_path / "two", quiet=True)
+    assert builder.build(rank=1, world=2) == [1, 3]  # rank 1 of 2 builds the odd shards only
+    assert not (tmp_path / "two" / "shards" / "shard-00000.safetensors").exists()
+    with pytest.raises(ClarepsError, match="shard 0 .* is missing"):
+        builder.merge()
+    builder.build(rank=0, world=2)
+    two = builder.merge()
+    for name in ("images", "features", "latents", "singular_values", "labels", "source_index"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_refuses_a_mismatched_bank_and_bad_requests(tiny_teacher, tiny_data_cache, tmp_path):
+    build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "b", quiet=True)
+    with pytest.raises(ClarepsError, match="another config"):
+        build_bank(_cfg(tiny_teacher, tiny_data_cache, seed=1), tmp_path / "b", quiet=True)
+    with pytest.raises(ClarepsError, match="fewer than the 50 asked"):
+        BankBuilder(_cfg(tiny_teacher, tiny_data_cache, per_class=50), tmp_path / "c")
+    with pytest.raises(ClarepsError, match="no module at tap path"):
+        build_bank(_cfg(tiny_teacher, tiny_data_cache, clarid={"tap": "mid.nope", "k": 1}), tmp_path / "d", quiet=True)
+    with pytest.raises(ClarepsError, match="no bank at"):
+        load_bank(tmp_path / "nothing")
+
+
+def test_random_source_bank(tiny_teacher, tiny_data_cache, tmp_path):
+    bank, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, source="random", per_class=1), tmp_path / "r", quiet=True)
+    assert (bank.source_index == -1).all() and len(bank) == 10
+
+
+def test_metric_known_answers():
+    same = torch.rand(1, 3, 4, 4).repeat(5, 1, 1, 1)
+    assert background_variance(same, torch.ones(5, 1, 4, 4)) == pytest.approx(0.0, abs=1e-7)
+    labels = torch.arange(4).repeat_interleave(10)
+    separated = torch.nn.functional.one_hot(labels, 4).float() + 0.01 * torch.randn(40, 4)
+    assert kmeans_nmi(separated, labels, 4) == pytest.approx(1.0)
+    assert kmeans_nmi(torch.randn(40, 4), labels, 4) < 0.5
