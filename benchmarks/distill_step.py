@@ -67,7 +67,7 @@ def main() -> None:
         overrides = list(args.overrides)
         if args.synthetic_data:
             path = synthetic_data(tmp, args.images, args.size, args.classes)
-            overrides += ["data.kind=npz", f"data.path={path}", "test=[]"]
+            overrides += ["data.kind=npz", f"data.path={path}", "test_splits=[]"]
         cfg = load_config(DistillConfig, args.config, overrides + ["method=cadistill", "stop_at=null"])
         bank = args.bank or str(synthetic_bank(tmp / "bank", cfg, args.bank_fraction, args.feature_dim))
         cfg.bank = bank

@@ -44,3 +44,16 @@ def tiny_teacher(tmp_path_factory, tiny_data_cache) -> str:
                              data_fingerprint(cfg.data), quiet=True)
     path = trainer.train()
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory, tiny_data_cache) -> str:
+    from clareps.config import build_config
+    from clareps.evaluate.judge import JudgeConfig, train_judge
+
+    cfg = build_config(JudgeConfig, {
+        "data": {"kind": "benchmark", "split": "train-rand", "benchmark": {"n_train": 200, "n_test": 50},
+                 "cache_dir": tiny_data_cache},
+        "width": 4, "epochs": 1, "batch_size": 50, "precision": "fp32", "device": "cpu"})
+    path, _ = train_judge(cfg, tmp_path_factory.mktemp("judge"), quiet=True)
+    return str(path)

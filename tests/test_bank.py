@@ -37,6 +37,7 @@ def test_bank_contents_and_control_is_the_same_path(tiny_teacher, tiny_data_cach
     assert torch.equal(bank.labels, torch.arange(10).repeat_interleave(2))
     assert (bank.source_index >= 0).all() and bank.images.min() >= 0 and bank.images.max() <= 1
     assert bank.meta["k"] == 2 and bank.meta["bank_kind"] == "canonical"
+    assert bank.meta["feature_shape"] == [16, 16, 16] and bank.feature_dim == 16 * 16 * 16
     control, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, kind="control"), tmp_path / "ctrl", quiet=True)
     zero_k, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, clarid={"k": 0, "steps": 10, "max_iter": 4,
                                                                           "t_e": 0.3}), tmp_path / "k0", quiet=True)
@@ -84,3 +85,16 @@ def test_metric_known_answers():
     separated = torch.nn.functional.one_hot(labels, 4).float() + 0.01 * torch.randn(40, 4)
     assert kmeans_nmi(separated, labels, 4) == pytest.approx(1.0)
     assert kmeans_nmi(torch.randn(40, 4), labels, 4) < 0.5
+
+
+def test_background_judge_identifies_real_sources(tiny_data_cache):
+    from clareps.data.benchmark import BenchmarkConfig, load_split
+    from clareps.evaluate.background_judge import predict_source, train_background_judge
+
+    cfg = BenchmarkConfig(n_train=200, n_test=50)
+    judge = train_background_judge(load_split(cfg, "train", cache_dir=tiny_data_cache))
+    test = load_split(cfg, "test-mixed-rand", cache_dir=tiny_data_cache)
+    pred = predict_source(judge, test.images, 1 - test.masks)
+    assert (pred == test.bg_source).float().mean() > 0.7  # chance is 0.1
+    blank = predict_source(judge, torch.full_like(test.images, 0.5), 1 - test.masks)
+    assert (blank == test.bg_source).float().mean() < 0.5  # a flat grey background matches no source

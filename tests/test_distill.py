@@ -111,7 +111,9 @@ def test_student_architectures():
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in resnet.modules())
     wrn = make_student("wrn-28-2", 10)
     convs = [m for m in wrn.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
-    assert len(convs) == 25 and wrn.feature_dim == 128  # 28 = 25 3x3 convs + ... ; widths 32/64/128
+    blocks = [m for m in wrn.modules() if type(m).__name__ == "WideBlock"]
+    assert len(blocks) == 12 and len(convs) == 1 + 24  # depth 6n + 4 with n = 4 blocks a stage
+    assert wrn.feature_dim == 128 and blocks[0].conv1.in_channels == 16  # k = 2: 16 -> 32/64/128
     with pytest.raises(ClarepsError, match="unknown student 'vgg'.*small-cnn"):
         make_student("vgg", 10)
 
@@ -246,6 +248,7 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, monkeypatch, capsy
     ("kd-no-teacher", "needs a classifier teacher"),
     ("ce-with-bank", "uses no bank"),
     ("no-bank", "needs a canonical bank: pass --bank"),
+    ("npz-test-splits", "npz has no splits"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, data, npz, monkeypatch, capsys, case, match):
     fp = _fp(npz)
@@ -280,6 +283,8 @@ def test_bad_input_is_one_line_error(tmp_path, data, npz, monkeypatch, capsys, c
         bank = bank if case == "ce-with-bank" else None
     elif case == "no-bank":
         bank = None
+    elif case == "npz-test-splits":  # an npz file has one split: "testing" on it would score training data
+        extra = ["--set", "test_splits=[test]"]
     args = ["distill", "--method", method, "-c", config, "--out", tmp_path / "run", "-q", *extra]
     code, out, err = cli(monkeypatch, capsys, *args, *(["--bank", bank] if bank is not None else []))
     assert code == 2, out
@@ -310,3 +315,20 @@ def test_cli_error_has_no_traceback(tmp_path, npz):
                            "--out", str(tmp_path / "run"), "-q"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: unknown method 'nope' (known: ce, feat-real, control, kd, cadistill)"
+
+
+def test_banks_from_the_builder_feed_the_trainer(tiny_teacher, tiny_data_cache, tmp_path):
+    """The real bank builder's format and metadata pass the trainer's checks (data, teacher, kind)."""
+    from clareps.clarid.bank import BankConfig, build_bank
+    from clareps.io import hash_file
+
+    data = {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache}
+    for kind, method in (("canonical", "cadistill"), ("feat-real", "feat-real")):
+        build_bank(build_config(BankConfig, {
+            "teacher": tiny_teacher, "device": "cpu", "per_class": 2, "shard_size": 20, "kind": kind, "data": data,
+            "clarid": {"k": 2, "steps": 5, "max_iter": 3, "t_e": 0.3}}), tmp_path / kind, quiet=True)
+        cfg = build_config(DistillConfig, tiny_config(
+            "unused", data=data, method=method, bank=str(tmp_path / kind), expect_teacher=hash_file(tiny_teacher),
+            epochs=1, batch_size=30, test_splits=["test-original"]))
+        result = DistillTrainer(cfg, tmp_path / f"run-{kind}", quiet=True).train()
+        assert result["method"] == method and 0 <= result["test_acc/test-original"] <= 1

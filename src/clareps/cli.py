@@ -21,7 +21,7 @@ def _register() -> None:
     from clareps.evaluate.cli import register as register_evaluate
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
-    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show.")
+    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
     register_teacher(app)
     register_evaluate(app)
     register_distill(app)

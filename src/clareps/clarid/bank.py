@@ -22,6 +22,7 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.diffusion.checkpoint import load_teacher
+from clareps.diffusion.taps import run_to_tap
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj, load_tensors, read_json, save_tensors, write_json
 from clareps.paths import default_teacher
@@ -102,7 +103,15 @@ class BankBuilder:
                 "teacher_sha256": self.teacher_sha, "data_fingerprint": self.data_fp,
                 "class_names": self.data.class_names, "num_classes": self.data.num_classes,
                 "bank_kind": c.kind, "source": c.source, "k": c.clarid.k, "t_e": c.clarid.t_e,
-                "w": c.clarid.w, "tap": c.clarid.tap, "size": len(self.labels)}
+                "w": c.clarid.w, "tap": c.clarid.tap, "size": len(self.labels),
+                "feature_shape": self.feature_shape()}
+
+    def feature_shape(self) -> list[int]:
+        """Shape of one item's tap output before flattening, e.g. [64, 8, 8] for ``mid``."""
+        x = self.data.images[:1].to(self.device) * 2 - 1
+        t = torch.zeros(1, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            return list(run_to_tap(self.model, self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
 
     def shard_ranges(self) -> list[range]:
         n, s = len(self.labels), self.cfg.shard_size

@@ -10,7 +10,7 @@ import typer
 from clareps.config import load_config
 from clareps.paths import default_judge, preset
 
-bank_app = typer.Typer(help="Canonical banks: build, show.", no_args_is_help=True)
+bank_app = typer.Typer(help="Canonical banks: build, show, sweep.", no_args_is_help=True)
 
 
 @bank_app.command("build")
@@ -64,3 +64,32 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
 def torch_equal(a, b) -> bool:
     import torch
     return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+@bank_app.command("sweep")
+def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset (base)"),
+              set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+              t_e: str = typer.Option("0.3,0.5,0.7", "--t-e", help="comma-separated fractions of T"),
+              k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
+              w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
+              variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
+              per_class: int = typer.Option(10, "--per-class"),
+              judge: Optional[Path] = typer.Option(None, "--judge"),
+              out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
+              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Grid over t_e, k, w and the variant on a matched subset; a table and the chosen setting."""
+    from clareps.clarid.bank import BankConfig
+    from clareps.clarid.sweep import run_sweep
+    from clareps.errors import ClarepsError
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    if not set(names) <= {"plain", "norm"}:
+        raise ClarepsError(f"unknown variant in {variants!r}: use plain and/or norm")
+    base = load_config(BankConfig, config or preset("bank-default"), set_ + [f"per_class={per_class}"])
+    rows, best = run_sweep(base, out, _floats(t_e), [int(v) for v in _floats(k)], _floats(w), names,
+                           judge or default_judge(), quiet)
+    typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")

@@ -30,12 +30,14 @@ Rules for the feature map and the model:
 - f must be batch-independent (item b's output depends on x_b only: GroupNorm, LayerNorm;
   not BatchNorm in train mode) and deterministic; ``top_subspace`` runs the model in eval mode.
 - f must be differentiable in forward mode. ``top_subspace`` arranges this while it runs:
-  our U-Net's ``jvp_friendly()`` GroupNorm, the same decomposition for every other
-  ``F.group_norm`` call (a TorchFunctionMode), PyTorch's math attention backend
-  (``sdpa_kernel(SDPBackend.MATH)``; the fused kernels lack forward-mode rules on CPU) and,
-  for diffusers models, ``AttnProcessor()`` on every attention module (the previous
-  processors are restored afterwards). Another model with its own fused kernels needs the
-  same treatment by its caller.
+  PyTorch's math attention backend (``sdpa_kernel(SDPBackend.MATH)``; the fused kernels
+  lack forward-mode rules on CPU), contiguous inputs for ``F.group_norm`` (its fused
+  forward-mode rule fails under vmap on non-contiguous tangents) and, for diffusers models,
+  ``AttnProcessor()`` on every attention module (the previous processors are restored
+  afterwards). Another model with its own fused kernels needs the same by its caller.
+  Our U-Net's ``jvp_friendly()`` decomposed GroupNorm is deliberately not used: with
+  torch 2.13 the fused kernel is as fast in forward mode and faster in reverse mode
+  (benchmarks/clarid_engine.py measures both, ``norm_step_ratio``).
 - The VJP linearisation (one forward that keeps its activations) is built once per set of
   active latents and reused at every step. This is exact because x never changes (tested
   against fresh linearisations); a JVP recomputes its forward, which vmap shares across the
@@ -59,7 +61,6 @@ from torch.overrides import TorchFunctionMode
 
 from clareps.clarid.linalg import orthonormal_complement_rows, orthonormal_rows, ritz
 from clareps.diffusion.taps import DEFAULT_TAP, get_module, run_to_tap
-from clareps.diffusion.unet import jvp_friendly
 from clareps.errors import ClarepsError
 
 FeatureFn = Callable[..., torch.Tensor]
@@ -104,32 +105,17 @@ class _Operator:
         return pulled.reshape(n, b, -1).transpose(0, 1)
 
 
-class _DecomposedGroupNorm(TorchFunctionMode):
-    """Routes ``F.group_norm`` (hence every ``nn.GroupNorm``) to explicit mean/var ops.
+class _ContiguousGroupNorm(TorchFunctionMode):
+    """Hands ``F.group_norm`` (every ``nn.GroupNorm``) a contiguous input.
 
-    Same function; but PyTorch's fused group_norm has a slow forward-mode rule, and under
-    vmap it fails on non-contiguous tangents ("view size is not compatible").
+    PyTorch's fused group_norm fails under vmap + jvp when the tangent is not contiguous
+    ("view size is not compatible"), as it is after diffusers' attention blocks.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         if func is F.group_norm:
-            return _group_norm(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
-    h = x.reshape(x.shape[0], num_groups, -1)
-    mean = h.mean(-1, keepdim=True)
-    var = (h - mean).pow(2).mean(-1, keepdim=True)
-    h = ((h - mean) * torch.rsqrt(var + eps)).reshape(x.shape)
-    affine = (1, -1) + (1,) * (x.dim() - 2)
-    if weight is not None:
-        h = h * weight.view(affine)
-    if bias is not None:
-        h = h + bias.view(affine)
-    return h
+            args = (args[0].contiguous(), *args[1:])
+        return func(*args, **(kwargs or {}))
 
 
 @contextlib.contextmanager
@@ -146,7 +132,7 @@ def jacobian_mode(model: nn.Module) -> Iterator[None]:
             m.set_processor(AttnProcessor())
     model.eval()
     try:
-        with jvp_friendly(), _DecomposedGroupNorm(), sdpa_kernel(SDPBackend.MATH):
+        with _ContiguousGroupNorm(), sdpa_kernel(SDPBackend.MATH):
             yield
     finally:
         model.train(was_training)

@@ -39,10 +39,11 @@ def comparison_grid(banks: list[Bank], names: list[str], train, out: Path, per_c
     num_classes = train.num_classes
     rows, labels = [], []
     first = banks[0]
+    per_class = min(per_class, int(torch.bincount(first.labels, minlength=num_classes).min()))
+    if per_class == 0:
+        raise ClarepsError("the bank lacks items of some class; nothing to compare")
     for c in range(num_classes):
         idx = (first.labels == c).nonzero().flatten()[:per_class]
-        if len(idx) < per_class:
-            raise ClarepsError(f"the bank has fewer than {per_class} items of class {c}")
         if (first.source_index[idx] >= 0).all():
             rows.append(train.images[first.source_index[idx]])
             labels.append(f"{train.class_names[c]} original")

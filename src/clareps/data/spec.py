@@ -34,8 +34,12 @@ def load_data(spec: DataSpec, split: str | None = None) -> ImageSet:
     if spec.kind == "npz":
         return loaders.load_npz(spec.path, num_classes=spec.num_classes)
     if spec.kind == "folder":
-        return loaders.load_image_folder(Path(spec.path) / split if (Path(spec.path) / split).is_dir()
-                                         else spec.path)
+        sub = Path(spec.path) / split
+        if sub.is_dir():
+            return loaders.load_image_folder(sub)
+        if split != spec.split:
+            raise ClarepsError(f"image folder {spec.path} has no '{split}' subfolder")
+        return loaders.load_image_folder(spec.path)
     return loaders.load_cifar10(spec.path, split="test" if split.startswith("test") else "train")
 
 

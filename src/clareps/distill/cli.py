@@ -69,7 +69,8 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
                    f"checkpoint: {trainer.ckpt_path}")
     else:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if "acc" in k and v is not None)
-        typer.echo(f"{cfg.method} seed {cfg.seed}: {scores}\nstudent: {trainer.student_path}")
+        note = " (complete run with this config found: reused)" if trainer.reused else ""
+        typer.echo(f"{cfg.method} seed {cfg.seed}: {scores}{note}\nstudent: {trainer.student_path}")
     typer.echo(f"metrics: {out / 'metrics.jsonl'}")
 
 

@@ -20,7 +20,6 @@ from pydantic import Field
 
 from clareps.clarid.bank_format import load_bank
 from clareps.config import StrictModel, to_plain
-from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import autocast, resolve_device
 from clareps.diffusion.checkpoint import load_state, optimizer_tensors, restore_optimizer
@@ -36,7 +35,7 @@ from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_js
 from clareps.progress import progress_bar
 
 # How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
-RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test")
+RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits")
 
 
 class StudentConfig(StrictModel):
@@ -87,7 +86,7 @@ class DistillConfig(StrictModel):
     method: str = "cadistill"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
-    test: list[DataSpec] = Field(default_factory=list)  # scored once, at the end
+    test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
     val_fraction: float = 0.1
     val_seed: int = 0
     student: StudentConfig = Field(default_factory=StudentConfig)
@@ -95,7 +94,7 @@ class DistillConfig(StrictModel):
     bank_fraction: float | None = None  # None: the whole bank
     bank_source: Literal["random", "matched"] | None = None  # None: whichever the bank holds
     expect_teacher: str | None = None  # the teacher hash the bank must record
-    bank_batch_size: int = 32
+    bank_batch_size: int = 16
     loss: LossConfig = Field(default_factory=LossConfig)
     kd: KDConfig = Field(default_factory=KDConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -138,6 +137,10 @@ class DistillTrainer:
         if cfg.student.name not in STUDENTS:
             make_student(cfg.student.name, 1)  # raises the one-line error
         self.device = resolve_device(cfg.device)
+        if cfg.test_splits and cfg.data.kind == "npz":
+            raise ClarepsError("data.kind=npz has no splits: set test_splits=[] and score the student separately")
+        if cfg.data.split in cfg.test_splits:
+            raise ClarepsError(f"test_splits names the training split '{cfg.data.split}'")
         full = load_data(cfg.data)
         self.data_fingerprint = data_fingerprint(cfg.data)
         train_idx, val_idx = carve_validation(full, cfg.val_fraction, cfg.val_seed)
@@ -183,7 +186,7 @@ class DistillTrainer:
         self.opt = (torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                     weight_decay=o.weight_decay) if o.name == "sgd"
                     else torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay))
-        self.step = 0
+        self.step, self.reused = 0, False
 
     def _setup_bank(self) -> None:
         cfg = self.cfg
@@ -314,7 +317,8 @@ class DistillTrainer:
         metrics = self.run_dir / "metrics.jsonl"
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
-            rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.step] if metrics.exists() else []
+            rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.step and not r.get("final")] \
+                if metrics.exists() else []
             write_jsonl(metrics, rows)
         elif self.ckpt_path.exists():
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint; pass --resume or use a new --out")
@@ -329,6 +333,7 @@ class DistillTrainer:
         done = self.run_dir / "result.json"
         if done.exists() and (read_yaml_or_none(self.run_dir / "config.yaml") or {}).get("config_hash") \
                 == self.config_hash and self.student_path.exists():
+            self.reused = True
             return read_json(done)
         self.prepare_run_dir(resume)
         cfg, sums, n_since, t0 = self.cfg, {}, 0, time.time()
@@ -363,9 +368,8 @@ class DistillTrainer:
         cfg = self.cfg
         result = {"method": self.method.name, "seed": cfg.seed, "step": self.step,
                   "val_acc": accuracy(self.model, self.val_set) if len(self.val_set) else None}
-        for spec in cfg.test:
-            name = spec.split if spec.kind != "npz" else Path(spec.path or "").stem
-            result[f"test_acc/{name}"] = accuracy(self.model, load_data(spec))
+        for split in cfg.test_splits:
+            result[f"test_acc/{split}"] = accuracy(self.model, load_data(cfg.data, split))
         meta = {"kind": CLASSIFIER_KIND, "role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,

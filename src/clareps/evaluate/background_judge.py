@@ -18,17 +18,17 @@ from clareps.errors import ClarepsError
 
 
 def background_stats(images: torch.Tensor, bg: torch.Tensor) -> np.ndarray:
-    """(N, 21) features of the pixels where ``bg`` (N,1,H,W) is 1: per channel mean, std,
-    mean gradient magnitude, and a 4-bin histogram."""
+    """(N, 42) features of the pixels where ``bg`` (N,1,H,W) is 1: per channel mean, std,
+    mean horizontal and vertical gradient magnitude, and an 8-bin histogram."""
     w = bg.expand_as(images)
     count = w.sum((2, 3)).clamp_min(1)
     mean = (images * w).sum((2, 3)) / count
     std = (((images - mean[..., None, None]) ** 2) * w).sum((2, 3)).div(count).sqrt()
     gx = (images[..., :, 1:] - images[..., :, :-1]).abs() * w[..., :, 1:] * w[..., :, :-1]
     gy = (images[..., 1:, :] - images[..., :-1, :]).abs() * w[..., 1:, :] * w[..., :-1, :]
-    grad = (gx.sum((2, 3)) + gy.sum((2, 3))) / count
-    bins = torch.stack([((images >= lo) & (images < lo + 0.25 + (lo == 0.75)) * 1.0 * w).sum((2, 3)) / count
-                        for lo in (0.0, 0.25, 0.5, 0.75)], -1).flatten(1)
+    grad = torch.cat([gx.sum((2, 3)), gy.sum((2, 3))], 1) / count.repeat(1, 2)
+    level = (images * 8).clamp(max=7).floor()
+    bins = torch.stack([((level == b).float() * w).sum((2, 3)) / count for b in range(8)], -1).flatten(1)
     return torch.cat([mean, std, grad, bins], 1).numpy()
 
 

@@ -1,0 +1,74 @@
+"""``bank sweep``: a grid over t_e, k, w and the projection variant on a small matched
+subset, one table of bank metrics, and the setting the evidence picks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from pathlib import Path
+
+from clareps.clarid.bank import BankConfig, build_bank, resolved
+from clareps.clarid.report import comparison_grid, measure_bank
+from clareps.data.spec import load_data
+from clareps.io import write_json, write_text
+
+COLUMNS = ("t_e", "k", "w", "variant", "class_consistency", "bg_source_kept", "bg_change", "fg_change",
+           "bg_variance", "nmi_features", "nmi_input_features", "seconds_per_item")
+
+
+def setting_name(t_e: float, k: int, w: float, variant: str) -> str:
+    return f"te{t_e:g}_k{k}_w{w:g}_{variant}"
+
+
+def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws: list[float],
+              variants: list[str], judge: Path, quiet: bool = False) -> tuple[list[dict], dict | None]:
+    rows = []
+    train = None
+    for t_e, w in itertools.product(t_es, ws):
+        settings = [(0, "plain")] + [(k, v) for k, v in itertools.product([k for k in ks if k > 0], variants)]
+        for k, variant in settings:
+            clarid = base.clarid.model_copy(update={"t_e": t_e, "k": k, "w": w,
+                                                    "norm_preserving": variant == "norm"})
+            cfg = base.model_copy(update={"clarid": clarid, "source": "matched",
+                                          "kind": "canonical" if k else "control"})
+            folder = out / setting_name(t_e, k, w, variant)
+            bank, _ = build_bank(cfg, folder, quiet=quiet)
+            metrics = measure_bank(folder, resolved(cfg), judge)
+            train = train or load_data(cfg.data)
+            comparison_grid([bank], [f"k={k} {variant}"], train, folder / "grid.png", per_class=4)
+            rows.append({"t_e": t_e, "k": k, "w": w, "variant": variant,
+                         **{c: metrics.get(c) for c in COLUMNS[4:]}})
+    best = choose(rows)
+    write_json(out / "sweep.json", {"rows": rows, "chosen": best})
+    write_text(out / "sweep.csv", _csv(rows))
+    write_text(out / "sweep.md", _markdown(rows, best))
+    return rows, best
+
+
+def choose(rows: list[dict]) -> dict | None:
+    """Most background removal (lowest share of backgrounds whose source survives) among
+    settings whose class consistency is within 2 points of their control's."""
+    control = {(r["t_e"], r["w"]): r["class_consistency"] for r in rows if r["k"] == 0}
+    ok = [r for r in rows if r["k"] > 0 and r["class_consistency"] >= control[(r["t_e"], r["w"])] - 0.02]
+    if not ok:
+        return None
+    return min(ok, key=lambda r: (r["bg_source_kept"] if r["bg_source_kept"] is not None else 1.0,
+                                  -(r["bg_change"] or 0.0)))
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _markdown(rows: list[dict], best: dict | None) -> str:
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in COLUMNS[:4])) if best else \
+        "no setting kept class consistency within 2 points of its control"
+    return "\n".join(lines) + f"\n\n{verdict}\n"

@@ -1,0 +1,48 @@
+"""The bank verbs end to end on a tiny teacher: build + metrics, show, sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+
+def _preset(tmp_path, teacher, cache) -> str:
+    cfg = {"teacher": teacher, "device": "cpu", "per_class": 2, "shard_size": 10, "source": "matched",
+           "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": cache},
+           "clarid": {"k": 2, "steps": 6, "max_iter": 3, "t_e": 0.3}}
+    path = tmp_path / "bank.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _run(*args):
+    proc = subprocess.run([sys.executable, "-m", "clareps", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tmp_path):
+    preset = _preset(tmp_path, tiny_teacher, tiny_data_cache)
+    out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), "--judge", tiny_judge, "-q")
+    assert "20 items" in out
+    metrics = json.loads((tmp_path / "canon" / "metrics.json").read_text())
+    for key in ("class_consistency", "nmi_features", "nmi_input_features", "bg_change", "bg_source_kept"):
+        assert key in metrics
+    _run("bank", "build", "-c", preset, "--control", "--out", str(tmp_path / "ctrl"), "--judge", tiny_judge, "-q")
+    _run("bank", "show", "--bank", str(tmp_path / "canon"), "--control", str(tmp_path / "ctrl"))
+    assert (tmp_path / "canon" / "comparison.png").stat().st_size > 0
+    assert (tmp_path / "canon" / "spectra.png").stat().st_size > 0
+    out = _run("bank", "sweep", "-c", preset, "--t-e", "0.3", "--k", "1", "--w", "2", "--variants", "plain,norm",
+               "--per-class", "1", "--judge", tiny_judge, "--out", str(tmp_path / "sweep"), "-q")
+    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
+    assert [(r["k"], r["variant"]) for r in rows] == [(0, "plain"), (1, "plain"), (1, "norm")]
+    assert "| t_e |" in out
+
+
+def test_bank_errors_are_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "clareps", "bank", "show", "--bank", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no bank at" in proc.stderr and "Traceback" not in proc.stderr
