@@ -62,6 +62,14 @@ def test_mildly_nonlinear_map_matches_full_svd_and_is_seed_independent():
         assert (r.singular_values[:, :-1] >= r.singular_values[:, 1:]).all()
 
 
+@pytest.mark.parametrize("k", [4, 5, 6])
+def test_k_up_to_the_input_dimension(k):
+    a, _ = _known_map(6, 8, [6.0, 5.0, 4.0])
+    res = top_subspace_fn(lambda x: x @ a.T, torch.randn(2, 6), k, tol=1e-7)
+    assert torch.allclose(res.singular_values, torch.linalg.svdvals(a)[:k].expand(2, -1), rtol=1e-4)
+    _assert_orthonormal(res.vectors)
+
+
 def test_tiny_unet_captures_optimal_energy(tiny_unet):
     with torch.no_grad():
         for p in tiny_unet.parameters():
@@ -140,8 +148,10 @@ def test_jvp_friendly_groupnorm_matches_torch_groupnorm():
 
 def test_engine_restores_model_state(tiny_unet):
     tiny_unet.train()
+    precision = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     top_subspace(tiny_unet, torch.randn(1, 3, 8, 8), 10, 0, 2, max_iter=2)
     assert tiny_unet.training and torch.is_grad_enabled()
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == precision
 
 
 def test_on_step_reports_every_step():

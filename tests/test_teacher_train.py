@@ -114,3 +114,14 @@ def test_cli_errors_are_one_line(tiny_config, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown config key 'model.widht'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_nan_weights_are_never_checkpointed(tiny_config, tmp_path):
+    trainer = _trainer(tiny_config, tmp_path / "run")
+    trainer.train()
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    with torch.no_grad():
+        trainer.model.conv_in.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ClarepsError, match="NaN"):
+        trainer.save_checkpoint()
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before

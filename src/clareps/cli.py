@@ -19,11 +19,13 @@ def _register() -> None:
     from clareps.diffusion.cli import register as register_teacher
     from clareps.distill.cli import register as register_distill
     from clareps.evaluate.cli import register as register_evaluate
+    from clareps.evaluate.eval_cli import register as register_eval_suite
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
     register_teacher(app)
     register_evaluate(app)
+    register_eval_suite(app)
     register_distill(app)
     app.command("demo")(demo)
 

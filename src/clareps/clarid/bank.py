@@ -14,17 +14,18 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from clareps import distributed
+from clareps.adapters import pixel_shape, teacher_fingerprint, to_latent
 from clareps.clarid.bank_format import Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, features, matched_latents,
                                       random_latents, timestep)
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import resolve_device
-from clareps.diffusion.checkpoint import load_teacher
+from clareps.diffusion.checkpoint import load_teacher_any
 from clareps.diffusion.taps import run_to_tap
 from clareps.errors import ClarepsError
-from clareps.io import hash_file, hash_obj, load_tensors, read_json, save_tensors, write_json
+from clareps.io import hash_obj, load_tensors, read_json, save_tensors, write_json
 from clareps.paths import default_teacher
 from clareps.progress import progress_bar
 
@@ -32,7 +33,8 @@ BankKind = Literal["canonical", "control", "feat-real"]
 
 
 class BankConfig(StrictModel):
-    teacher: str | None = None  # default: the shipped teacher
+    teacher: str | None = None  # a clareps .safetensors or a diffusers folder (see adapters); default: shipped
+    teacher_classes: list[int] | None = None  # external teacher's label for each data class (a subset)
     data: DataSpec = Field(default_factory=DataSpec)
     kind: BankKind = "canonical"
     fraction: float = Field(0.1, gt=0, le=1)
@@ -56,6 +58,8 @@ def resolved(cfg: BankConfig) -> BankConfig:
 
 def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
     plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
+    if plain.get("teacher_classes") is None:  # banks built before the field existed keep their hash
+        plain.pop("teacher_classes", None)
     return hash_obj({"cfg": plain, "teacher": teacher_sha, "data": data_fp})
 
 
@@ -85,14 +89,18 @@ class BankBuilder:
     def __init__(self, cfg: BankConfig, out: str | Path, quiet: bool = False):
         self.cfg = resolved(cfg)
         self.out, self.quiet = Path(out), quiet
-        self.device = resolve_device(self.cfg.device)
-        self.teacher_path = Path(self.cfg.teacher)
-        self.model, self.sched, self.teacher_meta = load_teacher(self.teacher_path, self.device)
+        self.dist, self.device = distributed.setup(self.cfg.device)
+        self.teacher_path = self.cfg.teacher
+        self.model, self.sched, self.teacher_meta = load_teacher_any(self.teacher_path, self.device,
+                                                                     self.cfg.teacher_classes)
         self.data = load_data(self.cfg.data)
         if self.data.num_classes != self.model.cfg.num_classes:
             raise ClarepsError(f"data has {self.data.num_classes} classes, the teacher "
-                               f"{self.model.cfg.num_classes}")
-        self.teacher_sha = hash_file(self.teacher_path)
+                               f"{self.model.cfg.num_classes} (set teacher_classes to pick a subset)")
+        if tuple(self.data.images.shape[1:]) != pixel_shape(self.model):
+            raise ClarepsError(f"images of shape {tuple(self.data.images.shape[1:])} do not fit the teacher, "
+                               f"which makes {pixel_shape(self.model)}")
+        self.teacher_sha = teacher_fingerprint(self.teacher_path)
         self.data_fp = data_fingerprint(self.cfg.data)
         self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
         self.labels, self.sources = plan(self.data, self.cfg)
@@ -108,7 +116,7 @@ class BankBuilder:
 
     def feature_shape(self) -> list[int]:
         """Shape of one item's tap output before flattening, e.g. [64, 8, 8] for ``mid``."""
-        x = self.data.images[:1].to(self.device) * 2 - 1
+        x = to_latent(self.model, self.data.images[:1].to(self.device) * 2 - 1)
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         with torch.no_grad():
             return list(run_to_tap(self.model, self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
@@ -127,7 +135,8 @@ class BankBuilder:
     def build_shard(self, index: int, items: range) -> None:
         c, idx = self.cfg, torch.tensor(list(items))
         y = self.labels[idx].to(self.device)
-        shape = tuple(self.data.images.shape[1:])
+        m = self.model.cfg
+        shape = (m.in_channels, m.image_size, m.image_size)  # the space the teacher diffuses in
         noise, init = zip(*(_item_noise(c.seed, i, shape, c.clarid.k) for i in items))
         start = time.perf_counter()
         if c.source == "matched":
@@ -191,12 +200,20 @@ class BankBuilder:
 
 
 def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[Bank, bool]:
-    """Build (or reuse, or resume) a bank; returns it and whether it was reused."""
+    """Build (or reuse, or resume) a bank; returns it and whether it was reused.
+
+    Under torchrun each rank builds its shards (shard i on rank i % world), then rank 0 merges.
+    """
     builder = BankBuilder(cfg, out, quiet)
     if builder.is_complete():
         return load_bank(out), True
-    builder.build()
-    bank = builder.merge()
-    write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
-                                           "items": len(bank), "device": str(builder.device)})
-    return bank, False
+    ctx = builder.dist
+    builder.build(ctx.rank, ctx.world)
+    distributed.barrier()
+    if ctx.main:
+        bank = builder.merge()
+        write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
+                                               "items": len(bank), "device": str(builder.device),
+                                               "processes": ctx.world})
+    distributed.barrier()
+    return (bank if ctx.main else load_bank(out)), False

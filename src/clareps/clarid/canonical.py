@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from clareps.adapters.base import to_latent, to_pixels
 from clareps.clarid.engine import top_subspace
 from clareps.config import StrictModel
 from clareps.diffusion.sampler import ddim_run, decode, invert
@@ -35,8 +36,8 @@ def timestep(sched: CosineSchedule, cfg: ClaridConfig) -> int:
 
 def matched_latents(model: nn.Module, sched: CosineSchedule, images: torch.Tensor, labels: torch.Tensor,
                     cfg: ClaridConfig) -> torch.Tensor:
-    """DDIM-invert images in [0, 1] to t_e, conditioned on their class."""
-    return invert(model, sched, images * 2 - 1, labels, timestep(sched, cfg), cfg.steps)
+    """DDIM-invert images in [0, 1] (encoded first for a latent-space teacher) to t_e, given their class."""
+    return invert(model, sched, to_latent(model, images * 2 - 1), labels, timestep(sched, cfg), cfg.steps)
 
 
 def random_latents(model: nn.Module, sched: CosineSchedule, labels: torch.Tensor, cfg: ClaridConfig,
@@ -78,7 +79,7 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     else:
         x_tilde = x_te.clone()
         svals, iters = x_te.new_zeros(b, 0), torch.zeros(b, dtype=torch.long)
-    images = ((decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w) + 1) / 2).clamp(0, 1)
+    images = ((to_pixels(model, decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)) + 1) / 2).clamp(0, 1)
     feats = features(model, x_tilde, t, labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,

@@ -24,12 +24,17 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     """Build (or resume, or reuse) a canonical bank and measure it."""
     from clareps.clarid.bank import BankConfig, build_bank, resolved
     from clareps.clarid.report import measure_bank
+    from clareps.distributed import context
 
     cfg = load_config(BankConfig, config or preset("bank-default"), set_ + (["kind=control"] if control else []))
     bank, reused = build_bank(cfg, out, quiet=quiet)
+    if not context().main:  # under torchrun, rank 0 reports and measures
+        return
     typer.echo(f"bank: {out} ({len(bank)} items, {'reused' if reused else 'built'}, "
                f"{float(bank.seconds.sum()) / 60:.1f} item-minutes)")
-    if metrics:
+    if metrics and judge is None and cfg.data.kind != "benchmark":
+        typer.echo("metrics: skipped (the default shape judge is for the default benchmark; pass --judge)")
+    elif metrics:
         result = measure_bank(out, resolved(cfg), judge or default_judge())
         summary = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float))
         typer.echo(f"metrics: {out / 'metrics.json'}\n{summary}")

@@ -38,19 +38,18 @@ def orthonormal_complement_rows(w: torch.Tensor, bases: list[torch.Tensor]) -> t
     return orthonormal_rows(project_out(w, bases))
 
 
-def ritz(m: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ritz(m: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rayleigh-Ritz for J on an orthonormal basis S, given ``m = J S`` as rows (..., n, D_out).
 
-    Returns the top-k singular value estimates (..., k) descending, their coordinates
-    ``c`` (..., n, k) and all coordinates (..., n, n), in float64: the small problem is
-    solved through the Gram matrix, exactly enough in double precision, and works when
-    D_out < n (then the surplus singular values are 0).
+    Returns the top-k singular value estimates (..., k), descending, and their coordinates
+    ``c`` (..., n, k) in the basis, both float64: the small problem is solved through the
+    Gram matrix, accurate in double precision, and fine when D_out < n (surplus values 0).
     """
     m64 = m.double()
     evals, evecs = torch.linalg.eigh(m64 @ m64.mT)
     evals, evecs = evals.flip(-1), evecs.flip(-1)
     s = evals[..., :k].clamp_min(0).sqrt()
-    return s, evecs[..., :k], evecs
+    return s, evecs[..., :k]
 
 
 def principal_angles(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

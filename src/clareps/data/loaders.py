@@ -123,8 +123,11 @@ def load_npz(path: str | Path, num_classes: int | None = None) -> ImageSet:
     return _make(path, images, labels, masks, bg, num_classes, names)
 
 
-def load_image_folder(path: str | Path, size: int | None = None, classes: list[str] | None = None) -> ImageSet:
-    """A folder with one subfolder of images per class (sorted names, or ``classes`` in that order)."""
+def load_image_folder(path: str | Path, size: int | None = None, classes: list[str] | None = None,
+                      max_per_class: int | None = None) -> ImageSet:
+    """A folder with one subfolder of images per class (sorted names, or ``classes`` in that order:
+    a class subset of e.g. ImageNet's train/), each image resized to ``size`` when given, keeping
+    the first ``max_per_class`` files of each class by name when given."""
     path = Path(path)
     if not path.is_dir():
         raise ClarepsError(f"image folder not found: {path}")
@@ -137,7 +140,7 @@ def load_image_folder(path: str | Path, size: int | None = None, classes: list[s
         folder = path / name
         if not folder.is_dir():
             raise ClarepsError(f"{path}: class folder '{name}' not found")
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:max_per_class]
         if not files:
             raise ClarepsError(f"{folder}: no images")
         for f in files:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from clareps.config import StrictModel
 from clareps.data.benchmark import BenchmarkConfig, fingerprint, load_split
 from clareps.data.imageset import ImageSet
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj
+
+
+_FOLDER_OPTIONS = ("classes", "image_size", "max_per_class")
 
 
 class DataSpec(StrictModel):
@@ -21,11 +24,23 @@ class DataSpec(StrictModel):
     path: str | None = None
     num_classes: int | None = None  # for npz files: labels must lie below it
     cache_dir: str | None = None
+    # kind=folder (e.g. an ImageNet-style train/ with a folder per class): which class folders, in
+    # label order; the size images are resized to; at most this many images per class (sorted names).
+    classes: list[str] | None = None
+    image_size: int | None = Field(None, ge=1)
+    max_per_class: int | None = Field(None, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_folder_options(self, handler):
+        # Unset, they are left out, so configs and hashes of specs without them do not change.
+        return {k: v for k, v in handler(self).items() if k not in _FOLDER_OPTIONS or v is not None}
 
 
 def load_data(spec: DataSpec, split: str | None = None) -> ImageSet:
     """Load ``split`` (default: ``spec.split``) of the data a spec names."""
     split = split or spec.split
+    if spec.kind != "folder" and any(getattr(spec, k) is not None for k in _FOLDER_OPTIONS):
+        raise ClarepsError(f"data.{', data.'.join(_FOLDER_OPTIONS)} apply to data.kind=folder only")
     if spec.kind == "benchmark":
         return load_split(spec.benchmark, split, cache_dir=spec.cache_dir)
     if spec.path is None:
@@ -35,11 +50,12 @@ def load_data(spec: DataSpec, split: str | None = None) -> ImageSet:
         return loaders.load_npz(spec.path, num_classes=spec.num_classes)
     if spec.kind == "folder":
         sub = Path(spec.path) / split
+        options = dict(size=spec.image_size, classes=spec.classes, max_per_class=spec.max_per_class)
         if sub.is_dir():
-            return loaders.load_image_folder(sub)
+            return loaders.load_image_folder(sub, **options)
         if split != spec.split:
             raise ClarepsError(f"image folder {spec.path} has no '{split}' subfolder")
-        return loaders.load_image_folder(spec.path)
+        return loaders.load_image_folder(spec.path, **options)
     return loaders.load_cifar10(spec.path, split="test" if split.startswith("test") else "train")
 
 
@@ -49,5 +65,6 @@ def data_fingerprint(spec: DataSpec, split: str | None = None) -> str:
         return f"{fingerprint(spec.benchmark)}:{split}"
     path = Path(spec.path or "")
     content = hash_file(path) if path.is_file() else str(path.resolve())
-    return hash_obj({"kind": spec.kind, "split": split, "content": content})
+    options = {k: getattr(spec, k) for k in _FOLDER_OPTIONS if getattr(spec, k) is not None}
+    return hash_obj({"kind": spec.kind, "split": split, "content": content, **options})
 

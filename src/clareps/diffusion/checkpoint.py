@@ -31,6 +31,19 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return model.to(device).eval(), CosineSchedule(meta["T"]), meta
 
 
+def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
+                     classes: list[int] | None = None) -> tuple[nn.Module, CosineSchedule, dict]:
+    """A clareps teacher file, or an external diffusers teacher from a local directory
+    (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
+    from clareps.adapters.loading import is_external, load_external
+
+    if is_external(spec):
+        return load_external(spec, device, classes)
+    if classes is not None:
+        raise ClarepsError(f"teacher_classes is for external teachers; {spec} is a clareps teacher")
+    return load_teacher(spec, device)
+
+
 def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """``load_state_dict`` with a one-line error naming the first mismatch."""
     own = module.state_dict()

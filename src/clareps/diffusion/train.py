@@ -15,10 +15,11 @@ import torch.nn.functional as F
 import yaml
 from pydantic import Field
 
+from clareps import distributed
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
-from clareps.device import autocast, resolve_device
+from clareps.device import autocast
 from clareps.diffusion.checkpoint import (load_state, optimizer_tensors, restore_optimizer,
                                           save_teacher)
 from clareps.diffusion.schedule import CosineSchedule
@@ -68,7 +69,8 @@ class TeacherTrainer:
                                f"(in_channels={cfg.model.in_channels}, image_size={cfg.model.image_size})")
         self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.setup(cfg.device)
+        self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
         self.sched = CosineSchedule(cfg.T)
         self.images = (data.images * 2 - 1).to(self.device)
         self.labels = data.labels.to(self.device)
@@ -76,6 +78,7 @@ class TeacherTrainer:
         torch.manual_seed(cfg.seed)
         self.model = UNet(cfg.model).to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.net = distributed.wrap_ddp(self.model, self.device)  # the model itself in one process
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
@@ -92,12 +95,15 @@ class TeacherTrainer:
     def _train_step(self) -> float:
         cfg = self.cfg
         idx = self._batch_indices(self.step)
-        x0, y = self.images[idx.to(self.device)], self.labels[idx.to(self.device)].clone()
-        b = x0.shape[0]
+        b = idx.shape[0]
+        # Every rank draws the global batch's randomness and keeps its own slice of it.
         t = torch.randint(0, cfg.T, (b,), generator=self.gen)
-        noise = torch.randn(x0.shape, generator=self.gen)
+        noise = torch.randn((b, *self.images.shape[1:]), generator=self.gen)
         drop = torch.rand(b, generator=self.gen) < cfg.label_dropout
         flip = torch.rand(b, generator=self.gen) < 0.5 if cfg.hflip else torch.zeros(b, dtype=torch.bool)
+        mine = self.dist.shard(b)
+        idx, t, noise, drop, flip = idx[mine], t[mine], noise[mine], drop[mine], flip[mine]
+        x0, y = self.images[idx.to(self.device)], self.labels[idx.to(self.device)].clone()
         t, noise, drop, flip = (v.to(self.device) for v in (t, noise, drop, flip))
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         y[drop] = self.model.null_class
@@ -105,7 +111,7 @@ class TeacherTrainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
         with autocast(self.device, cfg.precision):
-            loss = F.mse_loss(self.model(xt, t, y).float(), noise)
+            loss = F.mse_loss(self.net(xt, t, y).float(), noise)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -130,6 +136,11 @@ class TeacherTrainer:
                 "data_fingerprint": self.data_fingerprint}
 
     def save_checkpoint(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise ClarepsError(f"the weights became NaN/inf by step {self.step}; nothing was saved, the "
+                               "last good checkpoint is kept (lower lr or use precision fp32)")
+        if not self.dist.main:
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         opt_tensors, groups = optimizer_tensors(self.opt)
@@ -163,12 +174,15 @@ class TeacherTrainer:
             self.load_checkpoint()
             rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
                 if (self.run_dir / "metrics.jsonl").exists() else []
-            write_jsonl(self.run_dir / "metrics.jsonl", rows)
+            if self.dist.main:
+                write_jsonl(self.run_dir / "metrics.jsonl", rows)
         elif self.ckpt_path.exists():
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint at step "
                                f"{load_tensors(self.ckpt_path)[1]['step']}; pass --resume or use a new --out")
         plain = dict(to_plain(self.cfg), config_hash=config_hash(self.cfg))
-        write_text(cfg_path, yaml.safe_dump(plain, sort_keys=False))
+        if self.dist.main:
+            write_text(cfg_path, yaml.safe_dump(plain, sort_keys=False))
+        distributed.barrier()
 
     def train(self, resume: bool = True) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,21 +190,25 @@ class TeacherTrainer:
         cfg, losses, t0 = self.cfg, [], time.time()
         start = t0
         self.model.train()
-        with progress_bar("teacher", total=cfg.steps, completed=self.step, quiet=self.quiet) as advance:
+        with progress_bar("teacher", total=cfg.steps, completed=self.step,
+                          quiet=self.quiet or not self.dist.main) as advance:
             while self.step < cfg.steps:
                 losses.append(self._train_step())
                 advance(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    append_jsonl(self.run_dir / "metrics.jsonl", {
-                        "step": self.step, "loss": torch.stack(losses).mean().item(),
-                        "lr": self.opt.param_groups[0]["lr"],
-                        "sec_per_step": (time.time() - t0) / len(losses)})
+                    loss = distributed.mean(torch.stack(losses).mean()).item()
+                    if self.dist.main:
+                        append_jsonl(self.run_dir / "metrics.jsonl", {
+                            "step": self.step, "loss": loss, "lr": self.opt.param_groups[0]["lr"],
+                            "sec_per_step": (time.time() - t0) / len(losses)})
                     losses, t0 = [], time.time()
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
         if not self.teacher_path.exists():
             self.save_checkpoint()
-        self._record_train_info(time.time() - start)
+        if self.dist.main:
+            self._record_train_info(time.time() - start)
+        distributed.barrier()  # every rank returns once the artifacts exist
         return self.teacher_path
 
     def _record_train_info(self, seconds: float) -> None:
@@ -200,7 +218,7 @@ class TeacherTrainer:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
         info.update(wall_seconds=info["wall_seconds"] + seconds, command=" ".join(["clareps"] + sys.argv[1:]),
-                    device=name, torch=torch.__version__, steps=self.step,
+                    device=name, processes=self.dist.world, torch=torch.__version__, steps=self.step,
                     parameters=sum(p.numel() for p in self.model.parameters()))
         write_json(path, info)
 

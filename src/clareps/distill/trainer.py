@@ -18,10 +18,11 @@ import torch.nn.functional as F
 import yaml
 from pydantic import Field
 
+from clareps import distributed
 from clareps.clarid.bank_format import load_bank
 from clareps.config import StrictModel, to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import autocast, resolve_device
+from clareps.device import autocast
 from clareps.diffusion.checkpoint import load_state, optimizer_tensors, restore_optimizer
 from clareps.diffusion.taps import get_module, tap
 from clareps.distill import losses
@@ -136,7 +137,8 @@ class DistillTrainer:
         self.method = get_method(cfg.method)
         if cfg.student.name not in STUDENTS:
             make_student(cfg.student.name, 1)  # raises the one-line error
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.setup(cfg.device)
+        self.dist.shard(cfg.batch_size, "batch_size")  # the global batch must split over the processes
         if cfg.test_splits and cfg.data.kind == "npz":
             raise ClarepsError("data.kind=npz has no splits: set test_splits=[] and score the student separately")
         if cfg.data.split in cfg.test_splits:
@@ -161,9 +163,12 @@ class DistillTrainer:
             self.hashes["bank"] = bank.meta.get("tensors_sha256", "")
             self.bank = select_bank(bank, val_idx, cfg.bank_fraction, len(full), cfg.seed)
             self._setup_bank()
+            self.dist.shard(min(len(self.bank), cfg.bank_batch_size), "the canonical batch")
         torch.manual_seed(cfg.seed)  # the same student init for every method
         self.model = make_student(cfg.student.name, self.num_classes, width=cfg.student.width,
                                   in_channels=full.images.shape[1]).to(self.device)
+        if self.dist.world > 1:  # BatchNorm over the global batch, as in one process
+            self.model = distributed.convert_batchnorm(self.model)
         self.feature_path = cfg.student.feature_path or self.model.feature_path
         get_module(self.model, self.feature_path)
         params = list(self.model.parameters())
@@ -182,7 +187,7 @@ class DistillTrainer:
                                    "(train one with `clareps train-kd-teacher`)")
             self.kd_teacher, self.hashes["kd_teacher"] = load_kd_teacher(
                 cfg.kd.teacher, self.data_fingerprint, cfg.val_fraction, cfg.val_seed, self.device)
-        o = cfg.optim
+        self.params, o = params, cfg.optim
         self.opt = (torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                     weight_decay=o.weight_decay) if o.name == "sgd"
                     else torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay))
@@ -235,15 +240,18 @@ class DistillTrainer:
     def train_step(self) -> dict[str, torch.Tensor]:
         cfg, step = self.cfg, self.step
         aug = cfg.augment
+        # Every rank draws the global batches (and their augmentation) and keeps its own slice.
         idx = self._indices(len(self.y), cfg.batch_size, step, stream=0)
-        x, y = augment(self.x[idx], self._gen(1, step), aug.crop_pad, aug.flip), self.y[idx]
+        mine = self.dist.shard(len(idx))
+        x, y = augment(self.x[idx], self._gen(1, step), aug.crop_pad, aug.flip)[mine], self.y[idx][mine]
         b = x.shape[0]
         if self.proj is not None:
             bidx = self._indices(len(self.bank_x), cfg.bank_batch_size, step, stream=2)
             xb = self.bank_x[bidx]
             if aug.bank:
                 xb = augment(xb, self._gen(3, step), aug.crop_pad, aug.flip)
-            x = torch.cat([x, xb])
+            bmine = self.dist.shard(len(bidx), "the canonical batch")
+            x = torch.cat([x, xb[bmine]])
         with autocast(self.device, cfg.precision), tap(self.model, self.feature_path) as store:
             logits = self.model(x)[:b].float()
         terms = {"ce": F.cross_entropy(logits, y)}
@@ -254,8 +262,9 @@ class DistillTrainer:
             with autocast(self.device, cfg.precision):
                 z = self.proj(feats).float()
             terms["cano"] = losses.cano_loss(z[:b], self.protos, y, lc.temperature)
-            terms["align"] = losses.align_loss(z[b:], self.bank_f[bidx], lc.align)
-            terms["cka"] = losses.cka_loss(feats[b:], self.bank_f[bidx], lc.cka)
+            terms["align"] = losses.align_loss(z[b:], self.bank_f[bidx][bmine], lc.align)
+            # CKA is not a mean over items: every rank scores the whole canonical batch.
+            terms["cka"] = losses.cka_loss(distributed.gather(feats[b:]), self.bank_f[bidx], lc.cka)
             loss = loss + lc.lambda_cano * terms["cano"] + lc.lambda_align * terms["align"] \
                 + lc.lambda_dist * terms["cka"]
         if self.kd_teacher is not None:
@@ -267,6 +276,7 @@ class DistillTrainer:
             group["lr"] = self.lr_at(step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.params)
         self.opt.step()
         self.step += 1
         return dict({k: v.detach() for k, v in terms.items()}, loss=loss.detach())
@@ -286,6 +296,8 @@ class DistillTrainer:
                 "feature_dim": getattr(self, "teacher_dim", None)}
 
     def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.proj is not None:
             tensors.update({f"proj.{k}": v for k, v in self.proj.state_dict().items()})
@@ -319,13 +331,16 @@ class DistillTrainer:
             self.load_checkpoint()
             rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.step and not r.get("final")] \
                 if metrics.exists() else []
-            write_jsonl(metrics, rows)
+            if self.dist.main:
+                write_jsonl(metrics, rows)
         elif self.ckpt_path.exists():
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint; pass --resume or use a new --out")
-        elif metrics.exists():
+        elif metrics.exists() and self.dist.main:
             metrics.unlink()
         plain = dict(to_plain(self.cfg), config_hash=self.config_hash, inputs=self.hashes)
-        write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+        if self.dist.main:
+            write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+        distributed.barrier()
 
     def train(self, resume: bool = True) -> dict:
         """Train to the end (or to ``stop_at``); returns the final metrics (empty when stopped early)."""
@@ -340,20 +355,21 @@ class DistillTrainer:
         end = min(self.total_steps, cfg.stop_at if cfg.stop_at is not None else self.total_steps)
         self.model.train()
         with progress_bar(f"distill {self.method.name}", total=self.total_steps, completed=self.step,
-                          quiet=self.quiet) as advance:
+                          quiet=self.quiet or not self.dist.main) as advance:
             while self.step < end:
                 for k, v in self.train_step().items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_since += 1
                 advance(1)
                 if self.step % cfg.log_every == 0 or self.step == end:
-                    append_jsonl(self.run_dir / "metrics.jsonl", dict(
-                        {k: (v / n_since).item() for k, v in sums.items()}, step=self.step,
-                        epoch=self.step / self.steps_per_epoch, lr=self.lr_at(self.step - 1),
-                        sec_per_step=(time.time() - t0) / n_since))
+                    means = {k: distributed.mean(v / n_since).item() for k, v in sums.items()}
+                    if self.dist.main:
+                        append_jsonl(self.run_dir / "metrics.jsonl", dict(
+                            means, step=self.step, epoch=self.step / self.steps_per_epoch,
+                            lr=self.lr_at(self.step - 1), sec_per_step=(time.time() - t0) / n_since))
                     sums, n_since, t0 = {}, 0, time.time()
                 epoch_end = self.step % self.steps_per_epoch == 0
-                if epoch_end and len(self.val_set):
+                if epoch_end and len(self.val_set) and self.dist.main:
                     append_jsonl(self.run_dir / "metrics.jsonl", {
                         "step": self.step, "epoch": self.step // self.steps_per_epoch,
                         "val_acc": accuracy(self.model, self.val_set)})
@@ -362,7 +378,9 @@ class DistillTrainer:
                     self.save_checkpoint()
         if self.step < self.total_steps:
             return {}
-        return self._finish()
+        result = self._finish() if self.dist.main else {}
+        distributed.barrier()  # every rank returns once the artifacts exist
+        return result or read_json(done)
 
     def _finish(self) -> dict:
         cfg = self.cfg

@@ -1,0 +1,190 @@
+"""Aggregation over seeds: mean ± std per method, one table as Markdown, CSV and JSON.
+
+The input is one evaluation results file per student (``clareps evaluate``). mCE needs the ``ce``
+students: each run is compared with the ``ce`` run of the same training seed, or, when there is
+none, with the ``ce`` runs' mean accuracies. The std is the sample std (ddof = 1) over seeds;
+with one seed it is left empty rather than shown as 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from clareps.errors import ClarepsError
+from clareps.evaluate.corruptions import mce
+from clareps.evaluate.suite import FORMAT
+from clareps.io import read_json, write_json, write_text
+
+METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill")
+LOWER_IS_BETTER = ("bg/gap", "corr/mce")
+RESULT_NAMES = {"full": "eval.json", "fast": "eval-fast.json"}
+
+
+def find_results(paths: list[str | Path], mode: str = "full") -> list[Path]:
+    """Result files: a JSON file as given, or ``eval.json`` (``eval-fast.json`` for fast) in a run dir."""
+    out = []
+    for p in map(Path, paths):
+        f = p / RESULT_NAMES[mode] if p.is_dir() else p
+        if not f.is_file():
+            raise ClarepsError(f"no evaluation results at {f}: run `clareps evaluate --student {p}"
+                               f"{' --fast' if mode == 'fast' else ''}` first")
+        out.append(f)
+    return out
+
+
+def load_runs(files: list[Path]) -> list[dict]:
+    runs = []
+    for f in files:
+        r = read_json(f)
+        if r.get("format") != FORMAT:
+            raise ClarepsError(f"{f} is not a clareps evaluation file (format {r.get('format')!r})")
+        runs.append(dict(r, file=str(f)))
+    if not runs:
+        raise ClarepsError("no evaluation results given")
+    hashes = {(r["mode"], r["config_hash"]) for r in runs}
+    if len(hashes) > 1:
+        raise ClarepsError(f"the results were made with different evaluation settings {sorted(hashes)}: "
+                           "aggregate only runs evaluated the same way")
+    seen: dict[tuple, str] = {}
+    for r in runs:
+        key = (r.get("method"), r.get("train_seed"))
+        if key in seen:
+            raise ClarepsError(f"method {key[0]} seed {key[1]} appears twice: {seen[key]} and {r['file']}")
+        seen[key] = r["file"]
+    return runs
+
+
+def _mean_reference(refs: list[dict]) -> dict:
+    first = refs[0]["corruptions"]
+    return {"severities": first["severities"],
+            "accuracy": {t: list(np.mean([r["corruptions"]["accuracy"][t] for r in refs], axis=0))
+                         for t in first["accuracy"]}}
+
+
+def add_mce(runs: list[dict]) -> str | None:
+    """Put ``corr/mce`` into each run's summary against the ``ce`` runs; returns what it was relative to."""
+    refs = [r for r in runs if r.get("method") == "ce" and r.get("corruptions")]
+    if not refs:
+        return None
+    mean_ref = _mean_reference(refs)
+    for r in runs:
+        if not r.get("corruptions"):
+            continue
+        same = [x for x in refs if x.get("train_seed") == r.get("train_seed")]
+        ref = same[0]["corruptions"] if same else mean_ref
+        value = mce(r["corruptions"], ref)["mce"]
+        if value is not None:
+            r["summary"]["corr/mce"] = value
+    return "the ce student of the same seed (else the ce students' mean)"
+
+
+def _stats(values: list[float]) -> dict:
+    arr = np.asarray(values, float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else None, "n": len(arr)}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """{"methods", "metrics": {metric: {method: {mean, std, n, seeds, values}}}, ...} over seeds."""
+    mce_ref = add_mce(runs)
+    methods = sorted({str(r.get("method")) for r in runs},
+                     key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    metrics: list[str] = []
+    for r in runs:
+        metrics += [k for k in r["summary"] if k not in metrics]
+    if "corr/mce" in metrics:  # right after the mean corruption accuracy
+        metrics.remove("corr/mce")
+        metrics.insert(metrics.index("corr/mean") + 1 if "corr/mean" in metrics else len(metrics), "corr/mce")
+    table: dict[str, dict] = {}
+    for metric in metrics:
+        row = {}
+        for m in methods:
+            got = [(r.get("train_seed"), r["summary"][metric]) for r in runs
+                   if str(r.get("method")) == m and metric in r["summary"]]
+            if got:
+                got.sort(key=lambda sv: (sv[0] is None, sv[0]))
+                row[m] = dict(_stats([v for _, v in got]), seeds=[s for s, _ in got], values=[v for _, v in got])
+        table[metric] = row
+    first = runs[0]
+    return {"methods": methods, "metrics": table, "mce_reference": mce_ref,
+            "eval": {"mode": first["mode"], "config_hash": first["config_hash"], "eval_seed": first["eval_seed"]},
+            "images": _images(first), "runs": [{"file": r["file"], "method": r.get("method"),
+                                                "train_seed": r.get("train_seed")} for r in runs]}
+
+
+def _images(run: dict) -> dict:
+    out = {}
+    for block in ("clean", "robustness", "corruptions", "saliency"):
+        b = run.get(block) or {}
+        if "images" in b:
+            out[block] = b["images"]
+        if "slow_images" in b:
+            out["autoattack"] = b["slow_images"]
+    return out
+
+
+def label(metric: str) -> str:
+    kind, _, name = metric.partition("/")
+    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+    text = {"clean": f"clean acc, {name.removeprefix('test-')}", "bg": "background gap (same - rand)",
+            "robust": f"robust acc, {name.replace('worst-fast', 'worst w/o autoattack').replace('@', ' @ ')}", "saliency": f"saliency mass on fg, {name}",
+            "corr": {"mean": "corruption acc, mean", "mce": "mCE vs ce"}.get(name, f"corruption acc, {name}")}
+    return f"{text.get(kind, metric)} {arrow}"
+
+
+def headline(metric: str) -> bool:
+    """Rows of the Markdown table: all but the per-type corruption accuracies (in CSV and JSON)."""
+    return not metric.startswith("corr/") or metric in ("corr/mean", "corr/mce")
+
+
+def _cell(s: dict | None) -> str:
+    if s is None:
+        return "–"
+    if s["std"] is None:
+        return f"{100 * s['mean']:.1f}"
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+
+
+def to_markdown(agg: dict, all_rows: bool = False) -> str:
+    methods = agg["methods"]
+    lines = ["| metric (%) | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for metric, row in agg["metrics"].items():
+        if not (all_rows or headline(metric)):
+            continue
+        means = {m: row[m]["mean"] for m in methods if m in row}
+        best = (min if metric in LOWER_IS_BETTER else max)(means.values()) if len(means) > 1 else None
+        cells = [(f"**{_cell(row.get(m))}**" if best is not None and means.get(m) == best else _cell(row.get(m)))
+                 for m in methods]
+        lines.append(f"| {label(metric)} | " + " | ".join(cells) + " |")
+    seeds = {m: max((len(r[m]["seeds"]) for r in agg["metrics"].values() if m in r), default=0) for m in methods}
+    lines.append("| seeds | " + " | ".join(str(seeds[m]) for m in methods) + " |")
+    notes = [f"Mean ± sample std over seeds, in %. Evaluation: {agg['eval']['mode']} mode, eval seed "
+             f"{agg['eval']['eval_seed']}; best mean in bold."]
+    imgs = agg.get("images", {})
+    if imgs:
+        notes.append("Images: " + "; ".join(f"{k} {v['n']} of {v['of']} ({v['split']})"
+                                            for k, v in imgs.items() if isinstance(v, dict) and "n" in v) + ".")
+    if agg.get("mce_reference"):
+        notes.append(f"mCE relative to {agg['mce_reference']}.")
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+
+
+def to_csv(agg: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "method", "mean", "std", "n_seeds", "seeds", "values"])
+    for metric, row in agg["metrics"].items():
+        for m, s in row.items():
+            w.writerow([metric, m, repr(s["mean"]), "" if s["std"] is None else repr(s["std"]), s["n"],
+                        " ".join(map(str, s["seeds"])), " ".join(map(repr, s["values"]))])
+    return buf.getvalue()
+
+
+def write_tables(agg: dict, out_dir: str | Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {"markdown": write_text(out_dir / "results.md", to_markdown(agg)),
+            "csv": write_text(out_dir / "results.csv", to_csv(agg)),
+            "json": write_json(out_dir / "results.json", agg)}

@@ -1,0 +1,87 @@
+"""CLI verbs: ``evaluate`` (one student -> one results JSON) and ``aggregate`` (runs -> one table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.errors import ClarepsError
+from clareps.paths import preset
+
+DEFAULT_PRESET = "evaluate-default"
+
+
+def _preset_path(config: Optional[str]) -> Path:
+    if config is None:
+        return preset(DEFAULT_PRESET)
+    path = Path(config)
+    if path.is_file():
+        return path
+    if preset(config).is_file():
+        return preset(config)
+    raise ClarepsError(f"config {config!r} is neither a YAML file nor a preset in {preset(config).parent}")
+
+
+def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
+                 fast: bool = typer.Option(False, "--fast", help="few images, one budget (tests, smoke runs)"),
+                 out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                                    help="results JSON (default: RUN_DIR/eval.json, eval-fast.json)"),
+                 config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
+                 set_: list[str] = typer.Option([], "--set", "-s", help="override in the chosen mode: key.sub=value"),
+                 reference: Optional[Path] = typer.Option(None, "--reference",
+                                                          help="the ce student's results JSON, for mCE"),
+                 device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
+                 force: bool = typer.Option(False, "--force", help="evaluate again even if the results exist"),
+                 quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
+    from clareps.config import to_plain
+    from clareps.evaluate.aggregate import RESULT_NAMES
+    from clareps.evaluate.suite import evaluate_student, load_eval_config, resolve_student, write_results
+    from clareps.io import hash_file, hash_obj, read_json
+
+    mode = "fast" if fast else "full"
+    overrides = list(set_) + ([f"device={device}"] if device is not None else [])
+    cfg = load_eval_config(_preset_path(config), mode, overrides)
+    path = resolve_student(student)
+    out = out or path.parent / RESULT_NAMES[mode]
+    if out.exists() and not force:
+        old = read_json(out)
+        if old.get("config_hash") == hash_obj(to_plain(cfg)) and old.get("student", {}).get("sha256") == \
+                hash_file(path) and (reference is None or old.get("corruptions", {}).get("mce") is not None):
+            typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
+                       f"results: {out}")
+            return
+    ref = read_json(reference) if reference is not None else None
+    maps = out.with_name(out.name.removesuffix(".json") + "-maps.safetensors")
+    results = evaluate_student(path, cfg, mode=mode, reference=ref, maps_path=maps, quiet=quiet)
+    write_results(results, out)
+    s = results["summary"]
+    shown = [k for k in ("clean/test-original", "bg/gap", "corr/mean", "saliency/saliency") if k in s]
+    shown += [k for k in s if k.startswith("robust/worst@")]
+    typer.echo(", ".join(f"{k} {s[k]:.3f}" for k in shown))
+    bad = [k for k, v in results.get("checks", {}).items() if not v]
+    if bad:
+        typer.echo(f"warning: sanity checks failed: {', '.join(bad)} (see 'checks' and "
+                   "'robustness.monotone_violations' in the results)")
+    if results["data"]["matches_student"] is False:
+        typer.echo("warning: evaluated on other data than the student was trained on")
+    typer.echo(f"{mode} evaluation in {results['seconds']['total']:.0f} s\nresults: {out}")
+
+
+def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (their eval.json) or result files"),
+                  out: Path = typer.Option(..., "--out", "-o", help="folder for results.md, .csv, .json"),
+                  fast: bool = typer.Option(False, "--fast", help="read eval-fast.json in run directories")) -> None:
+    """Mean ± std over seeds per method: one table as Markdown, CSV and JSON."""
+    from clareps.evaluate.aggregate import aggregate, find_results, load_runs, to_markdown, write_tables
+
+    agg = aggregate(load_runs(find_results(runs, "fast" if fast else "full")))
+    paths = write_tables(agg, out)
+    typer.echo(to_markdown(agg))
+    typer.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
+    app.command("aggregate")(aggregate_cmd)

@@ -1,0 +1,279 @@
+"""The evaluation suite: one student checkpoint -> one results dict (and JSON file).
+
+Every block says which split, how many images, how they were picked and with which seed. Subsets
+are balanced and nested: each class's images are shuffled once with the eval seed and a subset of
+k per class takes the first k, so AutoAttack's images lie inside PGD's, which lie inside the
+full set, and every student of a study sees the same images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
+from clareps.data.imageset import ImageSet
+from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.device import resolve_device
+from clareps.errors import ClarepsError
+from clareps.evaluate.background import VARIANTS, background_metrics
+from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
+from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
+from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
+from clareps.io import hash_file, hash_obj, load_tensors, read_yaml_or_none, save_tensors, write_json
+from clareps.progress import progress_bar
+
+FORMAT = "clareps-eval/1"
+COMPONENTS = ("clean", "robustness", "corruptions", "saliency")
+
+
+class CleanConfig(StrictModel):
+    variants: list[str] = Field(default_factory=lambda: list(VARIANTS))  # benchmark data; others: ["test"]
+    n_images: int | None = Field(None, ge=1)  # None: every image of each variant
+
+
+class EvalConfig(StrictModel):
+    seed: int = 0  # picks the subsets, the attacks' random starts and the corruption noise
+    device: str = "auto"
+    batch_size: int = Field(250, ge=1)
+    data: DataSpec | None = None  # None: the data the student was trained on (its run's config.yaml)
+    split: str = "test-original"  # what attacks, corruptions and saliency run on ("test" off the benchmark)
+    components: list[Literal["clean", "robustness", "corruptions", "saliency"]] = \
+        Field(default_factory=lambda: list(COMPONENTS))
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    corruptions: CorruptionConfig = Field(default_factory=CorruptionConfig)
+    saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
+
+
+class EvalPreset(StrictModel):
+    full: EvalConfig = Field(default_factory=EvalConfig)
+    fast: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def load_eval_config(path: str | Path, mode: Literal["full", "fast"], overrides: list[str] | None = None) -> EvalConfig:
+    """The ``mode`` section of a preset, with ``key=value`` overrides applied to that section."""
+    data = read_yaml(path)
+    build_config(EvalPreset, data, str(path))  # both sections must be valid
+    section = apply_overrides(data.get(mode) or {}, overrides or [])
+    return build_config(EvalConfig, section, f"{path} [{mode}]")
+
+
+# -- the student ----------------------------------------------------------------------------------
+def resolve_student(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "student.safetensors"
+    if not path.is_file():
+        raise ClarepsError(f"no student checkpoint at {path} (give a distill run directory or a .safetensors file)")
+    return path
+
+
+def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """A ``clareps-classifier`` checkpoint (or a run dir holding one) as a frozen model in eval mode,
+    and its sidecar."""
+    from clareps.diffusion.checkpoint import load_state
+    from clareps.distill.students import make_student
+    from clareps.evaluate.judge import JUDGE_KIND
+
+    path = resolve_student(path)
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != JUDGE_KIND:
+        raise ClarepsError(f"{path} is not a clareps classifier checkpoint (kind={meta.get('kind')!r})")
+    model = make_student(meta["arch"], meta["num_classes"], width=meta.get("width"),
+                         in_channels=meta.get("in_channels", 3))
+    load_state(model, tensors, str(path))
+    return model.to(device).eval().requires_grad_(False), meta
+
+
+def _student_data(path: Path, cfg: EvalConfig) -> tuple[DataSpec, str]:
+    if cfg.data is not None:
+        return cfg.data, "eval config"
+    run_cfg = read_yaml_or_none(path.parent / "config.yaml")
+    if run_cfg is None or "data" not in run_cfg:
+        return DataSpec(), "default benchmark (no run config.yaml beside the student)"
+    spec = build_config(DataSpec, run_cfg["data"], f"{path.parent / 'config.yaml'}: data")
+    if spec.kind == "npz":
+        raise ClarepsError(f"{path} was trained on an npz file, which has no test split: pass the test data "
+                           "with --set data.kind=npz --set data.path=TEST.npz")
+    return spec, str(path.parent / "config.yaml")
+
+
+# -- image selection ------------------------------------------------------------------------------
+def class_ranks(labels: torch.Tensor, num_classes: int, seed: int) -> np.ndarray:
+    """Each image's position in a seeded shuffle of its class."""
+    rng = np.random.default_rng([seed, 7])
+    y = labels.numpy()
+    rank = np.zeros(len(y), np.int64)
+    for c in range(num_classes):
+        members = np.flatnonzero(y == c)
+        rank[members[rng.permutation(len(members))]] = np.arange(len(members))
+    return rank
+
+
+def select(data: ImageSet, n: int | None, seed: int, split: str) -> tuple[np.ndarray, dict]:
+    """Indices of a balanced subset of about ``n`` images (all when None), and their description."""
+    if n is None or n >= len(data):
+        idx = np.arange(len(data))
+        how = {"selection": "all"}
+    else:
+        k = max(1, n // data.num_classes)
+        idx = np.flatnonzero(class_ranks(data.labels, data.num_classes, seed) < k)
+        how = {"selection": f"balanced: the first {k} per class of a shuffle seeded with {seed}", "per_class": k}
+    sha = hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest()[:16]
+    return idx, dict(how, split=split, n=len(idx), of=len(data), seed=seed, index_sha256=sha)
+
+
+# -- the suite ------------------------------------------------------------------------------------
+def _fmt(b: float) -> str:
+    return f"{b:g}/255"
+
+
+def summarize(results: dict) -> dict[str, float]:
+    """The flat metric -> value map that aggregation works on."""
+    s: dict[str, float] = {}
+    bg = results.get("clean")
+    if bg:
+        s.update({f"clean/{v}": a["accuracy"] for v, a in bg["variants"].items()})
+        if "bg_gap" in bg:
+            s["bg/gap"] = bg["bg_gap"]
+    rob = results.get("robustness")
+    if rob:
+        for name, a in rob["attacks"].items():
+            s.update({f"robust/{name}@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], a["accuracy"])})
+        s.update({f"robust/worst@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], rob["worst_case"]["accuracy"])})
+        if "worst_case_fast" in rob:
+            s.update({f"robust/worst-fast@{_fmt(b)}": v
+                      for b, v in zip(rob["budgets_255"], rob["worst_case_fast"]["accuracy"])})
+    cor = results.get("corruptions")
+    if cor:
+        s["corr/mean"] = cor["mean_accuracy"]
+        s.update({f"corr/{t}": v for t, v in cor["per_type"].items()})
+        if cor.get("mce") is not None:
+            s["corr/mce"] = cor["mce"]
+    sal = results.get("saliency")
+    if sal:
+        s.update({f"saliency/{m}": v["fg_share"] for m, v in sal["methods"].items()})
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def _checks(results: dict) -> dict:
+    out = {}
+    rob = results.get("robustness")
+    if rob:
+        worst = rob["worst_case"]["accuracy"]
+        out["robust_monotone_in_budget"] = not rob["monotone_violations"]
+        out["worst_case_le_each_attack"] = all(
+            w <= a + 1e-12 for att in rob["attacks"].values() if att["n"] == rob["worst_case"]["n"]
+            for w, a in zip(worst, att["accuracy"]))
+        out["robust_le_clean"] = all(a <= att["clean_accuracy"] + 1e-12 for att in rob["attacks"].values()
+                                     for a in att["accuracy"])
+    return out
+
+
+def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", reference: dict | None = None,
+                     maps_path: str | Path | None = None, quiet: bool = False) -> dict:
+    """Evaluate one student; ``reference`` (a ``ce`` student's results) adds mCE."""
+    path = resolve_student(student)
+    device = resolve_device(cfg.device)
+    model, meta = load_student(path, device)
+    spec, spec_from = _student_data(path, cfg)
+    bench = spec.kind == "benchmark"
+    variants = cfg.clean.variants if bench else ["test"]
+    split = cfg.split if bench else "test"
+    seed, bs, t_all = cfg.seed, cfg.batch_size, time.perf_counter()
+    sets = {v: load_data(spec, v) for v in dict.fromkeys([*variants, split])}
+    main = sets[split]
+    if main.num_classes != meta["num_classes"]:
+        raise ClarepsError(f"{path} has {meta['num_classes']} classes, the data {main.num_classes}")
+    fp = data_fingerprint(spec, split)
+    train_fp = meta.get("data_fingerprint")
+    results: dict = {
+        "format": FORMAT, "mode": mode, "eval_seed": seed,
+        "method": meta.get("method"), "train_seed": (meta.get("metrics") or {}).get("seed"),
+        "student": {"path": str(path), "sha256": hash_file(path), "arch": meta["arch"], "width": meta.get("width"),
+                    "method": meta.get("method"), "config_hash": meta.get("config_hash"), "role": meta.get("role")},
+        "data": {"spec": to_plain(spec), "from": spec_from, "fingerprint": fp,
+                 "matches_student": None if train_fp is None else train_fp.split(":")[0] == fp.split(":")[0]},
+        "config": to_plain(cfg), "config_hash": hash_obj(to_plain(cfg)),
+        "device": str(device), "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__, "seconds": {},
+    }
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        results["seconds"][name] = round(time.perf_counter() - t0, 2)
+        return value
+
+    if "clean" in cfg.components:
+        def clean():
+            subsets, images = {}, {}
+            for v in variants:
+                idx, images[v] = select(sets[v], cfg.clean.n_images, seed, v)
+                subsets[v] = sets[v].subset(idx)
+            out = background_metrics(model, subsets, bs)
+            return dict(out, images=images)
+        results["clean"] = timed("clean", clean)
+
+    if "robustness" in cfg.components:
+        rc = cfg.robustness
+        idx, images = select(main, rc.n_images, seed, split)
+        data = main.subset(idx)
+        slow_idx, slow_images = select(main, rc.slow_n_images, seed, split)
+        slow = torch.from_numpy(np.isin(idx, slow_idx))
+        total = sum(int(slow.sum()) if a == "autoattack" else len(data) for a in rc.attacks) * len(rc.budgets_255)
+        with progress_bar("attacks", total=total, quiet=quiet) as advance:
+            out = timed("robustness", lambda: evaluate_robustness(
+                model, data.images, data.labels, data.num_classes, rc, seed, slow, advance))
+        results["robustness"] = dict(out, images=images, slow_images=slow_images)
+
+    if "corruptions" in cfg.components:
+        cc = cfg.corruptions
+        idx, images = select(main, cc.n_images, seed, split)
+        data = main.subset(idx)
+        from clareps.data.benchmark import default_cache_dir
+        cache = Path(spec.cache_dir or default_cache_dir()) / "corruptions"
+        with progress_bar("corruptions", total=len(cc.types) * len(cc.severities), quiet=quiet) as advance:
+            out = timed("corruptions", lambda: evaluate_corruptions(
+                model, data.images, data.labels, cc, seed, cache, bs, advance))
+        if reference is not None and reference.get("corruptions"):
+            out.update(mce(out, reference["corruptions"]), mce_reference=reference.get("student", {}).get("path"))
+        results["corruptions"] = dict(out, images=images)
+
+    if "saliency" in cfg.components:
+        sc = cfg.saliency
+        if main.masks is None:
+            results["saliency"] = {"skipped": f"split {split} has no foreground masks"}
+        else:
+            idx, images = select(main, sc.n_images, seed, split)
+            data = main.subset(idx)
+            with progress_bar("saliency", total=len(data) * len(sc.methods), quiet=quiet) as advance:
+                out, maps = timed("saliency", lambda: evaluate_saliency(
+                    model, data.images, data.labels, data.masks, data.num_classes, sc, advance))
+            results["saliency"] = dict(out, images=images)
+            if maps_path is not None and sc.save_maps:
+                k = min(sc.save_maps, len(data))
+                tensors = {f"maps.{m}": v for m, v in maps.items()}
+                tensors.update(images=data.images[:k], masks=data.masks[:k], labels=data.labels[:k],
+                               indices=torch.from_numpy(idx[:k]))
+                save_tensors(maps_path, tensors, {"kind": "clareps-saliency-maps", "split": split,
+                                                  "student": str(path), "eval_seed": seed})
+                results["saliency"]["maps_file"] = str(maps_path)
+
+    results["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
+    results["checks"] = _checks(results)
+    results["summary"] = summarize(results)
+    return results
+
+
+def write_results(results: dict, out: str | Path) -> Path:
+    return write_json(out, results)
