@@ -146,20 +146,24 @@ def step_floor(model, x, t, y, k, tap, clock, reps=5):
     tt, yy = torch.full((x.shape[0],), t, device=x.device), y
     f = lambda xx, a, b: run_to_tap(model, tap, xx, a, b).flatten(1)  # noqa: E731
     rows = torch.randn(x.shape[0], k, x[0].numel(), device=x.device)
+    norm = {"fused": contextlib.nullcontext, "decomposed": jvp_friendly}
     times: dict[str, list[float]] = {}
     with jacobian_mode(model), torch.no_grad():
+        ops = {}
+        for name, ctx in norm.items():
+            with ctx():
+                ops[name] = _Operator(f, x, [tt, yy])
+        cot = torch.randn(x.shape[0], k, ops["fused"].out_dim, device=x.device)
         for rep in range(reps + 1):  # the first round warms up
-            for norm in ("fused", "decomposed"):
-                with jvp_friendly() if norm == "decomposed" else contextlib.nullcontext():
-                    op = _Operator(f, x, [tt, yy])
-                    cot = torch.randn(x.shape[0], k, op.out_dim, device=x.device)
-                    clock.reset(); op.jvp(rows); jv = clock.elapsed()
+            for name, ctx in norm.items():
+                with ctx():
+                    clock.reset(); ops[name].jvp(rows); jv = clock.elapsed()
+                    clock.reset(); ops[name].vjp(cot); reused = clock.elapsed()
                     clock.reset(); _, pull = vjp(lambda xx: f(xx, tt, yy), x); vmap(pull)(cot.transpose(0, 1))
                     fresh = clock.elapsed()
-                    clock.reset(); op.vjp(cot); reused = clock.elapsed()
                 if rep:
-                    for name, v in (("jvp", jv), ("vjp_fresh", fresh), ("vjp_reused", reused)):
-                        times.setdefault(f"{norm}_{name}", []).append(v)
+                    for what, v in (("jvp", jv), ("vjp_fresh", fresh), ("vjp_reused", reused)):
+                        times.setdefault(f"{name}_{what}", []).append(v)
     return {name: statistics.median(v) for name, v in times.items()}
 
 

@@ -245,7 +245,7 @@ def _lobpcg(f: FeatureFn, x: torch.Tensor, args: list[torch.Tensor], op: _Operat
 
     for step in range(1, max_iter + 1):
         blocks = [xv] if p is None else [xv, p]
-        w = orthonormal_complement_rows(op.vjp(jx)[:, :n_w], blocks) if n_w else xv[:, :0]
+        w = orthonormal_complement_rows(op.vjp(jx[:, :n_w]), blocks) if n_w else xv[:, :0]
         jw = op.jvp(w) if n_w else jx[:, :0]
         basis = torch.cat([xv, w] + ([] if p is None else [p]), 1)
         images = torch.cat([jx, jw] + ([] if p is None else [jp]), 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank import BankBuilder, BankConfig
+from clareps.clarid.bank import BankConfig
 from clareps.clarid.bank_format import Bank, load_bank
 from clareps.clarid.metrics import bank_metrics
 from clareps.data.spec import load_data

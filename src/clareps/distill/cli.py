@@ -49,7 +49,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
                 quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Distil into a student: CaDistill or one of its baselines, same student and budget."""
     from clareps.distill.trainer import DistillTrainer
-    from clareps.io import hash_file
+    from clareps.adapters.loading import teacher_fingerprint
 
     overrides = list(set_)
     overrides += [f"method={method}"] if method is not None else []
@@ -57,9 +57,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     overrides += [f"bank={bank}"] if bank is not None else []
     overrides += [f"kd.teacher={kd_teacher}"] if kd_teacher is not None else []
     if teacher is not None:
-        if not teacher.is_file():
-            raise ClarepsError(f"teacher file not found: {teacher}")
-        overrides.append(f"expect_teacher={hash_file(teacher)}")
+        overrides.append(f"expect_teacher={teacher_fingerprint(str(teacher))}")
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
     trainer = DistillTrainer(cfg, out, quiet=quiet)
