@@ -8,7 +8,7 @@ import torch
 from clareps.diffusion.sampler import decode, guided_eps, invert, sample
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.taps import run_to_tap, tap
-from clareps.diffusion.unet import GroupNorm, UNet, UNetConfig, jvp_friendly
+from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 
 
@@ -32,17 +32,6 @@ def test_tap_reads_bottleneck_and_stops_early(tiny_unet):
     assert torch.equal(feats, store["out"]) and calls == []  # the decoder never ran
     with pytest.raises(ClarepsError, match="no module at tap path"):
         run_to_tap(tiny_unet, "mid.nonexistent", x, t, y)
-
-
-def test_decomposed_groupnorm_matches_torch():
-    norm = GroupNorm(4, 16)
-    with torch.no_grad():
-        norm.weight.normal_()
-        norm.bias.normal_()
-    x = torch.randn(3, 16, 5, 5) * 3 + 1
-    with jvp_friendly():
-        decomposed = norm(x)
-    assert torch.allclose(decomposed, norm(x), atol=1e-5)
 
 
 def test_schedule_identities():
@@ -98,3 +87,11 @@ def test_unet_refuses_shapes_it_cannot_take():
         UNet(UNetConfig(image_size=30, channel_mult=[1, 2, 2]))
     with pytest.raises(ClarepsError, match="multiples of groups"):
         UNet(UNetConfig(base_channels=12, groups=8))
+
+
+def test_sampling_from_noise_stays_in_range(tiny_unet):
+    # near T, alpha_bar ~ 2e-9: without clipping x0, eps errors of a weak model explode
+    sched = CosineSchedule(1000)
+    out = sample(tiny_unet, sched, torch.tensor([0, 1, 2]), steps=20, w=3.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert out.abs().max() < 1.1

@@ -44,7 +44,7 @@ def random_latents(model: nn.Module, sched: CosineSchedule, labels: torch.Tensor
                    noise: torch.Tensor) -> torch.Tensor:
     """Gaussian noise at T-1 sampled down to t_e with the class and guidance w."""
     grid = sched.grid(timestep(sched, cfg), sched.T - 1, cfg.steps)[::-1]
-    return ddim_run(model, sched, noise, labels, grid, cfg.w)
+    return ddim_run(model, sched, noise, labels, grid, cfg.w, clip=True)
 
 
 def project(x: torch.Tensor, vectors: torch.Tensor, norm_preserving: bool = False) -> torch.Tensor:

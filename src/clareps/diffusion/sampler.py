@@ -21,23 +21,29 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, w: fl
     return uncond + w * (cond - uncond)
 
 
-def _ddim_move(x: torch.Tensor, eps: torch.Tensor, ab_from: torch.Tensor, ab_to: torch.Tensor) -> torch.Tensor:
+def _ddim_move(x: torch.Tensor, eps: torch.Tensor, ab_from: torch.Tensor, ab_to: torch.Tensor,
+               clip: bool) -> torch.Tensor:
     x0 = (x - (1 - ab_from).sqrt() * eps) / ab_from.sqrt()
+    if clip:  # near T, 1/sqrt(alpha_bar) ~ 2e4 turns tiny eps errors into huge x0 errors
+        x0 = x0.clamp(-1, 1)
+        eps = (x - ab_from.sqrt() * x0) / (1 - ab_from).sqrt()
     return ab_to.sqrt() * x0 + (1 - ab_to).sqrt() * eps
 
 
 @torch.no_grad()
 def ddim_run(model: nn.Module, sched: CosineSchedule, x: torch.Tensor, y: torch.Tensor,
-             timesteps: list[int], w: float = 1.0,
+             timesteps: list[int], w: float = 1.0, clip: bool = False,
              on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Deterministic DDIM along ``timesteps`` (descending: denoise; ascending: invert).
 
-    Each move from t to t' uses the guided eps predicted at (x_t, t).
+    Each move from t to t' uses the guided eps predicted at (x_t, t). ``clip`` keeps the
+    predicted x0 in [-1, 1] (for sampling from noise); inversion and decoding leave it off
+    so that they stay exact inverses of each other.
     """
     ab = sched.alpha_bar.to(x.device)
     for i, (t_from, t_to) in enumerate(zip(timesteps[:-1], timesteps[1:])):
         eps = guided_eps(model, x, t_from, y, w).float()
-        x = _ddim_move(x, eps, ab[t_from], ab[t_to])
+        x = _ddim_move(x, eps, ab[t_from], ab[t_to], clip)
         if on_step is not None:
             on_step(i + 1, len(timesteps) - 1)
     return x
@@ -63,4 +69,4 @@ def sample(model: nn.Module, sched: CosineSchedule, y: torch.Tensor, steps: int 
     shape = shape or (cfg.in_channels, cfg.image_size, cfg.image_size)
     device = next(model.parameters()).device
     noise = torch.randn((y.shape[0], *shape), generator=generator, device="cpu").to(device)
-    return ddim_run(model, sched, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, **kw)
+    return ddim_run(model, sched, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
