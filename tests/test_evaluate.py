@@ -146,7 +146,8 @@ def test_attribution_share_is_one_for_a_foreground_only_model():
 def test_uniform_saliency_share_equals_the_mask_area(tiny_data_cache):
     from clareps.data.benchmark import BenchmarkConfig, load_split
 
-    d = load_split(BenchmarkConfig(n_train=200, n_test=50), "test-original", cache_dir=tiny_data_cache).subset(range(12))
+    d = load_split(BenchmarkConfig(n_train=200, n_test=50), "test-original", cache_dir=tiny_data_cache)
+    d = d.subset(range(12))
     model = MaskedLinear(None)
     with torch.no_grad():
         model.lin.weight.fill_(1.0)  # the same weight on every pixel: saliency is flat
@@ -202,6 +203,30 @@ def test_worst_case_is_at_most_each_attack(trained_student, tiny_data_cache):
         assert all(w <= a for w, a in zip(worst, att["accuracy"]))
     assert set(rob["attacks"]) == {"pgd", "cw", "apgd-ce", "autoattack"}
     assert rob["attacks"]["autoattack"]["params"]["n_classes"] == 10
+
+
+def test_examples_outside_the_ball_are_clipped_and_counted(monkeypatch):
+    import clareps.evaluate.robustness as rob
+
+    sets, _ = synthetic_variants()
+    d = sets["test-mixed-same"]
+    model = MaskedLinear(fixed_mask())
+    clean = (model(d.images).argmax(1) == d.labels).float().mean().item()
+
+    def cheat(name, model, eps, cfg, n_classes, seed):  # pushes every pixel far outside the ball
+        return lambda x, y: torch.where(torch.arange(len(x))[:, None, None, None] == 0, float("nan"), x + 0.5)
+
+    monkeypatch.setattr(rob, "make_attack", cheat)
+    out = rob.evaluate_robustness(model, d.images, d.labels, C, tiny_attacks(("pgd",), (1,)))
+    pgd = out["attacks"]["pgd"]
+    assert pgd["max_linf_excess_clipped"] == pytest.approx(0.5 - 1 / 255, abs=1e-6)
+    assert pgd["non_finite_replaced"] == 1
+    correct = model(d.images).argmax(1) == d.labels  # only these are attacked
+    x = (d.images + 1 / 255).clamp(0, 1)  # what scoring must have seen ...
+    first = int(correct.nonzero()[0])
+    x[first] = d.images[first]  # ... but the first attacked point came back NaN: scored clean
+    ok = (model(x).argmax(1) == d.labels) & correct
+    assert pgd["accuracy"] == [pytest.approx(ok.float().mean().item())] and pgd["clean_accuracy"] == clean
 
 
 def test_monotone_violations_are_flagged():
@@ -271,6 +296,7 @@ def test_aggregation_matches_a_hand_computation():
     runs += [fake_run("ce", s, a, g) for s, a, g in ((0, 0.7, 0.2), (1, 0.5, 0.2))]
     agg = aggregate(runs)
     assert agg["methods"] == ["ce", "cadistill"]
+    assert list(agg["metrics"]) == ["clean/test-original", "bg/gap", "corr/mce"]
     cell = agg["metrics"]["clean/test-original"]["cadistill"]
     assert cell["mean"] == pytest.approx(0.5) and cell["std"] == pytest.approx(0.1)  # sample std of .6 .4 .5
     assert cell["seeds"] == [0, 1, 2] and cell["n"] == 3
@@ -345,5 +371,48 @@ def test_evaluate_and_aggregate_cli(trained_student, tmp_path, monkeypatch, caps
     assert table["methods"] == ["ce", "kd"]
     assert (tmp_path / "t" / "results.md").read_text().startswith("| metric (%) | ce | kd |")
     assert (tmp_path / "t" / "results.csv").exists() and "corr/mce" in table["metrics"]
+    # mCE of a student against itself is 1 on every type
+    code, _, err = cli(monkeypatch, capsys, *args, "--set", "components=[corruptions]", "--out", tmp_path / "m.json",
+                       "--reference", trained_student / "eval-fast.json")
+    assert code == 0, err
+    cor = json.loads((tmp_path / "m.json").read_text())["corruptions"]
+    assert cor["mce"] == pytest.approx(1.0) and set(cor["ce"]) == {"gaussian_noise", "contrast"}
     code, _, err = cli(monkeypatch, capsys, "evaluate", "--student", tmp_path / "nothing")
     assert code == 2 and "no student checkpoint" in err and "Traceback" not in err
+
+
+def test_shipped_preset_modes_and_config_errors(tmp_path):
+    from clareps.evaluate.suite import load_eval_config, result_name
+    from clareps.paths import preset
+
+    full = load_eval_config(preset("evaluate-default"), "full")
+    assert full.robustness.budgets_255 == [1, 2, 4, 8] and full.robustness.pgd_steps == 20
+    assert len(full.corruptions.types) == 15 and full.corruptions.severities == [1, 2, 3, 4, 5]
+    fast = load_eval_config(preset("evaluate-default"), "fast", ["robustness.n_images=10"])
+    assert fast.robustness.n_images == 10 and len(fast.robustness.budgets_255) == 1
+    assert load_eval_config(preset("evaluate-default"), "demo").robustness.aa_attacks == ["apgd-ce", "apgd-t"]
+    assert result_name("full") == "eval.json" and result_name("demo") == "eval-demo.json"
+    with pytest.raises(ClarepsError, match="no 'nope' section"):
+        load_eval_config(preset("evaluate-default"), "nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("full:\n  robustness:\n    atacks: [pgd]\n")
+    with pytest.raises(ClarepsError, match="unknown config key 'robustness.atacks'"):
+        load_eval_config(bad, "full")
+    bad.write_text("full:\n  corruptions:\n    types: [rain]\n")
+    with pytest.raises(ClarepsError, match="unknown corruption types"):
+        load_eval_config(bad, "full")
+
+
+def test_custom_autoattack_is_labelled_and_uses_n_classes():
+    import torchattacks
+
+    from clareps.evaluate.robustness import attack_params, make_attack
+
+    cfg = tiny_attacks(aa_attacks=["apgd-t"])
+    atk = make_attack("autoattack", Constant(), 8 / 255, cfg, n_classes=C, seed=0)
+    assert isinstance(atk, torchattacks.APGDT) and atk.n_target_classes == C - 1
+    full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(), n_classes=C, seed=0)
+    assert [type(a).__name__ for a in full.attacks] == ["APGD", "APGDT", "FAB", "Square"]
+    assert full.attacks[2].n_target_classes == C - 1 and full.attacks[0].steps == 100
+    assert attack_params("autoattack", RobustnessConfig(), C)["version"] == "standard"
+    assert attack_params("autoattack", cfg, C)["version"] == "custom"

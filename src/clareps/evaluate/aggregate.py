@@ -15,23 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from clareps.errors import ClarepsError
-from clareps.evaluate.corruptions import mce
-from clareps.evaluate.suite import FORMAT
+from clareps.evaluate.background import VARIANTS
+from clareps.evaluate.corruptions import COMMON, mce
+from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
 METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill")
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
-RESULT_NAMES = {"full": "eval.json", "fast": "eval-fast.json"}
 
 
 def find_results(paths: list[str | Path], mode: str = "full") -> list[Path]:
-    """Result files: a JSON file as given, or ``eval.json`` (``eval-fast.json`` for fast) in a run dir."""
+    """Result files: a JSON file as given, or ``eval.json`` (``eval-<mode>.json``) in a run dir."""
     out = []
     for p in map(Path, paths):
-        f = p / RESULT_NAMES[mode] if p.is_dir() else p
+        f = p / result_name(mode) if p.is_dir() else p
         if not f.is_file():
             raise ClarepsError(f"no evaluation results at {f}: run `clareps evaluate --student {p}"
-                               f"{' --fast' if mode == 'fast' else ''}` first")
+                               f"{'' if mode == 'full' else ' --mode ' + mode}` first")
         out.append(f)
     return out
 
@@ -82,6 +82,26 @@ def add_mce(runs: list[dict]) -> str | None:
     return "the ce student of the same seed (else the ce students' mean)"
 
 
+_KINDS = ("clean", "bg", "robust", "corr", "saliency")
+_ROBUST = ("pgd", "cw", "apgd-ce", "autoattack", "worst-fast", "worst")
+
+
+def metric_order(metric: str) -> tuple:
+    """Clean accuracy per variant, background gap, robust accuracy per attack and budget,
+    corruptions (mean, mCE, then each type) and saliency; unknown names last."""
+    kind, _, name = metric.partition("/")
+    rank = _KINDS.index(kind) if kind in _KINDS else len(_KINDS)
+    if kind == "clean":
+        return rank, VARIANTS.index(name) if name in VARIANTS else len(VARIANTS), name
+    if kind == "robust":
+        attack, _, budget = name.partition("@")
+        num = float(budget.split("/")[0]) if budget.split("/")[0].replace(".", "", 1).isdigit() else 0.0
+        return rank, _ROBUST.index(attack) if attack in _ROBUST else len(_ROBUST), attack, num
+    if kind == "corr":
+        return rank, {"mean": 0, "mce": 1}.get(name, 2), COMMON.index(name) if name in COMMON else 0, name
+    return rank, 0, name
+
+
 def _stats(values: list[float]) -> dict:
     arr = np.asarray(values, float)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else None, "n": len(arr)}
@@ -92,12 +112,7 @@ def aggregate(runs: list[dict]) -> dict:
     mce_ref = add_mce(runs)
     methods = sorted({str(r.get("method")) for r in runs},
                      key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
-    metrics: list[str] = []
-    for r in runs:
-        metrics += [k for k in r["summary"] if k not in metrics]
-    if "corr/mce" in metrics:  # right after the mean corruption accuracy
-        metrics.remove("corr/mce")
-        metrics.insert(metrics.index("corr/mean") + 1 if "corr/mean" in metrics else len(metrics), "corr/mce")
+    metrics = sorted({k for r in runs for k in r["summary"]}, key=metric_order)
     table: dict[str, dict] = {}
     for metric in metrics:
         row = {}
@@ -110,6 +125,7 @@ def aggregate(runs: list[dict]) -> dict:
         table[metric] = row
     first = runs[0]
     return {"methods": methods, "metrics": table, "mce_reference": mce_ref,
+            "fg_area": (first.get("saliency") or {}).get("fg_area"),
             "eval": {"mode": first["mode"], "config_hash": first["config_hash"], "eval_seed": first["eval_seed"]},
             "images": _images(first), "runs": [{"file": r["file"], "method": r.get("method"),
                                                 "train_seed": r.get("train_seed")} for r in runs]}
@@ -130,7 +146,8 @@ def label(metric: str) -> str:
     kind, _, name = metric.partition("/")
     arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
     text = {"clean": f"clean acc, {name.removeprefix('test-')}", "bg": "background gap (same - rand)",
-            "robust": f"robust acc, {name.replace('worst-fast', 'worst w/o autoattack').replace('@', ' @ ')}", "saliency": f"saliency mass on fg, {name}",
+            "robust": f"robust acc, {name.replace('worst-fast', 'worst w/o autoattack').replace('@', ' @ ')}",
+            "saliency": f"saliency mass on fg, {name}",
             "corr": {"mean": "corruption acc, mean", "mce": "mCE vs ce"}.get(name, f"corruption acc, {name}")}
     return f"{text.get(kind, metric)} {arrow}"
 
@@ -165,11 +182,21 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
              f"{agg['eval']['eval_seed']}; best mean in bold."]
     imgs = agg.get("images", {})
     if imgs:
-        notes.append("Images: " + "; ".join(f"{k} {v['n']} of {v['of']} ({v['split']})"
-                                            for k, v in imgs.items() if isinstance(v, dict) and "n" in v) + ".")
+        notes.append("Images: " + "; ".join(_describe(k, v) for k, v in imgs.items()) + ".")
+    if agg.get("fg_area") is not None:
+        notes.append(f"The foreground covers {100 * agg['fg_area']:.1f} % of the saliency images: the share "
+                     "that an attribution spread evenly would put on it.")
     if agg.get("mce_reference"):
         notes.append(f"mCE relative to {agg['mce_reference']}.")
     return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+
+
+def _describe(block: str, images: dict) -> str:
+    if "n" not in images:  # clean: one description per variant
+        ns = {v["n"] for v in images.values()}
+        ofs = {v["of"] for v in images.values()}
+        return f"clean {'/'.join(map(str, sorted(ns)))} of {'/'.join(map(str, sorted(ofs)))} per variant"
+    return f"{block} {images['n']} of {images['of']} ({images['split']})"
 
 
 def to_csv(agg: dict) -> str:

@@ -10,7 +10,6 @@ zero for a model that reads only the foreground.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from clareps.data.imageset import ImageSet

@@ -25,9 +25,10 @@ def _preset_path(config: Optional[str]) -> Path:
 
 
 def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
-                 fast: bool = typer.Option(False, "--fast", help="few images, one budget (tests, smoke runs)"),
+                 fast: bool = typer.Option(False, "--fast", help="few images, one budget (same as --mode fast)"),
+                 mode: str = typer.Option("full", "--mode", "-m", help="the preset section: full | fast | demo | ..."),
                  out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                                    help="results JSON (default: RUN_DIR/eval.json, eval-fast.json)"),
+                                                    help="results JSON (default: RUN_DIR/eval.json, eval-MODE.json)"),
                  config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
                  set_: list[str] = typer.Option([], "--set", "-s", help="override in the chosen mode: key.sub=value"),
                  reference: Optional[Path] = typer.Option(None, "--reference",
@@ -37,15 +38,14 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
                  quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
     from clareps.config import to_plain
-    from clareps.evaluate.aggregate import RESULT_NAMES
-    from clareps.evaluate.suite import evaluate_student, load_eval_config, resolve_student, write_results
+    from clareps.evaluate.suite import evaluate_student, load_eval_config, resolve_student, result_name, write_results
     from clareps.io import hash_file, hash_obj, read_json
 
-    mode = "fast" if fast else "full"
+    mode = "fast" if fast else mode
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
-    out = out or path.parent / RESULT_NAMES[mode]
+    out = out or path.parent / result_name(mode)
     if out.exists() and not force:
         old = read_json(out)
         if old.get("config_hash") == hash_obj(to_plain(cfg)) and old.get("student", {}).get("sha256") == \
@@ -72,11 +72,13 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
 
 def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (their eval.json) or result files"),
                   out: Path = typer.Option(..., "--out", "-o", help="folder for results.md, .csv, .json"),
-                  fast: bool = typer.Option(False, "--fast", help="read eval-fast.json in run directories")) -> None:
+                  fast: bool = typer.Option(False, "--fast", help="read eval-fast.json in run directories"),
+                  mode: str = typer.Option("full", "--mode", "-m", help="read eval-MODE.json in run directories"),
+                  ) -> None:
     """Mean ± std over seeds per method: one table as Markdown, CSV and JSON."""
     from clareps.evaluate.aggregate import aggregate, find_results, load_runs, to_markdown, write_tables
 
-    agg = aggregate(load_runs(find_results(runs, "fast" if fast else "full")))
+    agg = aggregate(load_runs(find_results(runs, "fast" if fast else mode)))
     paths = write_tables(agg, out)
     typer.echo(to_markdown(agg))
     typer.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))

@@ -54,17 +54,21 @@ class EvalConfig(StrictModel):
     saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
 
 
-class EvalPreset(StrictModel):
-    full: EvalConfig = Field(default_factory=EvalConfig)
-    fast: EvalConfig = Field(default_factory=EvalConfig)
-
-
-def load_eval_config(path: str | Path, mode: Literal["full", "fast"], overrides: list[str] | None = None) -> EvalConfig:
-    """The ``mode`` section of a preset, with ``key=value`` overrides applied to that section."""
+def load_eval_config(path: str | Path, mode: str, overrides: list[str] | None = None) -> EvalConfig:
+    """The ``mode`` section of a preset (full, fast, or another it names), with ``key=value``
+    overrides applied to that section. Every section must be valid."""
     data = read_yaml(path)
-    build_config(EvalPreset, data, str(path))  # both sections must be valid
-    section = apply_overrides(data.get(mode) or {}, overrides or [])
+    for name, section in data.items():
+        build_config(EvalConfig, section or {}, f"{path} [{name}]")
+    if mode not in data:
+        raise ClarepsError(f"{path} has no '{mode}' section (it has: {', '.join(data)})")
+    section = apply_overrides(data[mode] or {}, overrides or [])
     return build_config(EvalConfig, section, f"{path} [{mode}]")
+
+
+def result_name(mode: str) -> str:
+    """Where a run directory keeps its results: eval.json for full mode, eval-<mode>.json otherwise."""
+    return "eval.json" if mode == "full" else f"eval-{mode}.json"
 
 
 # -- the student ----------------------------------------------------------------------------------
