@@ -21,3 +21,17 @@ def default_judge() -> Path:
 
 def preset(name: str) -> Path:
     return repo_root() / "configs" / f"{name}.yaml"
+
+
+def resolve_preset(config: str | None, default: str) -> Path:
+    """A YAML path, or the name of a preset in configs/ (``default`` when None)."""
+    from clareps.errors import ClarepsError
+
+    if config is None:
+        return preset(default)
+    path = Path(config)
+    if path.is_file():
+        return path
+    if preset(config).is_file():
+        return preset(config)
+    raise ClarepsError(f"config {config!r} is neither a YAML file nor a preset in {preset(config).parent}")

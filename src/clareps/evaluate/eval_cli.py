@@ -7,21 +7,13 @@ from typing import Optional
 
 import typer
 
-from clareps.errors import ClarepsError
-from clareps.paths import preset
+from clareps.paths import resolve_preset
 
 DEFAULT_PRESET = "evaluate-default"
 
 
 def _preset_path(config: Optional[str]) -> Path:
-    if config is None:
-        return preset(DEFAULT_PRESET)
-    path = Path(config)
-    if path.is_file():
-        return path
-    if preset(config).is_file():
-        return preset(config)
-    raise ClarepsError(f"config {config!r} is neither a YAML file nor a preset in {preset(config).parent}")
+    return resolve_preset(config, DEFAULT_PRESET)
 
 
 def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
