@@ -7,6 +7,9 @@ from pathlib import Path
 from clareps.io import read_json, read_yaml_or_none, write_text
 
 
+CONSISTENCY_BAR = 0.85
+
+
 def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -28,7 +31,7 @@ def write_model_card(folder: str | Path) -> Path:
         f"- steps: {meta.get('step')} at batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
         f"EMA {cfg.get('ema_decay')}, precision {cfg.get('precision')}",
         f"- wall time: {_fmt(info.get('wall_seconds', 0.0) / 60, 1)} min on {info.get('device', '?')} "
-        f"(torch {info.get('torch', '?')})",
+        f"(torch {info.get('torch', '?')}, {info.get('threads', '?')} thread(s))",
         f"- architecture: base {unet['base_channels']} channels, mult {unet['channel_mult']}, "
         f"{unet['num_res_blocks']} res block(s) per level, attention at {unet['attn_resolutions']} px; "
         f"{info.get('parameters', '?')} parameters",
@@ -37,7 +40,11 @@ def write_model_card(folder: str | Path) -> Path:
     ]
     if check:
         s = check["settings"]
+        bar = "met" if check["class_consistency"] >= CONSISTENCY_BAR else "**not met**"
+        checked_step = check.get("teacher_step")
         lines += [
+            f"Checked at step {checked_step} of the {cfg.get('steps')} the config plans. The bar "
+            f"(class consistency >= {CONSISTENCY_BAR}) is {bar}.", "",
             f"- class consistency: **{_fmt(check['class_consistency'])}** of {s['per_class']} DDIM-"
             f"{s['ddim_steps']} samples per class at w={s['w']} (seed {s['seed']}) classified as their "
             "intended class by the shape judge",

@@ -148,6 +148,7 @@ class TeacherTrainer:
         tensors["rng"] = self.gen.get_state()
         save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
         save_teacher(self.teacher_path, self.ema, self.cfg.T, self._meta())
+        self._record_train_info()
 
     def load_checkpoint(self) -> None:
         tensors, meta = load_tensors(self.ckpt_path)
@@ -188,7 +189,7 @@ class TeacherTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.prepare_run_dir(resume)
         cfg, losses, t0 = self.cfg, [], time.time()
-        start = t0
+        self._clock = t0
         self.model.train()
         with progress_bar("teacher", total=cfg.steps, completed=self.step,
                           quiet=self.quiet or not self.dist.main) as advance:
@@ -206,19 +207,19 @@ class TeacherTrainer:
                     self.save_checkpoint()
         if not self.teacher_path.exists():
             self.save_checkpoint()
-        if self.dist.main:
-            self._record_train_info(time.time() - start)
         distributed.barrier()  # every rank returns once the artifacts exist
         return self.teacher_path
 
-    def _record_train_info(self, seconds: float) -> None:
-        """Accumulate wall time across resumed sessions, for the model card."""
+    def _record_train_info(self) -> None:
+        """Accumulate wall time up to each checkpoint, across resumed sessions, for the model card."""
+        now = time.time()
+        seconds, self._clock = now - getattr(self, "_clock", now), now
         path = self.run_dir / "train_info.json"
         info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
         info.update(wall_seconds=info["wall_seconds"] + seconds, command=" ".join(["clareps"] + sys.argv[1:]),
                     device=name, processes=self.dist.world, torch=torch.__version__, steps=self.step,
-                    parameters=sum(p.numel() for p in self.model.parameters()))
+                    threads=torch.get_num_threads(), parameters=sum(p.numel() for p in self.model.parameters()))
         write_json(path, info)
 
