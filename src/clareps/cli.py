@@ -20,6 +20,7 @@ def _register() -> None:
     from clareps.distill.cli import register as register_distill
     from clareps.evaluate.cli import register as register_evaluate
     from clareps.evaluate.eval_cli import register as register_eval_suite
+    from clareps.report.cli import register as register_report
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
@@ -27,6 +28,7 @@ def _register() -> None:
     register_evaluate(app)
     register_eval_suite(app)
     register_distill(app)
+    register_report(app)
     app.command("demo")(demo)
 
 

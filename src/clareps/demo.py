@@ -1,40 +1,358 @@
-"""``clareps demo``: the main job on the default data.
+"""``clareps demo``: the whole pipeline in one run root.
 
-Today it builds the default benchmark, draws a grid of it, and samples a grid of
-each class from the shipped teacher; the end-to-end pipeline (bank, students,
-evaluation, report) joins it as those stages land.
+data -> teacher (shipped, or a tiny one trained here) -> canonical, control and feat-real banks ->
+KD classifier teacher -> students (methods x seeds, each evaluated as soon as it exists) ->
+aggregation -> HTML report. Every stage is the library's own function, which reuses a complete
+artifact with the same config hash, so a rerun only re-reads; each stage's seconds and whether it
+was reused go to RUN/demo.json (see ``clareps.report.layout``).
+
+A demo config (``configs/demo-*.yaml``) has one section per mode: ``demo`` (what ``clareps demo``
+runs) and optionally ``full`` (``--full``). A section names the data, the teacher and overrides
+of the stage presets; whatever it does not override is the stage preset as shipped.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal, Optional
 
+import torch
 import typer
+import yaml
+from pydantic import Field
 
-from clareps.paths import default_teacher
+from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
+from clareps.data.spec import DataSpec
+from clareps.errors import ClarepsError
+from clareps.io import read_json, write_json, write_text
+from clareps.paths import default_judge, default_teacher, preset, resolve_preset
+from clareps.report.layout import BANK_KINDS, METHOD_BANK, RunLayout
+
+ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
 
 
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o"),
-         w: float = typer.Option(3.0, "--w", help="classifier-free guidance scale"),
-         per_class: int = typer.Option(10, "--per-class"),
-         device: str = typer.Option("auto", "--device"),
+class TeacherSpec(StrictModel):
+    path: Optional[str] = None  # a teacher .safetensors; None: the shipped one (models/teacher-default)
+    train: Optional[dict] = None  # or train one into RUN/teacher: overrides of configs/teacher-default.yaml
+
+
+class EvalSpec(StrictModel):
+    preset: str = "evaluate-default"
+    mode: str = "full"  # the preset's section
+    overrides: list[str] = Field(default_factory=list)  # key=value inside that section
+
+
+class ReportSpec(StrictModel):
+    embedding: Literal["auto", "umap", "tsne", "pca"] = "auto"  # auto: UMAP when umap-learn is installed
+    per_class: int = Field(8, ge=1)  # images per class in the grids
+    overlays: int = Field(6, ge=1)  # test images in the saliency overlays
+
+
+class DemoConfig(StrictModel):
+    out: str = "runs/demo"
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
+    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (all three banks)
+    distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
+    methods: list[Literal["ce", "feat-real", "control", "kd", "cadistill"]] = Field(
+        default_factory=lambda: list(ALL_METHODS))
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    evaluate: EvalSpec = Field(default_factory=EvalSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    device: str = "auto"
+
+
+def load_demo_config(path: str | Path, section: str, overrides: list[str] | None = None) -> DemoConfig:
+    data = read_yaml(path)
+    if section not in data:
+        raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
+    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]")
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, nested dicts key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def hardware() -> dict:
+    cuda = torch.cuda.is_available()
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+class Pipeline:
+    """Runs the stages in order, timing each. Every stage's config is built (so validated) in
+    ``__init__``, before any work: a typo fails at once, not twenty minutes in."""
+
+    def __init__(self, cfg: DemoConfig, root: str | Path, mode: str, quiet: bool = False):
+        from clareps.distill.trainer import DistillConfig
+        from clareps.evaluate.suite import load_eval_config
+
+        self.cfg, self.mode, self.quiet = cfg, mode, quiet
+        self.run = RunLayout(Path(root))
+        self.judge = Path(cfg.judge) if cfg.judge else default_judge()
+        self.teacher_cfg = self._teacher_config()
+        self.source = None if self.teacher_cfg else Path(cfg.teacher.path) if cfg.teacher.path else default_teacher()
+        # the run uses a copy of a given teacher file (a folder teacher is read where it is), so a teacher
+        # that goes on training elsewhere cannot mix two versions into one run
+        external = self.source is not None and self.source.is_dir()
+        self.teacher = self.source if external else self.run.teacher_dir / "teacher.safetensors"
+        self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS}
+        self.distill_base = merged(read_yaml(preset("distill-default")), cfg.distill)
+        self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
+        build_config(DistillConfig, self.distill_base, "demo config [distill]")
+        self.eval_cfg = load_eval_config(resolve_preset(cfg.evaluate.preset, "evaluate-default"), cfg.evaluate.mode,
+                                         cfg.evaluate.overrides + [f"device={cfg.device}"])
+        self.stages: dict[str, dict] = {}
+        self.finished = False
+        self.t0, self.started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    # -- configs ------------------------------------------------------------------------------------
+    def _teacher_config(self):
+        from clareps.diffusion.train import TeacherConfig
+
+        if self.cfg.teacher.train is None:
+            return None
+        if self.cfg.teacher.path is not None:
+            raise ClarepsError("demo config: give teacher.path or teacher.train, not both")
+        data = merged(read_yaml(preset("teacher-default")), self.cfg.teacher.train)
+        data.update(data=to_plain(self.cfg.data), device=self.cfg.device)
+        return build_config(TeacherConfig, data, "demo config [teacher.train]")
+
+    def _bank_config(self, kind: str):
+        from clareps.clarid.bank import BankConfig
+
+        data = merged(read_yaml(preset("bank-default")), self.cfg.bank)
+        data.update(teacher=str(self.teacher), data=to_plain(self.cfg.data), kind=kind, device=self.cfg.device)
+        return build_config(BankConfig, data, f"demo config [bank] ({kind})")
+
+    def distill_config(self, method: str, seed: int):
+        from clareps.adapters.loading import teacher_fingerprint
+        from clareps.distill.trainer import DistillConfig
+
+        data = merged(self.distill_base, {"method": method, "seed": seed})
+        if method in METHOD_BANK:
+            data.update(bank=str(self.run.bank(METHOD_BANK[method])), expect_teacher=teacher_fingerprint(self.teacher))
+        if method == "kd":
+            data["kd"] = dict(data.get("kd", {}), teacher=str(self.run.kd_teacher))
+        return build_config(DistillConfig, data, f"demo config [distill] ({method})")
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            typer.echo(text)
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage; the body sets ``info["reused"]`` (and anything else worth keeping)."""
+        info: dict = {"reused": False}
+        t0 = time.perf_counter()
+        try:
+            yield info
+        except ClarepsError as err:
+            raise ClarepsError(f"demo stage {name}: {err}") from None
+        info["seconds"] = round(time.perf_counter() - t0, 2)
+        self.stages[name] = info
+        self.say(f"  {name}: {'reused' if info['reused'] else 'done'} in {info['seconds']:.1f} s")
+        self._write_log(finished=self.finished)
+
+    def _write_log(self, finished: bool) -> None:
+        path = self.run.log
+        log = read_json(path) if path.exists() else {"history": [], "built": {}}
+        entry = {"started": self.started, "mode": self.mode, "command": " ".join(["clareps"] + sys.argv[1:]),
+                 "hardware": hardware(), "stages": self.stages, "finished": finished,
+                 "wall_seconds": round(time.perf_counter() - self.t0, 2)}
+        history = [h for h in log["history"] if h.get("started") != self.started]
+        log["history"] = history + [entry]
+        for name, info in self.stages.items():  # what it cost to make each artifact, kept across reruns
+            if not info["reused"]:
+                log["built"][name] = {"seconds": info["seconds"], "when": self.started, "hardware": entry["hardware"]}
+        write_json(path, log)
+
+    # -- stages -------------------------------------------------------------------------------------
+    def run_all(self) -> tuple[Path, dict]:
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        write_text(self.run.config, yaml.safe_dump(dict(to_plain(self.cfg), mode=self.mode), sort_keys=False))
+        self.say(f"demo ({self.mode}) in {self.run.root}")
+        self.data_stage()
+        self.teacher_stage()
+        for kind in BANK_KINDS:
+            self.bank_stage(kind)
+        if "kd" in self.cfg.methods:
+            self.kd_teacher_stage()
+        for seed in self.cfg.seeds:  # seed-major: an interrupted demo still has every method of seed 0
+            for method in self.cfg.methods:
+                self.student_stage(method, seed)
+                self.eval_stage(method, seed)
+        agg = self.aggregate_stage()
+        self._write_log(finished=True)  # the report reads the run's log: complete but for itself
+        self.finished = True
+        with self.stage("report"):
+            from clareps.report.html import build_report
+            report = build_report(self.run.root)
+        return report, agg
+
+    def data_stage(self) -> None:
+        from clareps.data.spec import load_data
+
+        with self.stage("data") as info:
+            if self.cfg.data.kind == "benchmark":
+                from clareps.data.benchmark import build_benchmark, default_cache_dir, fingerprint
+
+                bench, cache = self.cfg.data.benchmark, self.cfg.data.cache_dir
+                info["reused"] = (Path(cache or default_cache_dir()) / f"animals-{fingerprint(bench)}" /
+                                  "meta.json").exists()
+                info["folder"] = str(build_benchmark(bench, cache, progress=not self.quiet))
+            else:
+                info["images"] = len(load_data(self.cfg.data))
+
+    def teacher_stage(self) -> None:
+        from clareps.adapters.loading import teacher_fingerprint
+
+        with self.stage("teacher") as info:
+            if self.teacher_cfg is not None:
+                from clareps.data.spec import data_fingerprint, load_data
+                from clareps.diffusion.train import TeacherTrainer, config_hash
+
+                side = self.run.teacher_dir / "teacher.json"
+                done = side.exists() and read_json(side).get("config_hash") == config_hash(self.teacher_cfg) \
+                    and read_json(side).get("step", 0) >= self.teacher_cfg.steps
+                if not done:
+                    TeacherTrainer(self.teacher_cfg, load_data(self.cfg.data), self.run.teacher_dir,
+                                   data_fingerprint(self.cfg.data), quiet=self.quiet).train()
+                info["reused"] = done
+            elif self.source == self.teacher:
+                info["reused"] = True  # a folder teacher (diffusers / DiT): read where it is
+            else:
+                info["reused"] = self._snapshot(self.source)
+            info.update(path=str(self.teacher), sha256=teacher_fingerprint(self.teacher),
+                        source=str(self.source or self.teacher))
+
+    def _snapshot(self, src: Path) -> bool:
+        """Copy a teacher file with its sidecar and model-card inputs into RUN/teacher; True when the run
+        root already holds this very teacher. A run root made from another version of it is refused."""
+        from clareps.io import atomic_write, hash_file, load_tensors, sidecar_path
+
+        if not src.is_file() or not sidecar_path(src).is_file():
+            raise ClarepsError(f"teacher not found: {src} (with its sidecar {sidecar_path(src).name})")
+        if self.teacher.exists():
+            then, now = hash_file(self.teacher), hash_file(src)
+            if then != now:
+                raise ClarepsError(f"the teacher {src} has changed since {self.run.root} was made from it "
+                                   f"({then} then, {now} now): use a new --out, or delete {self.run.root}")
+            return True
+        files = {src.parent / n: n for n in ("config.yaml", "train_info.json", "teacher_check.json",
+                                             "MODEL_CARD.md", "samples.png", "metrics.jsonl")}
+        files.update({sidecar_path(src): "teacher.json", src: "teacher.safetensors"})  # the weights last
+        for _ in range(5):  # a training job may replace the file between our copies of it and its sidecar
+            for path, name in files.items():
+                if path.is_file():
+                    atomic_write(self.run.teacher_dir / name, lambda p, path=path: shutil.copyfile(path, p))
+            try:
+                load_tensors(self.teacher)  # checks the copy against its sidecar's hash
+                return False
+            except ClarepsError:
+                self.teacher.unlink()
+                time.sleep(2)
+        raise ClarepsError(f"could not take a consistent copy of {src}: it keeps changing")
+
+    def bank_stage(self, kind: str) -> None:
+        from clareps.clarid.bank import build_bank, resolved
+        from clareps.clarid.report import measure_bank
+
+        folder = self.run.bank(kind)
+        with self.stage(f"bank/{kind}") as info:
+            bank, info["reused"] = build_bank(self.banks[kind], folder, quiet=self.quiet)
+            info["items"] = len(bank)
+        if kind == "feat-real" or (self.cfg.data.kind != "benchmark" and self.cfg.judge is None):
+            return  # feat-real's features are measured in the report; the judge knows the benchmark only
+        with self.stage(f"bank-metrics/{kind}") as info:
+            old = folder / "metrics.json"
+            info["reused"] = old.exists() and read_json(old).get("judge") == str(self.judge) \
+                and old.stat().st_mtime >= (folder / "bank.json").stat().st_mtime
+            if not info["reused"]:
+                measure_bank(folder, resolved(self.banks[kind]), self.judge)
+
+    def kd_teacher_stage(self) -> None:
+        from clareps.distill.methods import KDTeacherConfig, train_kd_teacher
+
+        cfg = self.distill_config("ce", 0)  # the shared parts: data, carve-out, kd.teacher_*, precision
+        kd = cfg.kd
+        tcfg = KDTeacherConfig(data=cfg.data, val_fraction=cfg.val_fraction, val_seed=cfg.val_seed,
+                               arch=kd.teacher_arch, width=kd.teacher_width, epochs=kd.teacher_epochs,
+                               batch_size=cfg.batch_size, lr=kd.teacher_lr, precision=cfg.precision, device=cfg.device)
+        side = self.run.kd_teacher.with_suffix(".json")
+        with self.stage("kd-teacher") as info:
+            info["reused"] = side.exists() and read_json(side).get("config") == to_plain(tcfg)
+            if not info["reused"]:
+                train_kd_teacher(tcfg, self.run.kd_teacher.parent, quiet=self.quiet)
+
+    def student_stage(self, method: str, seed: int) -> None:
+        from clareps.distill.trainer import DistillTrainer
+
+        with self.stage(f"distill/{method}-s{seed}") as info:
+            trainer = DistillTrainer(self.distill_config(method, seed), self.run.student(method, seed),
+                                     quiet=self.quiet)
+            result = trainer.train()
+            info.update(reused=trainer.reused, val_acc=result.get("val_acc"), steps=trainer.total_steps)
+
+    def eval_stage(self, method: str, seed: int) -> None:
+        from clareps.evaluate.suite import evaluate_student, resolve_student, result_name, write_results
+        from clareps.io import hash_file, hash_obj
+
+        run = self.run.student(method, seed)
+        out = run / result_name(self.cfg.evaluate.mode)
+        with self.stage(f"evaluate/{method}-s{seed}") as info:
+            if out.exists():
+                old = read_json(out)
+                info["reused"] = old.get("config_hash") == hash_obj(to_plain(self.eval_cfg)) and \
+                    old.get("student", {}).get("sha256") == hash_file(resolve_student(run))
+            if not info["reused"]:
+                maps = out.with_name(out.name.removesuffix(".json") + "-maps.safetensors")
+                results = evaluate_student(run, self.eval_cfg, mode=self.cfg.evaluate.mode, maps_path=maps,
+                                           quiet=self.quiet)
+                write_results(results, out)
+
+    def aggregate_stage(self) -> dict:
+        from clareps.evaluate.aggregate import aggregate, find_results, load_runs, write_tables
+
+        with self.stage("aggregate"):
+            runs = [self.run.student(m, s) for s in self.cfg.seeds for m in self.cfg.methods]
+            agg = aggregate(load_runs(find_results(runs, self.cfg.evaluate.mode)))
+            write_tables(agg, self.run.results)
+        return agg
+
+
+def demo(config: Optional[str] = typer.Option(None, "--config", "-c",
+                                              help="demo preset name or YAML path (default: demo-default)"),
+         full: bool = typer.Option(False, "--full", help="the config's 'full' section: the complete protocol"),
+         set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value (e.g. seeds=[0])"),
+         out: Optional[Path] = typer.Option(None, "--out", "-o", help="run root (default: the config's 'out')"),
+         device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Build the default data, then draw per-class samples from the shipped teacher."""
-    from clareps.config import build_config
-    from clareps.data.spec import DataSpec, load_data
-    from clareps.device import resolve_device
-    from clareps.diffusion.checkpoint import load_teacher
-    from clareps.evaluate.teacher_check import sample_per_class
-    from clareps.io import read_yaml_or_none
-    from clareps.report.grid import save_grid
+    """The whole pipeline: data, banks, five methods x seeds, evaluation, table and HTML report."""
+    from clareps.evaluate.aggregate import to_markdown
 
-    teacher = default_teacher()
-    model, sched, _ = load_teacher(teacher, resolve_device(device))
-    spec = build_config(DataSpec, (read_yaml_or_none(teacher.parent / "config.yaml") or {}).get("data", {}))
-    real = load_data(spec).per_class(per_class, seed=0)
-    data_png = save_grid(real.images, out / "data_train.png", nrow=per_class, row_labels=real.class_names)
-    images, _ = sample_per_class(model, sched, model.cfg.num_classes, per_class, w, 50, seed=0, quiet=quiet)
-    samples_png = save_grid(images, out / f"teacher_samples_w{w:g}.png", nrow=per_class,
-                            row_labels=real.class_names)
-    typer.echo(f"training images: {data_png}\nteacher samples: {samples_png}\n"
-               f"teacher model card: {teacher.parent / 'MODEL_CARD.md'}")
+    mode = "full" if full else "demo"
+    overrides = list(set_) + ([f"device={device}"] if device is not None else [])
+    cfg = load_demo_config(resolve_preset(config, "demo-default"), mode, overrides)
+    pipeline = Pipeline(cfg, out or Path(cfg.out), mode, quiet=quiet)
+    report, agg = pipeline.run_all()
+    wall = time.perf_counter() - pipeline.t0
+    reused = sum(info["reused"] for info in pipeline.stages.values())
+    typer.echo(to_markdown(agg))
+    typer.echo(f"{len(pipeline.stages)} stages ({reused} reused) in {wall / 60:.1f} min\n"
+               f"table: {pipeline.run.results / 'results.md'}\nreport: {report}")

@@ -1,0 +1,24 @@
+"""``clareps report RUN_ROOT``: the HTML report of a demo run root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `clareps demo` (e.g. runs/demo)"),
+               out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default RUN_ROOT/report.html)")
+               ) -> None:
+    """One self-contained HTML page: data, teacher, banks, results, robustness, saliency, compute."""
+    from clareps.errors import ClarepsError
+    from clareps.report.html import build_report
+
+    if not run_root.is_dir():
+        raise ClarepsError(f"no run root at {run_root} (make one with `clareps demo`)")
+    typer.echo(f"report: {build_report(run_root, out)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cmd)

@@ -1,0 +1,57 @@
+"""2-D embeddings of feature sets for the report: UMAP when umap-learn is installed, else t-SNE,
+or PCA on request; cached by a hash of the features, so a rerun of the report is quick."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clareps.io import atomic_write
+
+NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
+
+
+def choose(method: str) -> str:
+    if method != "auto":
+        return method
+    return "umap" if importlib.util.find_spec("umap") is not None else "tsne"
+
+
+def _reduce(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    x = (x - x.mean(0)) / (x.std(0).mean() + 1e-8)
+    if method == "pca" or len(x) < 5:
+        return PCA(2, random_state=seed).fit_transform(x) if min(x.shape) >= 2 else np.zeros((len(x), 2))
+    x = PCA(min(50, *x.shape), random_state=seed).fit_transform(x)  # as usual before a neighbour graph
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_neighbors=min(15, len(x) - 1), random_state=seed, n_jobs=1).fit_transform(x)
+    from sklearn.manifold import TSNE
+
+    return TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed, init="pca").fit_transform(x)
+
+
+def embed_2d(features: torch.Tensor, method: str, cache_dir: Path | None = None, seed: int = 0) -> np.ndarray:
+    """(N, 2) coordinates of L2-normalised ``features`` (the geometry k-means NMI also sees)."""
+    x = torch.nn.functional.normalize(features.float().flatten(1), dim=1).numpy().astype(np.float32)
+    if cache_dir is None:
+        return _reduce(x, method, seed)
+    import hashlib
+
+    key = hashlib.sha256(x.tobytes() + f"{method}:{seed}".encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"embedding-{key}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    xy = _reduce(x, method, seed).astype(np.float32)
+    atomic_write(path, lambda p: _save(p, xy))
+    return xy
+
+
+def _save(path: Path, xy: np.ndarray) -> None:
+    with open(path, "wb") as fh:  # a file object, so numpy adds no ".npy" to the temp name
+        np.save(fh, xy, allow_pickle=False)

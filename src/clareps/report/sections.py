@@ -1,0 +1,314 @@
+"""The report's sections: each takes the run's ``ReportContext`` and returns HTML, or raises
+``Missing`` (the page then says what is missing instead)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clareps.diffusion.model_card import CONSISTENCY_BAR as BAR
+from clareps.report import figures
+from clareps.report.context import Missing, ReportContext
+from clareps.report.html_parts import esc, img, minutes, pct, table
+
+ROBUST_ORDER = ("worst", "pgd", "cw", "apgd-ce", "autoattack")
+
+
+def teacher_box(ctx: ReportContext) -> str:
+    """The teacher's state, in plain words, with the warning a partly trained teacher deserves."""
+    st = ctx.teacher_state()
+    step, plan = st["step"], st["planned"]
+    trained = f"trained for {step:,} steps" if step is not None else "trained for an unknown number of steps"
+    if step is not None and plan:
+        trained += f" of the {plan:,} its config plans ({100 * step / plan:.0f} %)"
+    source = st.get("source")
+    copied = f" (this run's copy of <code>{esc(source)}</code>)" if source and source != str(st["path"]) else ""
+    lines = [f"Teacher: <code>{esc(st['path'])}</code>{copied}, {trained}."]
+    check = st["check"]
+    if check:
+        made = check.get("teacher_step")
+        stale = f" (made at step {made}, not on the weights used here: stale)" if made not in (None, step) else ""
+        met = "met" if check["class_consistency"] >= BAR else "not met"
+        lines.append(f"<code>clareps teacher-check</code>{stale}: class consistency "
+                     f"{pct(check['class_consistency'])} (share of samples the shape judge assigns to their "
+                     f"class; the bar is {pct(BAR)}: {met}), FID on the judge's features "
+                     f"{check['fid_judge_features']:.1f}.")
+    else:
+        lines.append("It has <b>not been checked</b> with <code>clareps teacher-check</code> (no teacher_check.json "
+                     f"beside it{'' if st['card'] else ', and no MODEL_CARD.md'}).")
+    if st["control_consistency"] is not None:
+        chance = 1 / max(1, len(ctx.class_names))
+        lines.append(f"Measured by this run: the shape judge assigns {pct(st['control_consistency'])} of the "
+                     f"{st['control_items']} plain guided samples (the control bank) to their intended class "
+                     f"(chance: {pct(chance)}).")
+    used = {b.get("teacher_sha256") for b in ctx.bank_metas()} - {None}
+    if st["sha256"] and used and used != {st["sha256"]}:
+        lines.append(f"<b>The teacher file has changed since the banks were built</b> (they record teacher "
+                     f"{esc(', '.join(sorted(used)))}, the file is now {esc(st['sha256'])}): the step and "
+                     "checks above describe the file as it is now, not the weights the banks came from.")
+    why = []
+    if step is not None and plan is not None and step < plan:
+        why.append("only partly trained")
+    consistency = st["control_consistency"] if st["control_consistency"] is not None else \
+        (check or {}).get("class_consistency")
+    if consistency is not None and consistency < BAR:
+        why.append(f"below its bar (class consistency {pct(consistency)}, the bar is {pct(BAR)})")
+    if not check:
+        why.append("not checked")
+    if why:
+        said = why[0] if len(why) == 1 else ", ".join(why[:-1]) + " and " + why[-1]
+        lines.append(f"<b>This teacher is {said}.</b> Banks from a teacher whose samples are not "
+                     "recognisable animals carry little class information, so the differences between the methods "
+                     "below mean little for CaDistill or the paper's claims: read this page as a test of the "
+                     "pipeline, not as a result.")
+        return f'<div class="warn">{" ".join(lines)}</div>'
+    return f'<div class="note">{" ".join(lines)}</div>'
+
+
+def run_facts(ctx: ReportContext) -> str:
+    latest = ctx.latest
+    if not latest:
+        return '<p class="missing">No demo.json: this run root was not made by <code>clareps demo</code>.</p>'
+    stages = {k: v for k, v in latest.get("stages", {}).items() if k != "report"}
+    reused = sum(1 for s in stages.values() if s.get("reused"))
+    state = "before this page was made" if latest.get("finished") else "(that invocation did not finish)"
+    text = (f"<p>Latest run: <b>{esc(latest.get('mode'))}</b> mode, started {esc(latest.get('started'))} with "
+            f"<code>{esc(latest.get('command'))}</code>: {len(stages)} stages ({reused} reused from earlier runs) "
+            f"in {minutes(latest.get('wall_seconds'))} {state}.")
+    first = next((h for h in ctx.log.get("history", []) if h.get("finished")), None)
+    if first is not None and first is not latest:
+        text += f" The first complete run ({esc(first.get('started'))}) took {minutes(first.get('wall_seconds'))}."
+    return text + f" Hardware: {esc(hardware_text(latest.get('hardware', {})))}.</p>"
+
+
+def hardware_text(hw: dict) -> str:
+    if not hw:
+        return "not recorded"
+    where = hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('cores')} cores, {hw.get('torch_threads')} torch threads)"
+    return f"{where}, torch {hw.get('torch')}"
+
+
+# -- results ------------------------------------------------------------------------------------------
+def ordered_metrics(agg: dict) -> list[str]:
+    """The table's row order (results.json is written with sorted keys, which loses it)."""
+    from clareps.evaluate.aggregate import metric_order
+
+    return sorted(agg["metrics"], key=metric_order)
+
+
+def _mean_std(s: dict | None) -> str:
+    if s is None:
+        return "–"
+    return pct(s["mean"], sign=False) + ("" if s["std"] is None else f" ± {100 * s['std']:.1f}")
+
+
+def results_table(ctx: ReportContext) -> str:
+    from clareps.evaluate.aggregate import LOWER_IS_BETTER, headline, label, to_markdown
+
+    agg = ctx.need_agg()
+    methods = agg["methods"]
+
+    def rows(keep):
+        out = []
+        for metric in ordered_metrics(agg):
+            row = agg["metrics"][metric]
+            if not keep(metric):
+                continue
+            means = {m: row[m]["mean"] for m in methods if m in row}
+            best = (min if metric in LOWER_IS_BETTER else max)(means.values()) if len(means) > 1 else None
+            cells = [f"<b>{_mean_std(row.get(m))}</b>" if best is not None and means.get(m) == best
+                     else _mean_std(row.get(m)) for m in methods]
+            out.append([esc(label(metric))] + cells)
+        return out
+
+    seeds = {m: max((len(r[m]["seeds"]) for r in agg["metrics"].values() if m in r), default=0) for m in methods}
+    head = ["metric (%)"] + methods
+    main = table(head, rows(headline) + [["seeds"] + [str(seeds[m]) for m in methods]], num_cols=True)
+    extra = table(head, rows(lambda k: not headline(k)), num_cols=True)
+    notes = to_markdown(agg).split("\n\n", 1)[1].strip()
+    return (versus_baselines(agg) + main +
+            f"<p class='small'>{esc(notes)} ↑: higher is better, ↓: lower is better.</p>"
+            f"<details><summary>Corruption accuracy per type (all rows)</summary>{extra}</details>"
+            f"<p class='small'>Files: <code>{esc(ctx.run.results)}/results.md</code>, <code>.csv</code>, "
+            "<code>.json</code> (every seed's value).</p>")
+
+
+def versus_baselines(agg: dict) -> str:
+    """CaDistill against the best baseline on the key metrics, with the seed spread in view."""
+    from clareps.evaluate.aggregate import LOWER_IS_BETTER, label
+
+    if "cadistill" not in agg["methods"] or len(agg["methods"]) < 2:
+        return ""
+    robust = sorted((k for k in agg["metrics"] if k.startswith("robust/worst@")),
+                    key=lambda k: float(k.split("@")[1].split("/")[0]))
+    keys = ["clean/test-original", "clean/test-mixed-rand", "bg/gap", *robust[-1:], "corr/mean",
+            "saliency/integrated-gradients"]
+    rows, wins, total = [], 0, 0
+    for k in keys:
+        row = agg["metrics"].get(k, {})
+        if "cadistill" not in row or len(row) < 2:
+            continue
+        lower = k in LOWER_IS_BETTER
+        base = {m: s for m, s in row.items() if m != "cadistill"}
+        best = (min if lower else max)(base, key=lambda m: base[m]["mean"])
+        c, b = row["cadistill"], base[best]
+        diff = (c["mean"] - b["mean"]) * (-1 if lower else 1)
+        if c["std"] is None or b["std"] is None:
+            verdict = "one seed: no spread to judge by"
+        elif abs(diff) > c["std"] + b["std"]:
+            verdict = "better" if diff > 0 else "worse"
+        else:
+            verdict = "tie" if abs(diff) < 1e-12 else "within the seed spread"
+        wins += verdict == "better"
+        total += 1
+        shown = f"{100 * diff:+.1f}"
+        rows.append([esc(label(k)), _mean_std(c), f"{esc(best)}: {_mean_std(b)}",
+                     "0.0" if shown in ("+0.0", "-0.0") else shown, verdict])
+    if not rows:
+        return ""
+    return ("<h3>CaDistill against the best baseline</h3>"
+            + table(["metric (%)", "cadistill", "best baseline", "difference (points, + is better)", "verdict"],
+                    rows, num_cols=True)
+            + f"<p class='small'>CaDistill is clearly better on {wins} of these {total} metrics. \"Clearly\": the "
+              "difference exceeds the sum of the two methods' seed standard deviations (a rough rule, not a "
+              "significance test).</p><h3>All methods</h3>")
+
+
+def robust_section(ctx: ReportContext) -> str:
+    agg = ctx.need_agg()
+    budgets: dict[str, set] = {}
+    for metric in agg["metrics"]:
+        if metric.startswith("robust/"):
+            attack, _, b = metric[len("robust/"):].partition("@")
+            budgets.setdefault(attack, set()).add(float(b.split("/")[0]))
+    attacks = [a for a in ROBUST_ORDER if a in budgets]
+    if not attacks:
+        raise Missing("the evaluation ran no attacks")
+    png = figures.robust_curves(agg, attacks, {a: sorted(budgets[a]) for a in attacks})
+    imgs = agg.get("images", {})
+    sub = "; ".join(f"{k} on {v['n']} of {v['of']} {v['split']} images" for k, v in imgs.items()
+                    if k in ("robustness", "autoattack"))
+    return (img(png, "robust accuracy versus budget") +
+            f"<p class='small'>Mean over seeds, whiskers ± std. The worst case counts a point as robust only if "
+            f"every attack failed on it. {esc(sub)}.</p>")
+
+
+def corruption_section(ctx: ReportContext) -> str:
+    from clareps.evaluate.corruptions import COMMON
+
+    agg = ctx.need_agg()
+    types = [t for t in COMMON if f"corr/{t}" in agg["metrics"]]
+    types += sorted(k[5:] for k in agg["metrics"] if k.startswith("corr/") and k[5:] not in types + ["mean", "mce"])
+    if not types:
+        raise Missing("the evaluation ran no corruptions")
+    png = figures.grouped_bars(agg, [f"corr/{t}" for t in types], [t.replace("_", " ") for t in types],
+                               "accuracy (%)", "accuracy under each corruption, mean over its severities")
+    return img(png, "corruption accuracy per type")
+
+
+def background_section(ctx: ReportContext) -> str:
+    from clareps.evaluate.background import VARIANTS
+
+    agg = ctx.need_agg()
+    variants = [v for v in VARIANTS if f"clean/{v}" in agg["metrics"]]
+    if not variants:
+        raise Missing("the evaluation measured no clean accuracy")
+    png = figures.grouped_bars(agg, [f"clean/{v}" for v in variants], [v.removeprefix("test-") for v in variants],
+                               "accuracy (%)", "clean accuracy per test variant")
+    gap = agg["metrics"].get("bg/gap", {})
+    cells = [[m, "–" if m not in gap else f"{100 * gap[m]['mean']:.1f}" +
+              ("" if gap[m]["std"] is None else f" ± {100 * gap[m]['std']:.1f}")] for m in agg["methods"]]
+    return (img(png, "background tests") +
+            "<p class='small'>only-fg: the animal alone; only-bg: the background alone (chance if the model reads "
+            "the shape only); mixed-same / mixed-rand: the animal on its class's background source / a random "
+            "one. The background gap is mixed-same − mixed-rand: what the model gains from the spurious "
+            "background (0 for a model that ignores it).</p>" +
+            table(["method", "background gap (points) ↓"], cells, num_cols=True))
+
+
+def saliency_section(ctx: ReportContext, n: int) -> str:
+    from clareps.io import load_tensors
+
+    agg = ctx.need_agg()
+    first: dict[str, str] = {}
+    for run in sorted(agg["runs"], key=lambda r: (r["train_seed"] is None, r["train_seed"])):
+        first.setdefault(run["method"], run["file"])
+    loaded = {m: load_tensors(ctx.maps_file(f))[0] for m, f in first.items() if ctx.maps_file(f).exists()}
+    if not loaded:
+        raise Missing("no saliency maps (the evaluation's saliency.save_maps was 0, or saliency was not run)")
+    ref = next(iter(loaded.values()))
+    same = [m for m, t in loaded.items() if torch.equal(t["indices"], ref["indices"])]
+    kind = next((k for k in ("maps.integrated-gradients", "maps.saliency") if k in ref), None)
+    if kind is None:
+        raise Missing("the maps files hold no attribution maps")
+    k = min(n, len(ref["indices"]))
+    names = ctx.class_names
+    captions = [names[int(y)] for y in ref["labels"][:k]]
+    rows = [(m, loaded[m][kind][:k]) for m in agg["methods"] if m in same and kind in loaded[m]]
+    png = figures.saliency_overlays(ref["images"][:k], ref["masks"][:k], captions, rows)
+    share = agg["metrics"].get(f"saliency/{kind[5:]}", {})
+    shares = ", ".join(f"{m} {pct(share[m]['mean'])}" for m in agg["methods"] if m in share)
+    area = f" (an even spread would put {pct(agg['fg_area'])} there)" if agg.get("fg_area") is not None else ""
+    left = sorted(set(loaded) - set(same))
+    return (img(png, "saliency overlays") +
+            f"<p class='small'>{esc(kind[5:])} maps (|attribution| summed over channels, for the true class, "
+            f"each scaled to its own maximum) of the same test images for one student per method (its first "
+            f"seed); the yellow line outlines the animal. Share of attribution mass on the animal, mean over "
+            f"seeds and the evaluation's saliency images: {esc(shares)}{esc(area)}.</p>" +
+            (f"<p class='missing'>Left out (maps of other images): {esc(', '.join(left))}</p>" if left else ""))
+
+
+# -- compute --------------------------------------------------------------------------------------------
+def compute_section(ctx: ReportContext) -> str:
+    rows = []
+    try:
+        st = ctx.teacher_state()
+        info = st["train_info"] or {}
+        built = ctx.built("teacher")
+        here = built and ctx.teacher_path and ctx.run.teacher_dir in ctx.teacher_path.parents
+        seconds, logged = (built["seconds"] if here else st["seconds"]), st["seconds_logged"]
+        how = [info.get("device", "")] if seconds is not None else []
+        if seconds is None and logged:
+            seconds, how = logged, ["≈: the step times logged in metrics.jsonl, summed"]
+        elif logged and seconds and abs(logged - seconds) > 0.2 * seconds:
+            how.append(f"as recorded in train_info.json; the step times in metrics.jsonl sum to {minutes(logged)}")
+        rows.append(["teacher training", f"{st['step'] or '?'} steps", minutes(seconds), esc("; ".join(how))])
+    except Missing:
+        pass
+    for kind in ("canonical", "control", "feat-real"):
+        built = ctx.built(f"bank/{kind}")
+        try:
+            bank = ctx.bank(kind)
+        except Missing:
+            continue
+        per = float(bank.seconds.mean()) if len(bank) else 0.0
+        rows.append([f"bank: {kind}", f"{len(bank)} items", minutes(built["seconds"] if built else None),
+                     f"{per:.2f} s per item ({minutes(float(bank.seconds.sum()))} of item time)"])
+    metric_secs = [b["seconds"] for n, b in (ctx.log.get("built") or {}).items() if n.startswith("bank-metrics/")]
+    if metric_secs:
+        rows.append(["bank metrics (shape judge, NMI)", f"{len(metric_secs)} banks", minutes(sum(metric_secs)), ""])
+    built = ctx.built("kd-teacher")
+    if built:
+        kd = ctx.kd_teacher_meta()
+        size = f"{kd.get('arch')} width {kd.get('width')}, {kd.get('config', {}).get('epochs')} epochs" if kd else ""
+        rows.append(["KD classifier teacher", esc(size), minutes(built["seconds"]), ""])
+    order = list((ctx.agg or {}).get("methods") or [])
+    for prefix, what in (("distill", "distillation"), ("evaluate", "evaluation")):
+        per_method: dict[str, list[float]] = {}
+        for name, b in (ctx.log.get("built") or {}).items():
+            if name.startswith(prefix + "/"):
+                per_method.setdefault(name.split("/")[1].rsplit("-s", 1)[0], []).append(b["seconds"])
+        for m in sorted(per_method, key=lambda m: (order.index(m) if m in order else len(order), m)):
+            secs = per_method[m]
+            rows.append([f"{what}: {esc(m)}", f"{len(secs)} student(s)", minutes(sum(secs)),
+                         f"{minutes(float(np.mean(secs)))} per student"])
+    if not rows:
+        raise Missing("no timings recorded (demo.json) and no banks")
+    total = sum(b["seconds"] for b in (ctx.log.get("built") or {}).values())
+    latest = ctx.latest
+    hw = latest.get("hardware", {})
+    return (table(["stage", "size", "wall time", "notes"], rows) +
+            f"<p class='small'>Wall times of the run that built each artifact (reruns reuse them). Sum over stages "
+            f"built by <code>clareps demo</code>: {minutes(total)}; the last invocation took "
+            f"{minutes(latest.get('wall_seconds'))}. Hardware: {esc(hardware_text(hw))}"
+            f"{'' if hw.get('omp_num_threads') is None else ', OMP_NUM_THREADS=' + esc(hw['omp_num_threads'])}.</p>")

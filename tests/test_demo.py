@@ -1,0 +1,132 @@
+"""`clareps demo` end to end on the tiny preset: every stage's artifact lands in the run root, and a
+second run reuses every stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clareps.cli import main
+from clareps.demo import Pipeline, load_demo_config, merged
+from clareps.errors import ClarepsError
+from clareps.io import hash_file, load_tensors, save_tensors
+from clareps.paths import preset
+
+METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
+MAKERS = ("data", "teacher", "bank/", "bank-metrics/", "kd-teacher", "distill/", "evaluate/")  # stages with artifacts
+
+
+def cli(monkeypatch, capsys, *args) -> tuple[int, str, str, float]:
+    monkeypatch.setattr(sys, "argv", ["clareps", *map(str, args)])
+    t0 = time.perf_counter()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err, time.perf_counter() - t0
+
+
+def test_merged_overrides_nested_keys_only():
+    base = {"a": 1, "kd": {"alpha": 0.9, "teacher_width": 64}, "loss": {"x": 1}}
+    out = merged(base, {"kd": {"teacher_width": 4}, "epochs": 1, "loss": None})
+    assert out == {"a": 1, "kd": {"alpha": 0.9, "teacher_width": 4}, "loss": None, "epochs": 1}
+    assert base["kd"]["teacher_width"] == 64  # the base is left as it was
+
+
+def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, monkeypatch, capsys):
+    run = tmp_path / "demo"
+    args = ["demo", "--config", "demo-tiny", "--out", run, "--set", f"data.cache_dir={tiny_data_cache}", "-q"]
+    code, out, err, first = cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+
+    # every stage's artifact is in the run root
+    assert (run / "teacher" / "teacher.safetensors").is_file()
+    for kind in ("canonical", "control", "feat-real"):
+        meta = json.loads((run / "banks" / kind / "bank.json").read_text())
+        assert meta["bank_kind"] == kind and meta["size"] == 20  # 2 per class x 10 classes
+    assert json.loads((run / "banks" / "canonical" / "bank.json").read_text())["k"] == 2
+    assert (run / "kd-teacher" / "kd_teacher.safetensors").is_file()
+    students = sorted(p.name for p in (run / "students").iterdir())
+    assert students == sorted(f"{m}-s{s}" for m in METHODS for s in (0, 1, 2))
+    for name in students:
+        res = json.loads((run / "students" / name / "eval-fast.json").read_text())
+        assert res["method"] == name.rsplit("-s", 1)[0] and res["train_seed"] == int(name.rsplit("-s", 1)[1])
+        assert res["robustness"]["budgets_255"] == [2, 8]  # the tiny preset's evaluation overrides
+    agg = json.loads((run / "results" / "results.json").read_text())
+    assert agg["methods"] == METHODS
+    assert all(agg["metrics"]["clean/test-original"][m]["seeds"] == [0, 1, 2] for m in METHODS)
+    assert (run / "results" / "results.md").read_text().startswith("| metric (%) | ce | feat-real |")
+    html = (run / "report.html").read_text()
+    assert 'id="saliency"' in html and 'class="error"' not in html
+
+    # what it prints: the table and where the report is
+    assert "| clean acc, original ↑ |" in out and f"report: {run / 'report.html'}" in out
+
+    log = json.loads((run / "demo.json").read_text())
+    stages = log["history"][-1]["stages"]
+    makers = {k: v for k, v in stages.items() if k.startswith(MAKERS)}
+    assert len(makers) == 1 + 1 + 3 + 2 + 1 + 15 + 15
+    assert [k for k, v in makers.items() if v["reused"]] == ["data"]  # the session's benchmark build
+    assert yaml.safe_load((run / "demo.yaml").read_text())["mode"] == "demo"
+
+    # a second run reuses every stage and only re-reads
+    shas = {n: hash_file(run / "students" / n / "student.safetensors") for n in students}
+    code, out, err, second = cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    log = json.loads((run / "demo.json").read_text())
+    assert len(log["history"]) == 2 and log["history"][-1]["finished"]
+    stages = log["history"][-1]["stages"]
+    assert all(v["reused"] for k, v in stages.items() if k.startswith(MAKERS)), stages
+    assert {n: hash_file(run / "students" / n / "student.safetensors") for n in students} == shas
+    assert second < first / 2, (first, second)
+    assert "40 stages (38 reused)" in out  # aggregation and the report are always redone (cheap)
+
+    # a changed setting is refused by the stage it concerns, on one line, before anything is overwritten
+    code, out, err, _ = cli(monkeypatch, capsys, *args, "--set", "distill.epochs=2")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: demo stage distill/ce-s0:") and "another config" in err
+    assert hash_file(run / "students" / "ce-s0" / "student.safetensors") == shas["ce-s0"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--full"], "has no 'full' section"),
+    (["--set", "seeds=oops"], "bad value for 'seeds'"),
+    (["--set", "bank.nope=1"], "unknown config key 'nope'"),
+    (["--set", "methods=[ce,magic]"], "bad value for 'methods.1'"),
+])
+def test_demo_config_errors_are_one_line(args, match, tmp_path, monkeypatch, capsys):
+    code, out, err, _ = cli(monkeypatch, capsys, "demo", "-c", "demo-tiny", "--out", tmp_path / "d", *args)
+    assert code == 2 and "Traceback" not in err and match in err, err
+    assert not (tmp_path / "d").exists()  # refused before any work
+
+
+def test_a_given_teacher_is_copied_and_a_changed_one_refused(tmp_path, tiny_teacher, tiny_data_cache):
+    """The run works on its own copy, so a teacher that trains on elsewhere cannot mix versions into it."""
+    src = tmp_path / "src" / "teacher.safetensors"
+    shutil.copytree(Path(tiny_teacher).parent, src.parent)
+    cfg = load_demo_config(preset("demo-tiny"), "demo", [f"data.cache_dir={tiny_data_cache}", "teacher.train=null",
+                                                         f"teacher.path={src}"])
+    run = tmp_path / "run"
+    first = Pipeline(cfg, run, "demo", quiet=True)
+    first.teacher_stage()
+    copy = run / "teacher" / "teacher.safetensors"
+    assert hash_file(copy) == hash_file(src) and (run / "teacher" / "config.yaml").is_file()
+    assert first.stages["teacher"]["reused"] is False and first.stages["teacher"]["source"] == str(src)
+    assert first.banks["canonical"].teacher == str(copy)  # every stage reads the copy
+    again = Pipeline(cfg, run, "demo", quiet=True)
+    again.teacher_stage()
+    assert again.stages["teacher"]["reused"] is True
+
+    tensors, meta = load_tensors(src)  # the source trains on
+    save_tensors(src, {k: v + 1 if v.is_floating_point() else v for k, v in tensors.items()}, meta)
+    with pytest.raises(ClarepsError, match="has changed since .* use a new --out"):
+        Pipeline(cfg, run, "demo", quiet=True).teacher_stage()
+    assert hash_file(copy) != hash_file(src)  # the run's copy is left as it was

@@ -1,0 +1,128 @@
+"""The HTML report renders from a tiny run: every section, images embedded, nothing external; missing
+inputs are named instead of failing; the teacher's state is stated."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+
+import pytest
+
+from clareps.cli import main
+from clareps.demo import Pipeline, load_demo_config
+from clareps.paths import preset
+from clareps.report.html import build_report, render_report
+
+SECTIONS = ("results", "data", "teacher", "banks", "features", "robust", "corruptions", "background", "saliency",
+            "compute")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data_cache):
+    """A tiny demo run root with two methods and two seeds (the report needs nothing more)."""
+    cfg = load_demo_config(preset("demo-tiny"), "demo", [f"data.cache_dir={tiny_data_cache}",
+                                                         "methods=[ce,cadistill]", "seeds=[0,1]"])
+    root = tmp_path_factory.mktemp("run")
+    Pipeline(cfg, root, "demo", quiet=True).run_all()
+    return root
+
+
+def images_of(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def section(html: str, sid: str) -> str:
+    start = html.index(f'<h2 id="{sid}">')
+    end = html.find("<h2 ", start + 1)
+    return html[start:end if end > 0 else None]
+
+
+def test_report_has_every_section_with_embedded_images_and_no_links_out(tiny_run):
+    html, problems = render_report(tiny_run)
+    assert problems == []
+    for sid in SECTIONS:
+        body = section(html, sid)
+        assert "Not available" not in body and 'class="error"' not in body, sid
+    pngs = images_of(html)
+    # data (2), teacher samples, real | control | canonical (3), spectra, embeddings, robust, corruptions,
+    # background, saliency
+    assert len(pngs) == 12 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert len(re.findall(r"\bsrc=", html)) == len(pngs)  # every image is embedded
+    assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', html))  # only links inside the page
+    assert "http://" not in html and "https://" not in html and "<script" not in html and "<link" not in html
+
+
+def test_results_table_shows_the_aggregated_numbers(tiny_run):
+    agg = json.loads((tiny_run / "results" / "results.json").read_text())
+    html, _ = render_report(tiny_run)
+    table = section(html, "results")
+    for metric, label in (("clean/test-original", "clean acc, original"), ("corr/mean", "corruption acc, mean")):
+        row = re.search(rf"<tr><td>{re.escape(label)} ↑</td>(.*?)</tr>", table.split("All methods")[1]).group(1)
+        cells = re.findall(r"<td>(?:<b>)?([^<]*)", row)
+        for cell, method in zip(cells, agg["methods"]):
+            s = agg["metrics"][metric][method]
+            assert cell == f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}", (metric, method)
+    assert "CaDistill against the best baseline" in table
+    # the overlays show the same test images for every method: one row per method below the images
+    assert "ce" in section(html, "saliency") and "cadistill" in section(html, "saliency")
+
+
+def test_teacher_state_is_stated_plainly(tiny_run, tmp_path):
+    html, _ = render_report(tiny_run)
+    box = re.search(r'<div class="warn">(.*?)</div>', html).group(1)
+    assert "not been checked" in box and "This teacher is" in box and "mean little" in box
+    assert "trained for 20 steps of the 20" in box
+
+    # a checked teacher whose samples the judge recognises gets no warning
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    teacher = run / "teacher"
+    step = json.loads((teacher / "teacher.json").read_text())["step"]
+    (teacher / "teacher_check.json").write_text(json.dumps(
+        {"class_consistency": 0.97, "fid_judge_features": 3.2, "teacher_step": step}))
+    metrics = json.loads((run / "banks" / "control" / "metrics.json").read_text())
+    (run / "banks" / "control" / "metrics.json").write_text(json.dumps(dict(metrics, class_consistency=0.96)))
+    log = json.loads((run / "demo.json").read_text())
+    for h in log["history"]:
+        h["stages"]["teacher"]["path"] = str(teacher / "teacher.safetensors")
+    (run / "demo.json").write_text(json.dumps(log))
+    html, _ = render_report(run)
+    assert '<div class="warn">' not in html
+    note = re.search(r'<div class="note">(.*?)</div>', html).group(1)
+    assert "97.0 %" in note and "96.0 %" in note
+
+
+def test_missing_inputs_are_named_not_fatal(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "results")
+    shutil.rmtree(run / "banks" / "canonical")
+    html, problems = render_report(run)
+    assert problems == []
+    for sid in ("results", "robust", "corruptions", "background", "saliency", "banks"):
+        assert "Not available" in section(html, sid), sid
+    for sid in ("data", "teacher", "features"):  # control and feat-real banks still compare
+        assert "Not available" not in section(html, sid), sid
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    html, problems = render_report(empty)
+    assert problems == [] and all("Not available" in section(html, sid) for sid in SECTIONS if sid != "compute")
+    assert "was not made by <code>clareps demo</code>" in html
+
+
+def test_report_cli(tiny_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "page.html"
+    monkeypatch.setattr(sys, "argv", ["clareps", "report", str(tiny_run), "--out", str(out)])
+    main()
+    assert capsys.readouterr().out.strip() == f"report: {out}"
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert build_report(tiny_run) == tiny_run / "report.html"
+
+    monkeypatch.setattr(sys, "argv", ["clareps", "report", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "no run root at" in capsys.readouterr().err
