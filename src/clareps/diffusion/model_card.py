@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clareps.io import read_json, read_yaml_or_none, write_text
+from clareps.io import read_json, read_jsonl, read_yaml_or_none, write_text
 
 
 CONSISTENCY_BAR = 0.85
@@ -12,6 +12,13 @@ CONSISTENCY_BAR = 0.85
 
 def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _logged_minutes(folder: Path, cfg: dict) -> float:
+    path = folder / "metrics.jsonl"
+    rows = read_jsonl(path) if path.exists() else []
+    every = cfg.get("log_every", 1)
+    return sum(r.get("sec_per_step", 0.0) * every for r in rows) / 60
 
 
 def write_model_card(folder: str | Path) -> Path:
@@ -32,6 +39,8 @@ def write_model_card(folder: str | Path) -> Path:
         f"EMA {cfg.get('ema_decay')}, precision {cfg.get('precision')}",
         f"- wall time: {_fmt(info.get('wall_seconds', 0.0) / 60, 1)} min on {info.get('device', '?')} "
         f"(torch {info.get('torch', '?')}, {info.get('threads', '?')} thread(s))",
+        f"- training step time logged in metrics.jsonl: {_fmt(_logged_minutes(folder, cfg), 1)} min "
+        "(the wall time above counts from the first run that recorded train_info.json)",
         f"- architecture: base {unet['base_channels']} channels, mult {unet['channel_mult']}, "
         f"{unet['num_res_blocks']} res block(s) per level, attention at {unet['attn_resolutions']} px; "
         f"{info.get('parameters', '?')} parameters",
