@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -57,3 +59,20 @@ def tiny_judge(tmp_path_factory, tiny_data_cache) -> str:
         "width": 4, "epochs": 1, "batch_size": 50, "precision": "fp32", "device": "cpu"})
     path, _ = train_judge(cfg, tmp_path_factory.mktemp("judge"), quiet=True)
     return str(path)
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `clareps ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    from clareps.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["clareps", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run

@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from clareps.cli import main
 from clareps.clarid.bank_format import Bank, load_bank, save_bank
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
@@ -74,17 +73,6 @@ def tiny_config(npz, **over) -> dict:
 
 def trainer(npz, run_dir, **over) -> DistillTrainer:
     return DistillTrainer(build_config(DistillConfig, tiny_config(npz, **over)), run_dir, quiet=True)
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["clareps", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- students -----------------------------------------------------------------------------------
@@ -212,27 +200,70 @@ def _write_config(tmp_path, npz, **over):
     return path
 
 
-def test_five_methods_train_from_the_cli(tmp_path, data, npz, monkeypatch, capsys):
+def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
     fp = _fp(npz)
     banks = {"cadistill": make_bank(tmp_path / "canonical", data, fp),
              "control": make_bank(tmp_path / "control", data, fp, kind="control", k=0),
              "feat-real": make_bank(tmp_path / "featreal", data, fp, kind="feat-real")}
     config = _write_config(tmp_path, npz)
-    code, out, err = cli(monkeypatch, capsys, "train-kd-teacher", "-c", config, "--out", tmp_path / "kdt",
-                         "--set", "kd.teacher_width=4", "--set", "kd.teacher_epochs=1", "-q")
+    code, out, err = run_cli("train-kd-teacher", "-c", config, "--out", tmp_path / "kdt",
+                             "--set", "kd.teacher_width=4", "--set", "kd.teacher_epochs=1", "-q")
     assert code == 0, err
     kdt = tmp_path / "kdt" / "kd_teacher.safetensors"
     for method in ("ce", "feat-real", "control", "kd", "cadistill"):
         extra = ["--bank", banks[method]] if method in banks else []
         extra += ["--kd-teacher", kdt] if method == "kd" else []
-        code, out, err = cli(monkeypatch, capsys, "distill", "--method", method, "--seed", 1, "-c", config,
-                             "--out", tmp_path / method, "-q", *extra)
+        code, out, err = run_cli("distill", "--method", method, "--seed", 1, "-c", config,
+                                 "--out", tmp_path / method, "-q", *extra)
         assert code == 0, err
         assert f"{method} seed 1: val_acc" in out and "student:" in out
         result = json.loads((tmp_path / method / "result.json").read_text())
         assert result["method"] == method and result["seed"] == 1 and 0 <= result["val_acc"] <= 1
     terms = json.loads((tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()[0])
     assert "kd" in terms and "cano" not in terms
+
+
+def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_cli):
+    bank = make_bank(tmp_path / "canonical", data, _fp(npz))
+    config = _write_config(tmp_path, npz)
+    args = ["distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.lambda_align=0,1",
+            "--grid", "loss.lambda_dist=0.5", "--seeds", "0,1", "--pgd-images", 8, "--out", tmp_path / "sw", "-q"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    res = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    rows = {r["setting"]: r for r in res["rows"]}
+    assert list(rows) == ["ce", "lambda_align=0_lambda_dist=0.5", "lambda_align=1_lambda_dist=0.5"]
+    for r in rows.values():
+        assert r["seeds"] == 2 and 0 <= r["val"] <= 1 and 0 <= r["val_pgd"] <= r["val"] + 1e-9
+        assert r["val_rand"] is None  # npz data has no train-rand split
+    runs = sorted(p.name for p in (tmp_path / "sw" / "runs").iterdir())
+    assert runs == sorted(f"{n}-s{s}" for n in rows for s in (0, 1))
+    cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "lambda_align=0_lambda_dist=0.5-s1" / "config.yaml").read_text())
+    assert cfg["loss"]["lambda_align"] == 0 and cfg["loss"]["lambda_dist"] == 0.5 and cfg["seed"] == 1
+    assert "chosen:" in out and "| method | setting | loss.lambda_align |" in out
+
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "runs").glob("*/student.safetensors")}
+    code, out2, err = run_cli(*args)
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing retrained
+    assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"] == res["rows"]
+
+    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_alig=1", "--out", tmp_path / "x")
+    assert code == 2 and "unknown config key" in err and not (tmp_path / "x").exists()
+    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_align", "--out", tmp_path / "x")
+    assert code == 2 and "bad grid axis" in err
+
+
+def test_sweep_rule_keeps_val_accuracy_and_maximises_robustness():
+    from clareps.distill.sweep import choose
+
+    rows = [{"method": "ce", "setting": "ce", "val": 0.90, "val_rand": 0.5, "val_pgd": 0.1},
+            {"method": "cadistill", "setting": "a", "val": 0.80, "val_rand": 0.9, "val_pgd": 0.9},  # too costly
+            {"method": "cadistill", "setting": "b", "val": 0.89, "val_rand": 0.6, "val_pgd": 0.3},
+            {"method": "cadistill", "setting": "c", "val": 0.95, "val_rand": 0.55, "val_pgd": None}]
+    assert choose(rows, 0.02)["setting"] == "c"  # 0.55 alone beats (0.6 + 0.3) / 2
+    assert choose(rows, 0.2)["setting"] == "a"
+    assert choose(rows[:2], 0.02) is None
 
 
 @pytest.mark.parametrize("case,match", [
@@ -250,7 +281,7 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, monkeypatch, capsy
     ("no-bank", "needs a canonical bank: pass --bank"),
     ("npz-test-splits", "npz has no splits"),
 ])
-def test_bad_input_is_one_line_error(tmp_path, data, npz, monkeypatch, capsys, case, match):
+def test_bad_input_is_one_line_error(tmp_path, data, npz, run_cli, case, match):
     fp = _fp(npz)
     config = _write_config(tmp_path, npz)
     method, bank, extra = "cadistill", make_bank(tmp_path / "bank", data, fp), []
@@ -286,26 +317,26 @@ def test_bad_input_is_one_line_error(tmp_path, data, npz, monkeypatch, capsys, c
     elif case == "npz-test-splits":  # an npz file has one split: "testing" on it would score training data
         extra = ["--set", "test_splits=[test]"]
     args = ["distill", "--method", method, "-c", config, "--out", tmp_path / "run", "-q", *extra]
-    code, out, err = cli(monkeypatch, capsys, *args, *(["--bank", bank] if bank is not None else []))
+    code, out, err = run_cli(*args, *(["--bank", bank] if bank is not None else []))
     assert code == 2, out
     assert match in err and err.strip().count("\n") == 0 and err.startswith("error: ")
 
 
-def test_bank_whose_features_do_not_fit_the_head(tmp_path, data, npz, monkeypatch, capsys):
+def test_bank_whose_features_do_not_fit_the_head(tmp_path, data, npz, run_cli):
     fp = _fp(npz)
     config = _write_config(tmp_path, npz)
     first = make_bank(tmp_path / "b16", data, fp, dim=16)
-    code, _, err = cli(monkeypatch, capsys, "distill", "--method", "cadistill", "-c", config, "--bank", first,
-                       "--out", tmp_path / "run", "--set", "stop_at=1", "-q")
+    code, _, err = run_cli("distill", "--method", "cadistill", "-c", config, "--bank", first,
+                           "--out", tmp_path / "run", "--set", "stop_at=1", "-q")
     assert code == 0, err
     wider = make_bank(tmp_path / "b24", data, fp, dim=24)
-    code, _, err = cli(monkeypatch, capsys, "distill", "--method", "cadistill", "-c", config, "--bank", wider,
-                       "--out", tmp_path / "run", "-q")
+    code, _, err = run_cli("distill", "--method", "cadistill", "-c", config, "--bank", wider,
+                           "--out", tmp_path / "run", "-q")
     assert code == 2 and "does not fit the head" in err and err.strip().count("\n") == 0
     # another bank of the same size is refused too: the run's config hash covers the bank's content
     same_size = make_bank(tmp_path / "b16b", data, fp, dim=16, n=16)
-    code, _, err = cli(monkeypatch, capsys, "distill", "--method", "cadistill", "-c", config, "--bank", same_size,
-                       "--out", tmp_path / "run", "-q")
+    code, _, err = run_cli("distill", "--method", "cadistill", "-c", config, "--bank", same_size,
+                           "--out", tmp_path / "run", "-q")
     assert code == 2 and "another config or bank" in err
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from clareps.cli import main
 from clareps.config import build_config
 from clareps.data.imageset import ImageSet
 from clareps.errors import ClarepsError
@@ -331,21 +329,10 @@ def test_aggregation_refuses_mixed_settings_and_duplicates(tmp_path):
 
 
 # -- the CLI end to end ----------------------------------------------------------------------------------
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["clareps", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_evaluate_and_aggregate_cli(trained_student, tmp_path, monkeypatch, capsys):
+def test_evaluate_and_aggregate_cli(trained_student, tmp_path, run_cli):
     args = ["evaluate", "--student", trained_student, "--fast", "-q", "--set", "robustness.budgets_255=[2,8]",
             "--set", "corruptions.types=[gaussian_noise,contrast]", "--set", "saliency.n_images=10"]
-    code, out, err = cli(monkeypatch, capsys, *args)
+    code, out, err = run_cli(*args)
     assert code == 0, err
     res = json.loads((trained_student / "eval-fast.json").read_text())
     assert res["method"] == "ce" and res["train_seed"] == 0 and res["eval_seed"] == 0 and res["mode"] == "fast"
@@ -360,24 +347,24 @@ def test_evaluate_and_aggregate_cli(trained_student, tmp_path, monkeypatch, caps
     assert "robust/worst@8/255" in res["summary"] and "saliency/integrated-gradients" in res["summary"]
     assert all(res["checks"].values()) and res["data"]["matches_student"] is True
     assert (trained_student / "eval-fast-maps.safetensors").exists()
-    code, out, _ = cli(monkeypatch, capsys, *args)
+    code, out, _ = run_cli(*args)
     assert code == 0 and "reused" in out
     # a second "seed" of another method: the same results under other labels
     other = tmp_path / "kd-s1.json"
     other.write_text(json.dumps(dict(res, method="kd", train_seed=1)))
-    code, out, err = cli(monkeypatch, capsys, "aggregate", trained_student, other, "--fast", "--out", tmp_path / "t")
+    code, out, err = run_cli("aggregate", trained_student, other, "--fast", "--out", tmp_path / "t")
     assert code == 0, err
     table = json.loads((tmp_path / "t" / "results.json").read_text())
     assert table["methods"] == ["ce", "kd"]
     assert (tmp_path / "t" / "results.md").read_text().startswith("| metric (%) | ce | kd |")
     assert (tmp_path / "t" / "results.csv").exists() and "corr/mce" in table["metrics"]
     # mCE of a student against itself is 1 on every type
-    code, _, err = cli(monkeypatch, capsys, *args, "--set", "components=[corruptions]", "--out", tmp_path / "m.json",
-                       "--reference", trained_student / "eval-fast.json")
+    code, _, err = run_cli(*args, "--set", "components=[corruptions]", "--out", tmp_path / "m.json",
+                           "--reference", trained_student / "eval-fast.json")
     assert code == 0, err
     cor = json.loads((tmp_path / "m.json").read_text())["corruptions"]
     assert cor["mce"] == pytest.approx(1.0) and set(cor["ce"]) == {"gaussian_noise", "contrast"}
-    code, _, err = cli(monkeypatch, capsys, "evaluate", "--student", tmp_path / "nothing")
+    code, _, err = run_cli("evaluate", "--student", tmp_path / "nothing")
     assert code == 2 and "no student checkpoint" in err and "Traceback" not in err
 
 

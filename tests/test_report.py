@@ -7,11 +7,9 @@ import base64
 import json
 import re
 import shutil
-import sys
 
 import pytest
 
-from clareps.cli import main
 from clareps.demo import Pipeline, load_demo_config
 from clareps.paths import preset
 from clareps.report.html import build_report, render_report
@@ -114,15 +112,13 @@ def test_missing_inputs_are_named_not_fatal(tiny_run, tmp_path):
     assert "was not made by <code>clareps demo</code>" in html
 
 
-def test_report_cli(tiny_run, tmp_path, monkeypatch, capsys):
+def test_report_cli(tiny_run, tmp_path, run_cli):
     out = tmp_path / "page.html"
-    monkeypatch.setattr(sys, "argv", ["clareps", "report", str(tiny_run), "--out", str(out)])
-    main()
-    assert capsys.readouterr().out.strip() == f"report: {out}"
+    code, stdout, err = run_cli("report", tiny_run, "--out", out)
+    assert code == 0, err
+    assert stdout.strip() == f"report: {out}"
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert build_report(tiny_run) == tiny_run / "report.html"
 
-    monkeypatch.setattr(sys, "argv", ["clareps", "report", str(tmp_path / "nope")])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    assert exc.value.code == 2 and "no run root at" in capsys.readouterr().err
+    code, _, err = run_cli("report", tmp_path / "nope")
+    assert code == 2 and "no run root at" in err

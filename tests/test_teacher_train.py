@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
 from clareps.diffusion.checkpoint import load_teacher
 from clareps.diffusion.train import TeacherConfig, TeacherTrainer
 from clareps.errors import ClarepsError
+from clareps.io import hash_file, load_tensors, save_tensors, sidecar_path
 from conftest import TINY_UNET
 
 
@@ -82,13 +84,36 @@ def test_corrupt_and_mismatched_checkpoints(tiny_config, tmp_path):
     with pytest.raises(ClarepsError, match="corrupt checkpoint"):
         load_teacher(path)
     other = _trainer(tiny_config, tmp_path / "run2", "model.base_channels=16").train()
-    meta = json.loads(other.with_suffix(".json").read_text())
-    meta["unet"]["base_channels"] = 8  # the sidecar now describes a model the tensors do not fit
-    other.with_suffix(".json").write_text(json.dumps(meta))
+    tensors, meta = load_tensors(other)
+    meta["unet"]["base_channels"] = 8  # a description of a model the tensors do not fit
+    save_tensors(other, tensors, meta)
     with pytest.raises(ClarepsError, match="does not fit this model"):
         load_teacher(other)
     with pytest.raises(ClarepsError, match="missing checkpoint"):
         load_teacher(tmp_path / "nope.safetensors")
+
+
+def test_a_stale_or_missing_sidecar_cannot_mismatch_the_weights(tmp_path):
+    """A crash between the weights and the sidecar write leaves the old sidecar: the file still describes itself."""
+    path = tmp_path / "w.safetensors"
+    save_tensors(path, {"w": torch.zeros(3)}, {"step": 1})
+    stale = sidecar_path(path).read_text()
+    save_tensors(path, {"w": torch.ones(3, dtype=torch.bfloat16)}, {"step": 2})
+    sidecar_path(path).write_text(stale)
+    tensors, meta = load_tensors(path)
+    assert meta["step"] == 2 and torch.equal(tensors["w"], torch.ones(3, dtype=torch.bfloat16))
+    sidecar_path(path).unlink()
+    assert load_tensors(path)[1]["step"] == 2
+
+    legacy = tmp_path / "legacy.safetensors"  # written before the metadata moved into the file
+    save_file({"w": torch.zeros(2)}, str(legacy))
+    with pytest.raises(ClarepsError, match="has no sidecar"):
+        load_tensors(legacy)
+    sidecar_path(legacy).write_text(json.dumps({"step": 7, "tensors_sha256": hash_file(legacy)}))
+    assert load_tensors(legacy)[1]["step"] == 7
+    sidecar_path(legacy).write_text(json.dumps({"step": 7, "tensors_sha256": "0" * 16}))
+    with pytest.raises(ClarepsError, match="does not match"):
+        load_tensors(legacy)
 
 
 def test_bad_config_and_data(tiny_config, tmp_path, tiny_npz):

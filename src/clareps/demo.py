@@ -290,10 +290,7 @@ class Pipeline:
         from clareps.distill.methods import KDTeacherConfig, train_kd_teacher
 
         cfg = self.distill_config("ce", 0)  # the shared parts: data, carve-out, kd.teacher_*, precision
-        kd = cfg.kd
-        tcfg = KDTeacherConfig(data=cfg.data, val_fraction=cfg.val_fraction, val_seed=cfg.val_seed,
-                               arch=kd.teacher_arch, width=kd.teacher_width, epochs=kd.teacher_epochs,
-                               batch_size=cfg.batch_size, lr=kd.teacher_lr, precision=cfg.precision, device=cfg.device)
+        tcfg = KDTeacherConfig.from_distill(cfg)
         side = self.run.kd_teacher.with_suffix(".json")
         with self.stage("kd-teacher") as info:
             info["reused"] = side.exists() and read_json(side).get("config") == to_plain(tcfg)
@@ -310,19 +307,14 @@ class Pipeline:
             info.update(reused=trainer.reused, val_acc=result.get("val_acc"), steps=trainer.total_steps)
 
     def eval_stage(self, method: str, seed: int) -> None:
-        from clareps.evaluate.suite import evaluate_student, resolve_student, result_name, write_results
-        from clareps.io import hash_file, hash_obj
+        from clareps.evaluate.suite import evaluate_student, maps_path, result_name, results_current, write_results
 
         run = self.run.student(method, seed)
         out = run / result_name(self.cfg.evaluate.mode)
         with self.stage(f"evaluate/{method}-s{seed}") as info:
-            if out.exists():
-                old = read_json(out)
-                info["reused"] = old.get("config_hash") == hash_obj(to_plain(self.eval_cfg)) and \
-                    old.get("student", {}).get("sha256") == hash_file(resolve_student(run))
+            info["reused"] = results_current(out, run, self.eval_cfg)
             if not info["reused"]:
-                maps = out.with_name(out.name.removesuffix(".json") + "-maps.safetensors")
-                results = evaluate_student(run, self.eval_cfg, mode=self.cfg.evaluate.mode, maps_path=maps,
+                results = evaluate_student(run, self.eval_cfg, mode=self.cfg.evaluate.mode, maps_path=maps_path(out),
                                            quiet=self.quiet)
                 write_results(results, out)
 

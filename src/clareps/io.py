@@ -11,11 +11,13 @@ from typing import Any, Callable
 
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from clareps import __version__
 from clareps.errors import ClarepsError
+
+HEADER_KEY = "clareps"  # the safetensors metadata entry that holds an artifact's description
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -108,33 +110,57 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".json")
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write ``tensors`` as safetensors and ``meta`` as a JSON sidecar, both atomically.
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of the tensors themselves (names, dtypes, shapes, bytes), independent of the file layout."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
-    The sidecar is written last and records the tensor file's hash, so a file pair
-    whose sidecar exists is complete.
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write ``tensors`` as safetensors with ``meta`` inside the file, atomically, then a JSON sidecar.
+
+    The file alone is complete: its header carries the metadata and a digest of the tensors, so a
+    crash between the two writes cannot pair new weights with an old description. The sidecar is a
+    readable copy (plus the file's hash) for people and tools.
     """
     path = Path(path)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda p: save_file(flat, str(p)))
-    meta = dict(meta, clareps_version=__version__, tensors_sha256=hash_file(path))
-    write_json(sidecar_path(path), meta)
+    meta = dict(meta, clareps_version=__version__, tensors_digest=tensors_digest(flat))
+    header = {HEADER_KEY: json.dumps(meta, sort_keys=True, default=str)}
+    atomic_write(path, lambda p: save_file(flat, str(p), metadata=header))
+    write_json(sidecar_path(path), dict(meta, tensors_sha256=hash_file(path)))
     return path
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a safetensors file and its sidecar, checking that they belong together."""
+    """Load a safetensors file and its metadata, checking that they belong together.
+
+    Files written by `save_tensors` carry their metadata; older ones are paired with their sidecar
+    through the file hash it records.
+    """
     path = Path(path)
-    side = sidecar_path(path)
     if not path.exists():
         raise ClarepsError(f"missing checkpoint: {path}")
+    try:
+        with safe_open(str(path), "pt") as fh:
+            header = fh.metadata() or {}
+        tensors = load_file(str(path))
+        meta = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else None
+    except (SafetensorError, OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
+    file_hash = hash_file(path)
+    if meta is not None:
+        if meta.get("tensors_digest") != tensors_digest(tensors):
+            raise ClarepsError(f"corrupt checkpoint {path}: its tensors do not match the digest written with them")
+        return tensors, dict(meta, tensors_sha256=file_hash)
+    side = sidecar_path(path)
     if not side.exists():
         raise ClarepsError(f"checkpoint {path} has no sidecar {side.name} (incomplete write?)")
     meta = read_json(side)
-    if meta.get("tensors_sha256") not in (None, hash_file(path)):
+    if meta.get("tensors_sha256") not in (None, file_hash):
         raise ClarepsError(f"corrupt checkpoint {path}: its hash does not match {side.name}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
     return tensors, meta

@@ -145,8 +145,10 @@ class BankBuilder:
         else:
             x_te = random_latents(self.model, self.sched, y, c.clarid, torch.stack(noise).to(self.device))
         t = timestep(self.sched, c.clarid)
+        plain = features(self.model, x_te, t, y, c.clarid.tap)  # f(x_te): no projection, no decoding
         if c.kind == "feat-real":
-            out = {"latents": x_te, "images": real, "features": features(self.model, x_te, t, y, c.clarid.tap),
+            # a copy: safetensors refuses two entries that share storage
+            out = {"latents": x_te, "images": real, "features": plain.clone(),
                    "singular_values": x_te.new_zeros(len(idx), 0)}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
@@ -155,7 +157,7 @@ class BankBuilder:
         tensors = {"images": out["images"], "features": out["features"], "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
-                   "input_features": features(self.model, x_te, t, y, c.clarid.tap)}
+                   "input_features": plain}
         save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
                                                         "items": [items.start, items.stop]})
 

@@ -3,8 +3,6 @@ subset, one table of bank metrics, and the setting the evidence picks."""
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from clareps.clarid.bank import BankConfig, build_bank, resolved
 from clareps.clarid.report import comparison_grid, measure_bank
 from clareps.data.spec import load_data
 from clareps.io import write_json, write_text
+from clareps.tables import csv_text, markdown_table
 
 COLUMNS = ("t_e", "k", "w", "variant", "class_consistency", "bg_source_kept", "bg_change", "fg_change",
            "bg_variance", "nmi_features", "nmi_input_features", "seconds_per_item")
@@ -41,7 +40,7 @@ def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws:
                          **{c: metrics.get(c) for c in COLUMNS[4:]}})
     best = choose(rows)
     write_json(out / "sweep.json", {"rows": rows, "chosen": best})
-    write_text(out / "sweep.csv", _csv(rows))
+    write_text(out / "sweep.csv", csv_text(rows, COLUMNS))
     write_text(out / "sweep.md", _markdown(rows, best))
     return rows, best
 
@@ -57,18 +56,7 @@ def choose(rows: list[dict]) -> dict | None:
                                   -(r["bg_change"] or 0.0)))
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _markdown(rows: list[dict], best: dict | None) -> str:
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
     verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in COLUMNS[:4])) if best else \
         "no setting kept class consistency within 2 points of its control"
-    return "\n".join(lines) + f"\n\n{verdict}\n"
+    return markdown_table(rows, COLUMNS) + f"\n{verdict}\n"

@@ -21,6 +21,18 @@ def _logged_minutes(folder: Path, cfg: dict) -> float:
     return sum(r.get("sec_per_step", 0.0) * every for r in rows) / 60
 
 
+def _judge(check: dict) -> str:
+    """The judge's path (relative to the repository when inside it) and its test accuracies."""
+    from clareps.paths import repo_root
+
+    path = Path(str(check.get("judge", "?")))
+    if path.is_absolute() and path.is_relative_to(repo_root()):
+        path = path.relative_to(repo_root())
+    accs = {k.removeprefix("accuracy/"): v for k, v in (check.get("judge_accuracy") or {}).items()
+            if k.startswith("accuracy/")}
+    return f"`{path}`" + "".join(f", {k} accuracy {_fmt(v)}" for k, v in accs.items())
+
+
 def write_model_card(folder: str | Path) -> Path:
     folder = Path(folder)
     cfg = read_yaml_or_none(folder / "config.yaml") or {}
@@ -62,7 +74,7 @@ def write_model_card(folder: str | Path) -> Path:
             f"{_fmt(check['fid_judge_features'], 2)}",
             f"- DDIM inversion to t={s['recon_t_frac']}T and decoding back ({s['recon_images']} test images,"
             f" pixels in [0,1]): RMSE {_fmt(check['recon_rmse'], 4)}, MAE {_fmt(check['recon_mae'], 4)}",
-            f"- shape judge: {check.get('judge')}, accuracy {check.get('judge_accuracy')}",
+            f"- shape judge: {_judge(check)}",
             f"- measured on: {check.get('hardware')} in {_fmt(check['seconds'] / 60, 1)} min", "",
             "![samples](samples.png)", "",
         ]

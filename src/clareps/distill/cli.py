@@ -72,14 +72,37 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     from clareps.distill.methods import KDTeacherConfig, train_kd_teacher
 
     cfg = _load(config, list(set_))
-    kd = cfg.kd
-    tcfg = KDTeacherConfig(data=cfg.data, val_fraction=cfg.val_fraction, val_seed=cfg.val_seed,
-                           arch=kd.teacher_arch, width=kd.teacher_width, epochs=kd.teacher_epochs,
-                           batch_size=cfg.batch_size, lr=kd.teacher_lr, precision=cfg.precision, device=cfg.device)
+    tcfg = KDTeacherConfig.from_distill(cfg)
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
+
+
+def sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
+                                             help="an axis, key=v1,v2,... (repeat for a product grid)"),
+              bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="the bank the method reads"),
+              method: str = typer.Option("cadistill", "--method", "-m", help="the method whose settings vary"),
+              seeds: str = typer.Option("0", "--seeds", help="comma-separated training seeds"),
+              config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
+              set_: list[str] = typer.Option([], "--set", "-s", help="override for every run: key.sub=value"),
+              out: Path = typer.Option(Path("runs/distill-sweep"), "--out", "-o"),
+              pgd_eps: float = typer.Option(2.0, "--pgd-eps", help="PGD budget on validation, in 1/255"),
+              pgd_images: int = typer.Option(200, "--pgd-images", help="validation images attacked"),
+              tolerance: float = typer.Option(0.02, "--tolerance", help="allowed val accuracy drop vs ce"),
+              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
+    from clareps.distill.sweep import parse_grid, run_sweep
+    from clareps.errors import ClarepsError
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers like 0,1,2") from None
+    run_sweep(_preset_path(config), list(set_), parse_grid(grid), seed_list, out, bank, method,
+                pgd_eps, pgd_images, tolerance, quiet)
+    typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("distill")(distill_cmd)
     app.command("train-kd-teacher")(train_kd_teacher_cmd)
+    app.command("distill-sweep")(sweep_cmd)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -17,14 +16,14 @@ from pydantic import Field
 from torch import nn
 
 from clareps.clarid.bank_format import Bank
-from clareps.config import StrictModel, to_plain
+from clareps.config import to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.diffusion.checkpoint import load_state
 from clareps.distill.students import make_student
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import accuracy, train_classifier
+from clareps.evaluate.classifier import ClassifierRecipe, accuracy, train_classifier
 from clareps.io import hash_file, load_tensors, save_tensors
 
 CLASSIFIER_KIND = "clareps-classifier"  # the judge's kind: evaluate.judge.load_judge reads these files
@@ -166,18 +165,20 @@ def teacher_targets(bank: Bank, num_classes: int, pool: str, norm: str) -> tuple
 
 # -- the KD teacher: a conventional classifier trained on the same training split --------------
 
-class KDTeacherConfig(StrictModel):
+class KDTeacherConfig(ClassifierRecipe):
     data: DataSpec = Field(default_factory=DataSpec)
     val_fraction: float = 0.1
     val_seed: int = 0
-    arch: str = "small-cnn"
     width: int = 64
     epochs: int = 15
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
-    precision: Literal["bf16", "fp32"] = "bf16"
-    device: str = "auto"
+
+    @classmethod
+    def from_distill(cls, cfg) -> KDTeacherConfig:
+        """The KD teacher a distillation config asks for: same data, carve-out, batch and precision."""
+        kd = cfg.kd
+        return cls(data=cfg.data, val_fraction=cfg.val_fraction, val_seed=cfg.val_seed, arch=kd.teacher_arch,
+                   width=kd.teacher_width, epochs=kd.teacher_epochs, batch_size=cfg.batch_size, lr=kd.teacher_lr,
+                   precision=cfg.precision, device=cfg.device)
 
 
 def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False) -> tuple[Path, dict]:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clareps.config import StrictModel
 from clareps.data.imageset import ImageSet
 from clareps.device import autocast
 from clareps.progress import progress_bar
+
+
+class ClassifierRecipe(StrictModel):
+    """How a plain classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
+    arch: str = "small-cnn"
+    width: int = 32
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    precision: Literal["bf16", "fp32"] = "bf16"
+    device: str = "auto"
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:

@@ -29,25 +29,21 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
                  force: bool = typer.Option(False, "--force", help="evaluate again even if the results exist"),
                  quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
-    from clareps.config import to_plain
-    from clareps.evaluate.suite import evaluate_student, load_eval_config, resolve_student, result_name, write_results
-    from clareps.io import hash_file, hash_obj, read_json
+    from clareps.evaluate.suite import (evaluate_student, load_eval_config, maps_path, resolve_student,
+                                        result_name, results_current, write_results)
+    from clareps.io import read_json
 
     mode = "fast" if fast else mode
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
     out = out or path.parent / result_name(mode)
-    if out.exists() and not force:
-        old = read_json(out)
-        if old.get("config_hash") == hash_obj(to_plain(cfg)) and old.get("student", {}).get("sha256") == \
-                hash_file(path) and (reference is None or old.get("corruptions", {}).get("mce") is not None):
-            typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
-                       f"results: {out}")
-            return
+    if not force and results_current(out, path, cfg, need_mce=reference is not None):
+        typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
+                   f"results: {out}")
+        return
     ref = read_json(reference) if reference is not None else None
-    maps = out.with_name(out.name.removesuffix(".json") + "-maps.safetensors")
-    results = evaluate_student(path, cfg, mode=mode, reference=ref, maps_path=maps, quiet=quiet)
+    results = evaluate_student(path, cfg, mode=mode, reference=ref, maps_path=maps_path(out), quiet=quiet)
     write_results(results, out)
     s = results["summary"]
     shown = [k for k in ("clean/test-original", "bg/gap", "corr/mean", "saliency/saliency") if k in s]

@@ -9,34 +9,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from torch import nn
 
-from clareps.config import StrictModel, to_plain
+from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.diffusion.checkpoint import load_state
 from clareps.distill.students import make_student
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import accuracy, train_classifier
+from clareps.evaluate.classifier import ClassifierRecipe, accuracy, train_classifier
 from clareps.io import load_tensors, save_tensors
 
 JUDGE_KIND = "clareps-classifier"
 
 
-class JudgeConfig(StrictModel):
+class JudgeConfig(ClassifierRecipe):
     data: DataSpec = Field(default_factory=lambda: DataSpec(split="train-rand"))
     eval_split: str = "test-mixed-rand"
-    arch: str = "small-cnn"
-    width: int = 32
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
-    precision: Literal["bf16", "fp32"] = "bf16"
-    device: str = "auto"
 
 
 def train_judge(cfg: JudgeConfig, out: str | Path, quiet: bool = False) -> tuple[Path, dict]:

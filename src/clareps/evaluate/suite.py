@@ -28,7 +28,7 @@ from clareps.evaluate.background import VARIANTS, background_metrics
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
-from clareps.io import hash_file, hash_obj, load_tensors, read_yaml_or_none, save_tensors, write_json
+from clareps.io import hash_file, hash_obj, load_tensors, read_json, read_yaml_or_none, save_tensors, write_json
 from clareps.progress import progress_bar
 
 FORMAT = "clareps-eval/1"
@@ -281,3 +281,19 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
 
 def write_results(results: dict, out: str | Path) -> Path:
     return write_json(out, results)
+
+
+def maps_path(out: str | Path) -> Path:
+    """Where the saliency maps of a results file go: beside it."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".json") + "-maps.safetensors")
+
+
+def results_current(out: str | Path, student: str | Path, cfg: EvalConfig, need_mce: bool = False) -> bool:
+    """Whether `out` already holds this student's results under these settings (so they can be reused)."""
+    if not Path(out).exists():
+        return False
+    old = read_json(out)
+    return (old.get("config_hash") == hash_obj(to_plain(cfg))
+            and old.get("student", {}).get("sha256") == hash_file(resolve_student(student))
+            and (not need_mce or old.get("corruptions", {}).get("mce") is not None))

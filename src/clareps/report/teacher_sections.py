@@ -18,7 +18,7 @@ def data_section(ctx: ReportContext, per_class: int) -> str:
     if k == 0:
         raise Missing("the training split lacks images of some class")
     sub = train.per_class(k, seed=0)
-    left = (f"<h3>Training split: {k} of {len(train):,} images per class</h3>" +
+    left = (f"<h3>Training split ({len(train):,} images): {k} per class</h3>" +
             img(figures.grid_png(sub.images, k, sub.class_names), "training images per class", "pixelated"))
     if ctx.data_spec.kind != "benchmark":
         return left
