@@ -8,7 +8,7 @@ import torch
 from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
 from clareps.clarid.canonical import project
-from clareps.clarid.metrics import background_variance, kmeans_nmi
+from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe
 from clareps.config import build_config
 from clareps.errors import ClarepsError
 
@@ -85,6 +85,10 @@ def test_metric_known_answers():
     separated = torch.nn.functional.one_hot(labels, 4).float() + 0.01 * torch.randn(40, 4)
     assert kmeans_nmi(separated, labels, 4) == pytest.approx(1.0)
     assert kmeans_nmi(torch.randn(40, 4), labels, 4) < 0.5
+    assert linear_probe(separated, labels) == 1.0
+    noise = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    assert linear_probe(noise, labels) < 0.6  # chance is 0.25
+    assert linear_probe(separated[:5], labels[:5]) is None  # a class with one item cannot be cross-validated
 
 
 def test_background_judge_identifies_real_sources(tiny_data_cache):

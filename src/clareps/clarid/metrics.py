@@ -21,6 +21,23 @@ def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: i
     return float(normalized_mutual_info_score(labels.numpy(), assign))
 
 
+def linear_probe(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> float | None:
+    """Stratified k-fold accuracy of a logistic regression on L2-normalised features (None when a
+    class has fewer than two items)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    counts = torch.bincount(labels)
+    counts = counts[counts > 0]
+    folds = min(folds, int(counts.min())) if len(counts) > 1 else 0
+    if folds < 2:
+        return None
+    y = labels.numpy()
+    x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(max_iter=1000), x, y, cv=cv).mean())
+
+
 def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:
     """Per-pixel variance across images, over background pixels, averaged."""
     w = bg.expand_as(images)
@@ -35,9 +52,11 @@ def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: 
     c = train.num_classes
     pred = predict(judge, bank.images)
     out = {"items": len(bank), "class_consistency": float((pred == bank.labels).float().mean()),
-           "nmi_features": kmeans_nmi(bank.features, bank.labels, c)}
+           "nmi_features": kmeans_nmi(bank.features, bank.labels, c),
+           "probe_features": linear_probe(bank.features, bank.labels)}
     if input_features is not None:
         out["nmi_input_features"] = kmeans_nmi(input_features, bank.labels, c)
+        out["probe_input_features"] = linear_probe(input_features, bank.labels)
     matched = bank.source_index >= 0
     if matched.all() and train.masks is not None:
         src = bank.source_index
