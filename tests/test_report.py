@@ -93,6 +93,21 @@ def test_teacher_state_is_stated_plainly(tiny_run, tmp_path):
     assert "97.0 %" in note and "96.0 %" in note
 
 
+def test_compute_counts_the_teachers_own_training_time(tiny_run, tmp_path):
+    """A teacher copied into the run root took no time there: its train_info.json says what it cost."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "teacher" / "train_info.json").write_text(json.dumps({"wall_seconds": 1234.0, "device": "CPU (test)"}))
+    log = json.loads((run / "demo.json").read_text())
+    log["built"]["teacher"]["seconds"] = 0.03  # what copying the shipped teacher costs
+    for h in log["history"]:
+        h["stages"]["teacher"]["path"] = str(run / "teacher" / "teacher.safetensors")
+    (run / "demo.json").write_text(json.dumps(log))
+    html, _ = render_report(run)
+    row = re.search(r"<tr><td>teacher training</td>(.*?)</tr>", section(html, "compute")).group(1)
+    assert "20.6 min" in row and "CPU (test)" in row
+
+
 def test_missing_inputs_are_named_not_fatal(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

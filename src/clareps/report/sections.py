@@ -264,9 +264,9 @@ def compute_section(ctx: ReportContext) -> str:
     try:
         st = ctx.teacher_state()
         info = st["train_info"] or {}
-        built = ctx.built("teacher")
-        here = built and ctx.teacher_path and ctx.run.teacher_dir in ctx.teacher_path.parents
-        seconds, logged = (built["seconds"] if here else st["seconds"]), st["seconds_logged"]
+        built = ctx.built("teacher")  # a copied teacher's stage took no time: its train_info.json says what it cost
+        seconds = st["seconds"] if st["seconds"] is not None else (built or {}).get("seconds")
+        logged = st["seconds_logged"]
         how = [info.get("device", "")] if seconds is not None else []
         if seconds is None and logged:
             seconds, how = logged, ["≈: the step times logged in metrics.jsonl, summed"]
