@@ -139,8 +139,9 @@ class ReportContext:
 
     # -- students -----------------------------------------------------------------------------------
     def maps_file(self, result_file: str | Path) -> Path:
-        f = Path(result_file)
-        return f.with_name(f.name.removesuffix(".json") + "-maps.safetensors")
+        from clareps.evaluate.suite import maps_path
+
+        return maps_path(result_file)
 
     def eval_results(self) -> list[dict]:
         out = []
