@@ -7,7 +7,7 @@ import torch
 
 from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
-from clareps.clarid.canonical import project
+from clareps.clarid.canonical import ClaridConfig, canonicalize, features, project
 from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe
 from clareps.config import build_config
 from clareps.errors import ClarepsError
@@ -29,6 +29,17 @@ def test_projection_removes_directions_and_can_keep_norm():
     kept = project(x, v, norm_preserving=True)
     assert torch.allclose(kept.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), atol=1e-4)
     assert torch.equal(project(x, v[:, :0]), x)
+
+
+def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
+    from clareps.diffusion.schedule import CosineSchedule
+
+    sched, cfg = CosineSchedule(), ClaridConfig(k=0, steps=4, t_e=0.3)
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    plain = features(tiny_unet, x, sched.index(cfg.t_e), y, cfg.tap)
+    reused = canonicalize(tiny_unet, sched, x, y, cfg, plain=plain)["features"]
+    assert torch.equal(reused, canonicalize(tiny_unet, sched, x, y, cfg)["features"])
+    assert reused.data_ptr() != plain.data_ptr()  # safetensors refuses two entries sharing storage
 
 
 def test_bank_contents_and_control_is_the_same_path(tiny_teacher, tiny_data_cache, tmp_path):

@@ -152,7 +152,7 @@ class BankBuilder:
                    "singular_values": x_te.new_zeros(len(idx), 0)}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
-            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t)
+            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain)
         seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
         tensors = {"images": out["images"], "features": out["features"], "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],

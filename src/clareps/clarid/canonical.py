@@ -63,8 +63,11 @@ def features(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: st
 
 
 def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, labels: torch.Tensor,
-                 cfg: ClaridConfig, init: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 cfg: ClaridConfig, init: torch.Tensor | None = None,
+                 plain: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Project the top-k extraneous directions out of x_te, decode, and read features.
+
+    `plain`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
 
     Returns latents (x~), images in [0, 1], features f(x~), singular values (B, k),
     engine iterations and per-item seconds (the batch's time split evenly).
@@ -80,7 +83,7 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
         x_tilde = x_te.clone()
         svals, iters = x_te.new_zeros(b, 0), torch.zeros(b, dtype=torch.long)
     images = ((to_pixels(model, decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)) + 1) / 2).clamp(0, 1)
-    feats = features(model, x_tilde, t, labels, cfg.tap)
+    feats = plain.clone() if cfg.k == 0 and plain is not None else features(model, x_tilde, t, labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
             "iterations": iters, "seconds": seconds}
