@@ -155,6 +155,13 @@ def test_teacher_spec_errors(external, tmp_path, tiny_unet):
         load_teacher_any(ours, classes=[0])
 
 
+def test_a_clareps_teacher_can_be_named_by_its_run_folder(tmp_path, tiny_unet):
+    file = save_teacher(tmp_path / "run" / "teacher.safetensors", tiny_unet, 1000, {"step": 3})
+    model, _, meta = load_teacher_any(tmp_path / "run")
+    assert meta["step"] == 3 and torch.equal(model.conv_out.weight, tiny_unet.conv_out.weight)
+    assert teacher_fingerprint(tmp_path / "run") == teacher_fingerprint(file)
+
+
 def test_fingerprint_follows_content_not_place(external, tmp_path):
     copy = shutil.copytree(external / "dit", tmp_path / "copy")
     assert teacher_fingerprint(copy) == teacher_fingerprint(external / "dit")

@@ -28,11 +28,12 @@ import typer
 import yaml
 from pydantic import Field
 
+from clareps.adapters.loading import is_external
 from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
 from clareps.data.spec import DataSpec
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
-from clareps.paths import default_judge, default_teacher, preset, resolve_preset
+from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
 from clareps.report.layout import BANK_KINDS, METHOD_BANK, RunLayout
 
 ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
@@ -105,11 +106,11 @@ class Pipeline:
         self.run = RunLayout(Path(root))
         self.judge = Path(cfg.judge) if cfg.judge else default_judge()
         self.teacher_cfg = self._teacher_config()
-        self.source = None if self.teacher_cfg else Path(cfg.teacher.path) if cfg.teacher.path else default_teacher()
+        self.source = None if self.teacher_cfg else teacher_file(cfg.teacher.path) if cfg.teacher.path else default_teacher()
         # the run uses a copy of a given teacher file (a folder teacher is read where it is), so a teacher
         # that goes on training elsewhere cannot mix two versions into one run
-        external = self.source is not None and self.source.is_dir()
-        self.teacher = self.source if external else self.run.teacher_dir / "teacher.safetensors"
+        external = self.source is not None and is_external(self.source)
+        self.teacher = self.source if external else self.run.teacher_dir / TEACHER_FILE
         self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS}
         self.distill_base = merged(read_yaml(preset("distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
@@ -256,7 +257,7 @@ class Pipeline:
             return True
         files = {src.parent / n: n for n in ("config.yaml", "train_info.json", "teacher_check.json",
                                              "MODEL_CARD.md", "samples.png", "metrics.jsonl")}
-        files.update({sidecar_path(src): "teacher.json", src: "teacher.safetensors"})  # the weights last
+        files.update({sidecar_path(src): "teacher.json", src: TEACHER_FILE})  # the weights last
         for _ in range(5):  # a training job may replace the file between our copies of it and its sidecar
             for path, name in files.items():
                 if path.is_file():

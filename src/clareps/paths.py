@@ -11,8 +11,17 @@ def repo_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2]
 
 
+TEACHER_FILE = "teacher.safetensors"
+
+
 def default_teacher() -> Path:
-    return repo_root() / "models" / "teacher-default" / "teacher.safetensors"
+    return repo_root() / "models" / "teacher-default" / TEACHER_FILE
+
+
+def teacher_file(spec: str | Path) -> Path:
+    """A clareps teacher given as its run folder (what `train-teacher --out` writes) means the file in it."""
+    path = Path(spec)
+    return path / TEACHER_FILE if (path / TEACHER_FILE).is_file() else path
 
 
 def default_judge() -> Path:

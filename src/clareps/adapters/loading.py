@@ -23,6 +23,7 @@ import torch
 from clareps.adapters.base import TabulatedSchedule
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj
+from clareps.paths import teacher_file
 
 PREFIX = "diffusers:"
 UNET_CLASSES = {"UNet2DModel"}
@@ -32,7 +33,7 @@ _SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedul
 
 
 def is_external(spec: str | Path) -> bool:
-    return str(spec).startswith(PREFIX) or Path(spec).is_dir()
+    return str(spec).startswith(PREFIX) or teacher_file(spec).is_dir()
 
 
 def _root(spec: str | Path) -> Path:
@@ -113,7 +114,7 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu", classes:
 def teacher_fingerprint(spec: str | Path) -> str:
     """Content hash of a teacher: its file, or every file of its directory (with relative paths)."""
     if not is_external(spec):
-        path = Path(spec)
+        path = teacher_file(spec)
         if not path.is_file():
             raise ClarepsError(f"teacher file not found: {path}")
         return hash_file(path)

@@ -12,6 +12,7 @@ from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, save_tensors
+from clareps.paths import teacher_file
 
 TEACHER_KIND = "clareps-teacher"
 
@@ -23,6 +24,7 @@ def save_teacher(path: str | Path, model: UNet, T: int, meta: dict) -> Path:
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, CosineSchedule, dict]:
     """The EMA teacher in eval mode, its schedule and its sidecar metadata."""
+    path = teacher_file(path)
     tensors, meta = load_tensors(path)
     if meta.get("kind") != TEACHER_KIND:
         raise ClarepsError(f"{path} is not a clareps teacher checkpoint (kind={meta.get('kind')!r})")

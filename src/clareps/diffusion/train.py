@@ -27,6 +27,7 @@ from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
                         save_tensors, write_json, write_jsonl, write_text)
+from clareps.paths import TEACHER_FILE
 from clareps.progress import progress_bar
 
 RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
@@ -129,7 +130,7 @@ class TeacherTrainer:
 
     @property
     def teacher_path(self) -> Path:
-        return self.run_dir / "teacher.safetensors"
+        return self.run_dir / TEACHER_FILE
 
     def _meta(self) -> dict:
         return {"config_hash": config_hash(self.cfg), "step": self.step,

@@ -10,7 +10,7 @@ import torch
 import typer
 
 from clareps.config import load_config
-from clareps.paths import default_judge, default_teacher, preset
+from clareps.paths import default_judge, default_teacher, preset, teacher_file
 
 
 def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"),
@@ -44,7 +44,7 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     from clareps.io import read_yaml_or_none, write_json
     from clareps.report.grid import save_grid
 
-    teacher = Path(teacher or default_teacher())
+    teacher = teacher_file(teacher or default_teacher())
     dev = resolve_device(device)
     model, sched, meta = load_teacher(teacher, dev)
     judge_model, judge_meta = load_judge(judge or default_judge(), dev)
