@@ -183,6 +183,9 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
     imgs = agg.get("images", {})
     if imgs:
         notes.append("Images: " + "; ".join(_describe(k, v) for k, v in imgs.items()) + ".")
+    if "autoattack" in imgs:
+        notes.append("'worst' is the worst case over every attack on the AutoAttack images only; 'worst w/o "
+                     "autoattack' is over the other attacks on all robustness images, so it can be the lower.")
     if agg.get("fg_area") is not None:
         notes.append(f"The foreground covers {100 * agg['fg_area']:.1f} % of the saliency images: the share "
                      "that an attribution spread evenly would put on it.")
