@@ -363,3 +363,8 @@ def test_banks_from_the_builder_feed_the_trainer(tiny_teacher, tiny_data_cache, 
             epochs=1, batch_size=30, test_splits=["test-original"]))
         result = DistillTrainer(cfg, tmp_path / f"run-{kind}", quiet=True).train()
         assert result["method"] == method and 0 <= result["test_acc/test-original"] <= 1
+
+
+def test_an_unknown_option_is_a_usage_error_not_a_traceback(run_cli):
+    code, _, err = run_cli("distill", "--bogus")
+    assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err

@@ -45,11 +45,25 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors (unknown option, missing argument, bad value)
+        usage, abort = _click_exceptions()
+        if isinstance(exc, usage):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             sys.exit(1)
         raise
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort types; recent typer raises those of its own vendored copy."""
+    import importlib
+
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    usage = tuple(m.ClickException for m in mods if hasattr(m, "ClickException"))
+    return usage, (typer.Abort, *(m.Abort for m in mods if hasattr(m, "Abort")))
