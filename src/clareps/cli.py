@@ -46,24 +46,18 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # usage errors (unknown option, missing argument, bad value)
-        usage, abort = _click_exceptions()
-        if isinstance(exc, usage):
+        if isinstance(exc, _click_exception()):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, abort):
+        if isinstance(exc, typer.Abort):  # click's Abort on older typer, the vendored one on newer
             sys.exit(1)
         raise
 
 
-def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """Click's usage-error and abort types; recent typer raises those of its own vendored copy."""
-    import importlib
-
-    mods = []
-    for name in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            mods.append(importlib.import_module(name))
-        except ImportError:
-            pass
-    usage = tuple(m.ClickException for m in mods if hasattr(m, "ClickException"))
-    return usage, (typer.Abort, *(m.Abort for m in mods if hasattr(m, "Abort")))
+def _click_exception() -> type:
+    """Click's usage-error base: typer >= 0.2x raises its vendored copy's, older typer click's own."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException

@@ -138,11 +138,6 @@ class ReportContext:
         return read_json(side) if side.exists() else None
 
     # -- students -----------------------------------------------------------------------------------
-    def maps_file(self, result_file: str | Path) -> Path:
-        from clareps.evaluate.suite import maps_path
-
-        return maps_path(result_file)
-
     def eval_results(self) -> list[dict]:
         out = []
         for run in (self.agg or {}).get("runs", []):

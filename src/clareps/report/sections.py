@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -227,13 +229,14 @@ def background_section(ctx: ReportContext) -> str:
 
 
 def saliency_section(ctx: ReportContext, n: int) -> str:
+    from clareps.evaluate.suite import maps_path
     from clareps.io import load_tensors
 
     agg = ctx.need_agg()
-    first: dict[str, str] = {}
+    first: dict[str, Path] = {}
     for run in sorted(agg["runs"], key=lambda r: (r["train_seed"] is None, r["train_seed"])):
-        first.setdefault(run["method"], run["file"])
-    loaded = {m: load_tensors(ctx.maps_file(f))[0] for m, f in first.items() if ctx.maps_file(f).exists()}
+        first.setdefault(run["method"], maps_path(run["file"]))
+    loaded = {m: load_tensors(f)[0] for m, f in first.items() if f.exists()}
     if not loaded:
         raise Missing("no saliency maps (the evaluation's saliency.save_maps was 0, or saliency was not run)")
     ref = next(iter(loaded.values()))
