@@ -42,6 +42,19 @@ def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
     assert reused.data_ptr() != plain.data_ptr()  # safetensors refuses two entries sharing storage
 
 
+def test_bf16_sampler_leaves_the_engine_and_features_in_fp32(tiny_unet):
+    from clareps.diffusion.schedule import CosineSchedule
+
+    sched, x, y = CosineSchedule(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    out = {p: canonicalize(tiny_unet, sched, x, y, ClaridConfig(k=2, steps=6, t_e=0.3, max_iter=3, w=2.0,
+                                                                sampler_precision=p)) for p in ("fp32", "bf16")}
+    for key in ("latents", "features", "singular_values"):  # same x_te: the projection is untouched
+        assert torch.equal(out["bf16"][key], out["fp32"][key]), key
+    images = out["bf16"]["images"]
+    assert images.dtype == torch.float32 and not torch.equal(images, out["fp32"]["images"])  # really bf16
+    assert (images - out["fp32"]["images"]).abs().max() < 0.05
+
+
 def test_bank_contents_and_control_is_the_same_path(tiny_teacher, tiny_data_cache, tmp_path):
     bank, reused = build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "canon", quiet=True)
     assert not reused and len(bank) == 20 and bank.singular_values.shape == (20, 2)

@@ -152,3 +152,20 @@ def test_nan_weights_are_never_checkpointed(tiny_config, tmp_path):
     with pytest.raises(ClarepsError, match="NaN"):
         trainer.save_checkpoint()
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_model_card_says_when_its_check_is_older_than_the_weights(tiny_config, tmp_path):
+    from clareps.diffusion.model_card import write_model_card
+    from clareps.io import write_json
+
+    _trainer(tiny_config, tmp_path / "run").train()  # weights at step 6
+    check = {"class_consistency": 0.5, "class_consistency_per_class": [0.5] * 10, "fid_judge_features": 1.0,
+             "hardware": "cpu", "judge": "judge.safetensors", "recon_mae": 0.0, "recon_rmse": 0.0, "seconds": 60,
+             "settings": {"ddim_steps": 50, "fid_real_images": 10, "per_class": 2, "recon_images": 4,
+                          "recon_t_frac": 0.5, "seed": 0, "w": 3.0}, "teacher_step": 3}
+    write_json(tmp_path / "run" / "teacher_check.json", check)
+    card = write_model_card(tmp_path / "run").read_text()
+    assert "- steps: 6 at batch" in card and "Checked at step 3" in card
+    assert "These weights are at step 6" in card
+    write_json(tmp_path / "run" / "teacher_check.json", dict(check, teacher_step=6))
+    assert "These weights are at step" not in write_model_card(tmp_path / "run").read_text()

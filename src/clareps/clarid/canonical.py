@@ -14,6 +14,7 @@ from torch import nn
 from clareps.adapters.base import to_latent, to_pixels
 from clareps.clarid.engine import top_subspace
 from clareps.config import StrictModel
+from clareps.device import autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.taps import DEFAULT_TAP, run_to_tap
@@ -28,6 +29,8 @@ class ClaridConfig(StrictModel):
     norm_preserving: bool = False  # rescale x~ to the norm of x_{t_e}
     tol: float = 1e-3  # engine: relative change of singular values / energy
     max_iter: int = 30  # engine: iteration cap
+    sampler_precision: Literal["fp32", "bf16"] = "fp32"  # sampling to t_e and decoding (bf16 autocast);
+    # the engine, the features and DDIM inversion stay fp32
 
 
 def timestep(sched: CosineSchedule, cfg: ClaridConfig) -> int:
@@ -44,7 +47,8 @@ def random_latents(model: nn.Module, sched: CosineSchedule, labels: torch.Tensor
                    noise: torch.Tensor) -> torch.Tensor:
     """Gaussian noise at T-1 sampled down to t_e with the class and guidance w."""
     grid = sched.grid(timestep(sched, cfg), sched.T - 1, cfg.steps)[::-1]
-    return ddim_run(model, sched, noise, labels, grid, cfg.w, clip=True)
+    with autocast(noise.device, cfg.sampler_precision):
+        return ddim_run(model, sched, noise, labels, grid, cfg.w, clip=True)
 
 
 def project(x: torch.Tensor, vectors: torch.Tensor, norm_preserving: bool = False) -> torch.Tensor:
@@ -82,7 +86,9 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     else:
         x_tilde = x_te.clone()
         svals, iters = x_te.new_zeros(b, 0), torch.zeros(b, dtype=torch.long)
-    images = ((to_pixels(model, decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)) + 1) / 2).clamp(0, 1)
+    with autocast(x_te.device, cfg.sampler_precision):
+        decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
+    images = ((to_pixels(model, decoded.float()) + 1) / 2).clamp(0, 1)
     feats = plain.clone() if cfg.k == 0 and plain is not None else features(model, x_tilde, t, labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,

@@ -65,7 +65,10 @@ def write_model_card(folder: str | Path) -> Path:
         checked_step = check.get("teacher_step")
         lines += [
             f"Checked at step {checked_step} of the {cfg.get('steps')} the config plans. The bar "
-            f"(class consistency >= {CONSISTENCY_BAR}) is {bar}.", "",
+            f"(class consistency >= {CONSISTENCY_BAR}) is {bar}."
+            + ("" if checked_step == meta.get("step") else
+               f" These weights are at step {meta.get('step')}: the numbers below are the step-{checked_step} "
+               "weights' (rerun `clareps teacher-check`)."), "",
             f"- class consistency: **{_fmt(check['class_consistency'])}** of {s['per_class']} DDIM-"
             f"{s['ddim_steps']} samples per class at w={s['w']} (seed {s['seed']}) classified as their "
             "intended class by the shape judge",

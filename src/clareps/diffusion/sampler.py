@@ -14,9 +14,9 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, w: fl
     """eps_uncond + w (eps_cond - eps_uncond); w = 1 is the plain conditional prediction."""
     tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
     if w == 1.0:
-        return model(x, tt, y)
+        return model(x, tt, y).float()
     null = torch.full_like(y, model.null_class)
-    eps = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null]))
+    eps = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null])).float()  # fp32 under autocast too
     cond, uncond = eps.chunk(2)
     return uncond + w * (cond - uncond)
 
@@ -42,7 +42,7 @@ def ddim_run(model: nn.Module, sched: CosineSchedule, x: torch.Tensor, y: torch.
     """
     ab = sched.alpha_bar.to(x.device)
     for i, (t_from, t_to) in enumerate(zip(timesteps[:-1], timesteps[1:])):
-        eps = guided_eps(model, x, t_from, y, w).float()
+        eps = guided_eps(model, x, t_from, y, w)
         x = _ddim_move(x, eps, ab[t_from], ab[t_to], clip)
         if on_step is not None:
             on_step(i + 1, len(timesteps) - 1)
