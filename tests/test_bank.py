@@ -126,3 +126,16 @@ def test_background_judge_identifies_real_sources(tiny_data_cache):
     assert (pred == test.bg_source).float().mean() > 0.7  # chance is 0.1
     blank = predict_source(judge, torch.full_like(test.images, 0.5), 1 - test.masks)
     assert (blank == test.bg_source).float().mean() < 0.5  # a flat grey background matches no source
+
+
+def test_sampler_precision_enters_the_bank_hash_only_when_not_fp32(tmp_path):
+    from clareps.clarid.bank import bank_hash
+    from clareps.config import to_plain
+    from clareps.io import hash_obj
+
+    cfg = _cfg("teacher.safetensors", str(tmp_path))
+    old = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher", "teacher_classes")}
+    old["clarid"].pop("sampler_precision")  # what a bank built before the key existed hashed
+    assert bank_hash(cfg, "t", "d") == hash_obj({"cfg": old, "teacher": "t", "data": "d"})
+    bf16 = _cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": "bf16"})
+    assert bank_hash(bf16, "t", "d") != bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2}), "t", "d")
