@@ -58,7 +58,8 @@ def resolved(cfg: BankConfig) -> BankConfig:
 
 def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
     plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
-    if plain.get("teacher_classes") is None:  # banks built before these fields existed keep their hash
+    # banks built before these fields existed keep their hash while the fields hold that old behaviour
+    if plain.get("teacher_classes") is None:
         plain.pop("teacher_classes", None)
     if plain["clarid"].get("sampler_precision") == "fp32":
         plain["clarid"].pop("sampler_precision")

@@ -86,9 +86,9 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     else:
         x_tilde = x_te.clone()
         svals, iters = x_te.new_zeros(b, 0), torch.zeros(b, dtype=torch.long)
-    with autocast(x_te.device, cfg.sampler_precision):
+    with autocast(x_te.device, cfg.sampler_precision):  # guided eps is fp32, so the DDIM moves stay fp32
         decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
-    images = ((to_pixels(model, decoded.float()) + 1) / 2).clamp(0, 1)
+    images = ((to_pixels(model, decoded) + 1) / 2).clamp(0, 1)
     feats = plain.clone() if cfg.k == 0 and plain is not None else features(model, x_tilde, t, labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
