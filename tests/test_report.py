@@ -13,6 +13,7 @@ import pytest
 from clareps.demo import Pipeline, load_demo_config
 from clareps.paths import preset
 from clareps.report.html import build_report, render_report
+from clareps.report.sections import versus_baselines
 
 SECTIONS = ("results", "data", "teacher", "banks", "features", "robust", "corruptions", "background", "saliency",
             "compute")
@@ -137,3 +138,14 @@ def test_report_cli(tiny_run, tmp_path, run_cli):
 
     code, _, err = run_cli("report", tmp_path / "nope")
     assert code == 2 and "no run root at" in err
+
+
+def test_versus_baselines_shows_the_largest_budget_any_method_survives():
+    def stat(mean):
+        return {"mean": mean, "std": 0.01, "n": 2, "seeds": [0, 1], "values": [mean, mean]}
+
+    metrics = {"robust/worst@2/255": {"ce": stat(0.2), "cadistill": stat(0.3)},
+               "robust/worst@4/255": {"ce": stat(0.0), "cadistill": stat(0.05)},
+               "robust/worst@8/255": {"ce": stat(0.0), "cadistill": stat(0.0)}}
+    html = versus_baselines({"methods": ["ce", "cadistill"], "metrics": metrics})
+    assert "4/255" in html and "8/255" not in html

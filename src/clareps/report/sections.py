@@ -141,8 +141,10 @@ def versus_baselines(agg: dict) -> str:
 
     if "cadistill" not in agg["methods"] or len(agg["methods"]) < 2:
         return ""
-    robust = sorted((k for k in agg["metrics"] if k.startswith("robust/worst@")),
-                    key=lambda k: float(k.split("@")[1].split("/")[0]))
+    # the largest budget at which some method still scores: a row of zeros tells a reader nothing
+    robust = [k for k in sorted((k for k in agg["metrics"] if k.startswith("robust/worst@")),
+                                key=lambda k: float(k.split("@")[1].split("/")[0]))
+              if any(s["mean"] > 0 for s in agg["metrics"][k].values())]
     keys = ["clean/test-original", "clean/test-mixed-rand", "bg/gap", *robust[-1:], "corr/mean",
             "saliency/integrated-gradients"]
     rows, wins, total = [], 0, 0
