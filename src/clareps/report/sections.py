@@ -137,14 +137,14 @@ def results_table(ctx: ReportContext) -> str:
 
 def versus_baselines(agg: dict) -> str:
     """CaDistill against the best baseline on the key metrics, with the seed spread in view."""
-    from clareps.evaluate.aggregate import LOWER_IS_BETTER, label
+    from clareps.evaluate.aggregate import LOWER_IS_BETTER, label, metric_order
 
     if "cadistill" not in agg["methods"] or len(agg["methods"]) < 2:
         return ""
     # the largest budget at which some method still scores: a row of zeros tells a reader nothing
-    robust = [k for k in sorted((k for k in agg["metrics"] if k.startswith("robust/worst@")),
-                                key=lambda k: float(k.split("@")[1].split("/")[0]))
-              if any(s["mean"] > 0 for s in agg["metrics"][k].values())]
+    scored = [k for k, row in agg["metrics"].items()
+              if k.startswith("robust/worst@") and any(s["mean"] > 0 for s in row.values())]
+    robust = sorted(scored, key=metric_order)  # by budget
     keys = ["clean/test-original", "clean/test-mixed-rand", "bg/gap", *robust[-1:], "corr/mean",
             "saliency/integrated-gradients"]
     rows, wins, total = [], 0, 0
