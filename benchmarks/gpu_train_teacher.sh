@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_train_teacher.sh OUTDIR [BUDGET_SECONDS] [MAX_STEPS]
 # RESUME_FROM=models/teacher-default continues that teacher (its checkpoint, same config) for the
 # budget instead of starting afresh, and checks it with the shipped judge.
+# CHECK_ARGS (e.g. "--per-class 2 --steps 5") shortens teacher-check for a dry run on CPU.
 set -euo pipefail
 OUT=${1:-runs/gpu}
 BUDGET=${2:-400}
@@ -31,4 +32,4 @@ if [ -n "$RESUME_FROM" ]; then  # the budget's steps on top of the step the chec
 fi
 echo "probe: $SPS s/step -> $STEPS steps"
 $CLAREPS train-teacher --set steps="$STEPS" --out "$OUT/teacher" -q ${TEACHER_SET:-}
-$CLAREPS teacher-check --teacher "$OUT/teacher/teacher.safetensors" --judge "$JUDGE" -q
+$CLAREPS teacher-check --teacher "$OUT/teacher/teacher.safetensors" --judge "$JUDGE" -q ${CHECK_ARGS:-}

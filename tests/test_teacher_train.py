@@ -70,6 +70,21 @@ def test_teacher_artifact_loads_back(tiny_config, tmp_path):
         assert torch.equal(value, model.state_dict()[name])
 
 
+def test_train_info_splits_time_and_steps_by_device(tiny_config, tmp_path):
+    """A teacher trained partly elsewhere (a run dir from before per-device accounting) keeps that
+    part on its own device when resumed here, and the steps per device add up to the total."""
+    run = tmp_path / "run"
+    _trainer(tiny_config, run, "steps=3").train()
+    (run / "train_info.json").write_text(json.dumps({"wall_seconds": 100.0, "device": "Old GPU", "steps": 3}))
+    _trainer(tiny_config, run).train()
+    info = json.loads((run / "train_info.json").read_text())
+    old = info["by_device"].pop("Old GPU")
+    (here,) = info["by_device"].values()
+    assert old == {"seconds": 100.0, "steps": 3} and here["steps"] == 3 and info["steps"] == 6
+    assert info["wall_seconds"] == pytest.approx(100.0 + here["seconds"])
+    assert len(info["commands"]) == 1 and info["commands"][0] == info["command"]  # same command, once
+
+
 def test_refuses_run_dir_of_another_config(tiny_config, tmp_path):
     _trainer(tiny_config, tmp_path / "run").train()
     with pytest.raises(ClarepsError, match="another config"):

@@ -33,6 +33,14 @@ def _judge(check: dict) -> str:
     return f"`{path}`" + "".join(f", {k} accuracy {_fmt(v)}" for k, v in accs.items())
 
 
+def _devices(info: dict) -> str:
+    """Where the training time went: per device when recorded, else the last device alone."""
+    by_device = info.get("by_device") or {info.get("device", "?"): {"seconds": info.get("wall_seconds", 0.0)}}
+    parts = [f"{_fmt(v['seconds'] / 60, 1)} min" + (f" ({v['steps']} steps)" if "steps" in v else "")
+             + f" on {name}" for name, v in by_device.items()]
+    return ", ".join(parts)
+
+
 def write_model_card(folder: str | Path) -> Path:
     folder = Path(folder)
     cfg = read_yaml_or_none(folder / "config.yaml") or {}
@@ -46,11 +54,12 @@ def write_model_card(folder: str | Path) -> Path:
         "through a null class) trained by clareps on the default benchmark (animal-mnist silhouettes "
         f"on natural backgrounds, rho={cfg.get('data', {}).get('benchmark', {}).get('rho', '?')}).", "",
         "## How it was made", "",
-        f"- command: `{info.get('command', '?')}`",
+        "- command(s), in the order they ran (each resumed the last): "
+        + ", ".join(f"`{c}`" for c in info.get("commands") or [info.get("command", "?")]),
         f"- steps: {meta.get('step')} at batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
         f"EMA {cfg.get('ema_decay')}, precision {cfg.get('precision')}",
-        f"- wall time: {_fmt(info.get('wall_seconds', 0.0) / 60, 1)} min on {info.get('device', '?')} "
-        f"(torch {info.get('torch', '?')}, {info.get('threads', '?')} thread(s))",
+        f"- wall time: {_fmt(info.get('wall_seconds', 0.0) / 60, 1)} min in all: {_devices(info)}; "
+        f"last run with torch {info.get('torch', '?')}, {info.get('threads', '?')} thread(s)",
         f"- training step time logged in metrics.jsonl: {_fmt(_logged_minutes(folder, cfg), 1)} min "
         "(the wall time above counts from the first run that recorded train_info.json)",
         f"- architecture: base {unet['base_channels']} channels, mult {unet['channel_mult']}, "

@@ -190,7 +190,7 @@ class TeacherTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.prepare_run_dir(resume)
         cfg, losses, t0 = self.cfg, [], time.time()
-        self._clock = t0
+        self._clock, self._clock_step = t0, self.step
         self.model.train()
         with progress_bar("teacher", total=cfg.steps, completed=self.step,
                           quiet=self.quiet or not self.dist.main) as advance:
@@ -212,14 +212,25 @@ class TeacherTrainer:
         return self.teacher_path
 
     def _record_train_info(self) -> None:
-        """Accumulate wall time up to each checkpoint, across resumed sessions, for the model card."""
+        """Accumulate wall time and steps up to each checkpoint, per device, across resumed sessions."""
         now = time.time()
         seconds, self._clock = now - getattr(self, "_clock", now), now
+        steps, self._clock_step = self.step - getattr(self, "_clock_step", self.step), self.step
         path = self.run_dir / "train_info.json"
         info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-        info.update(wall_seconds=info["wall_seconds"] + seconds, command=" ".join(["clareps"] + sys.argv[1:]),
+        # A run dir from before per-device accounting: its totals were all on its one recorded device.
+        by_device = info.get("by_device") or ({info["device"]: {"seconds": info["wall_seconds"], "steps": info["steps"]}}
+                                              if "device" in info and "steps" in info else {})
+        entry = by_device.setdefault(name, {"seconds": 0.0, "steps": 0})
+        entry["seconds"] += seconds
+        entry["steps"] += steps
+        info["by_device"] = by_device
+        command = " ".join(["clareps"] + sys.argv[1:])
+        commands = info.get("commands") or ([info["command"]] if "command" in info else [])
+        info["commands"] = commands if commands[-1:] == [command] else commands + [command]
+        info.update(wall_seconds=info["wall_seconds"] + seconds, command=command,
                     device=name, processes=self.dist.world, torch=torch.__version__, steps=self.step,
                     threads=torch.get_num_threads(), parameters=sum(p.numel() for p in self.model.parameters()))
         write_json(path, info)

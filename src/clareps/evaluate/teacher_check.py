@@ -50,9 +50,10 @@ def check_teacher(teacher: nn.Module, sched: CosineSchedule, judge: nn.Module, r
     images, labels = sample_per_class(teacher, sched, real.num_classes, per_class, w, steps, seed, quiet=quiet)
     pred = predict(judge, images)
     per_class_acc = [(pred[labels == c] == c).float().mean().item() for c in range(real.num_classes)]
-    fid = FrechetInceptionDistance(feature=JudgeFeatures(judge), normalize=True)
-    fid.update(real.images, real=True)
-    fid.update(images, real=False)
+    judge_device = next(judge.parameters()).device  # the metric's running sums live beside the judge
+    fid = FrechetInceptionDistance(feature=JudgeFeatures(judge), normalize=True).to(judge_device)
+    fid.update(real.images.to(judge_device), real=True)
+    fid.update(images.to(judge_device), real=False)
     sample_seconds = time.time() - t0
 
     device = next(teacher.parameters()).device
