@@ -221,8 +221,9 @@ class TeacherTrainer:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
         # A run dir from before per-device accounting: its totals were all on its one recorded device.
-        by_device = info.get("by_device") or ({info["device"]: {"seconds": info["wall_seconds"], "steps": info["steps"]}}
-                                              if "device" in info and "steps" in info else {})
+        legacy = {info["device"]: {"seconds": info["wall_seconds"], "steps": info["steps"]}} \
+            if "device" in info and "steps" in info else {}
+        by_device = info.get("by_device") or legacy
         entry = by_device.setdefault(name, {"seconds": 0.0, "steps": 0})
         entry["seconds"] += seconds
         entry["steps"] += steps
