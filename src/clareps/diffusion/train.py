@@ -59,6 +59,15 @@ def config_hash(cfg: TeacherConfig) -> str:
     return hash_obj({k: v for k, v in plain.items() if k not in RUN_CONTROL_KEYS})
 
 
+def time_by_device(info: dict) -> dict:
+    """train_info's seconds (and steps) per device; a run dir from before per-device accounting
+    had all of its totals on its one recorded device."""
+    if info.get("by_device") or "device" not in info:
+        return info.get("by_device") or {}
+    legacy = {"seconds": info.get("wall_seconds", 0.0)}
+    return {info["device"]: legacy | ({"steps": info["steps"]} if "steps" in info else {})}
+
+
 class TeacherTrainer:
     def __init__(self, cfg: TeacherConfig, data: ImageSet, run_dir: str | Path,
                  data_fingerprint: str = "", quiet: bool = False):
@@ -220,13 +229,10 @@ class TeacherTrainer:
         info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-        # A run dir from before per-device accounting: its totals were all on its one recorded device.
-        legacy = {info["device"]: {"seconds": info["wall_seconds"], "steps": info["steps"]}} \
-            if "device" in info and "steps" in info else {}
-        by_device = info.get("by_device") or legacy
+        by_device = time_by_device(info)
         entry = by_device.setdefault(name, {"seconds": 0.0, "steps": 0})
         entry["seconds"] += seconds
-        entry["steps"] += steps
+        entry["steps"] = entry.get("steps", 0) + steps
         info["by_device"] = by_device
         command = " ".join(["clareps"] + sys.argv[1:])
         commands = info.get("commands") or ([info["command"]] if "command" in info else [])
