@@ -51,7 +51,7 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
     assert all(agg["metrics"]["clean/test-original"][m]["seeds"] == [0, 1, 2] for m in METHODS)
     assert (run / "results" / "results.md").read_text().startswith("| metric (%) | ce | feat-real |")
     html = (run / "report.html").read_text()
-    assert 'id="saliency"' in html and 'class="error"' not in html
+    assert 'id="saliency"' in html and 'id="terms"' in html and 'class="error"' not in html
 
     # what it prints: the table and where the report is
     assert "| clean acc, original ↑ |" in out and f"report: {run / 'report.html'}" in out

@@ -215,9 +215,9 @@ def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[B
     distributed.barrier()
     if ctx.main:
         bank = builder.merge()
+        hw = hardware(builder.device, builder.cfg.clarid.sampler_precision)
         write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
                                                "items": len(bank), "device": str(builder.device),
-                                               "processes": ctx.world,
-                                               "hardware": hardware(builder.device, builder.cfg.clarid.sampler_precision)})
+                                               "processes": ctx.world, "hardware": hw})
     distributed.barrier()
     return (bank if ctx.main else load_bank(out)), False

@@ -34,6 +34,23 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
+class SpatialHead(nn.Module):
+    """Maps a student feature map (B, C_s, h, w) onto the teacher's map (C, H, W): resized by average
+    pooling to (H, W), then 1x1 convolutions (``hidden=0``: one), flattened to (B, C*H*W)."""
+
+    def __init__(self, in_channels: int, teacher_shape: tuple[int, int, int], hidden: int = 256):
+        super().__init__()
+        c, h, w = teacher_shape
+        self.size = (h, w)
+        if hidden:
+            self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c, 1))
+        else:
+            self.net = nn.Conv2d(in_channels, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(F.adaptive_avg_pool2d(x, self.size)).flatten(1)
+
+
 def align_loss(student: torch.Tensor, teacher: torch.Tensor,
                kind: Literal["cosine", "mse"] = "cosine") -> torch.Tensor:
     """L_align: mean over items of 1 - cos(s_i, t_i) (``cosine``) or of the squared error (``mse``)."""

@@ -137,6 +137,15 @@ class WideResNet(nn.Module):
         return self.head(self.features(self.normalize(x)))
 
 
+def spatial_path(model: nn.Module) -> str:
+    """The module path of a student's last feature map: the module just before the global pooling."""
+    children = list(model.features.children())
+    pools = [i for i, m in enumerate(children) if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools or pools[0] == 0:
+        raise ClarepsError(f"{type(model).__name__} has no feature map before a global pooling")
+    return f"features.{pools[0] - 1}"
+
+
 STUDENTS = {"small-cnn": SmallCNN, "resnet18": ResNet18, "wrn-28-2": WideResNet}
 DEFAULT_STUDENT = "small-cnn"
 

@@ -28,7 +28,8 @@ from clareps.diffusion.taps import get_module, tap
 from clareps.distill import losses
 from clareps.distill.methods import (CLASSIFIER_KIND, carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
-from clareps.distill.students import STUDENTS, make_student
+from clareps.distill.students import STUDENTS, make_student, spatial_path
+from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
 from clareps.evaluate.classifier import accuracy
 from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
@@ -55,6 +56,10 @@ class LossConfig(StrictModel):
     proj_hidden: int = 256
     teacher_pool: Literal["none", "mean"] = "none"
     teacher_norm: Literal["center", "none"] = "center"
+    head: Literal["mlp", "linear"] = "mlp"  # the projection into the teacher's space (mlp: proj_hidden units)
+    align_on: Literal["pooled", "spatial"] = "pooled"  # spatial: the student's last map, resized, vs the tap's map
+    ce_on_bank: bool = False  # canonical images also enter the cross-entropy, with their classes
+    scale: float = 1.0  # a common factor on lambda_align, lambda_cano and lambda_dist
 
 
 class KDConfig(StrictModel):
@@ -171,6 +176,8 @@ class DistillTrainer:
         if self.dist.world > 1:  # BatchNorm over the global batch, as in one process
             self.model = distributed.convert_batchnorm(self.model)
         self.feature_path = cfg.student.feature_path or self.model.feature_path
+        if self.method.distill and cfg.loss.align_on == "spatial":
+            self.feature_path = spatial_path(self.model)
         get_module(self.model, self.feature_path)
         params = list(self.model.parameters())
         self.proj = None
@@ -179,8 +186,9 @@ class DistillTrainer:
                 self.model.eval()(self.x[:1])
             self.model.train()
             self.student_dim = self._pool(store["out"]).shape[1]
-            self.proj = losses.ProjectionHead(self.student_dim, self.teacher_dim, cfg.loss.proj_hidden).to(self.device)
+            self.proj = self._head(store["out"]).to(self.device)
             params += list(self.proj.parameters())
+        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd)
         self.kd_teacher = None
         if self.method.kd:
             if cfg.kd.teacher is None:
@@ -203,6 +211,7 @@ class DistillTrainer:
         feats, protos = teacher_targets(self.bank, self.num_classes, cfg.loss.teacher_pool, cfg.loss.teacher_norm)
         self.teacher_dim = feats.shape[1]
         self.bank_x = self.bank.images.float().to(self.device)
+        self.bank_y = self.bank.labels.to(self.device)
         self.bank_f, self.protos = feats.to(self.device), protos.to(self.device)
 
     @property
@@ -238,6 +247,17 @@ class DistillTrainer:
     def _pool(feats: torch.Tensor) -> torch.Tensor:
         return feats.float().mean((2, 3)) if feats.dim() == 4 else feats.float().flatten(1)
 
+    def _head(self, example: torch.Tensor) -> torch.nn.Module:
+        lc = self.cfg.loss
+        hidden = lc.proj_hidden if lc.head == "mlp" else 0
+        if lc.align_on == "pooled":
+            return losses.ProjectionHead(self.student_dim, self.teacher_dim, hidden)
+        shape = self.bank.meta.get("feature_shape")
+        if example.dim() != 4 or lc.teacher_pool != "none" or not shape or len(shape) != 3:
+            raise ClarepsError("loss.align_on=spatial needs a student feature map, teacher_pool=none and a bank "
+                               f"whose features are a (C, H, W) map (its feature_shape is {shape!r})")
+        return losses.SpatialHead(example.shape[1], tuple(shape), hidden)
+
     def train_step(self) -> dict[str, torch.Tensor]:
         cfg, step = self.cfg, self.step
         aug = cfg.augment
@@ -254,25 +274,20 @@ class DistillTrainer:
             bmine = self.dist.shard(len(bidx), "the canonical batch")
             x = torch.cat([x, xb[bmine]])
         with autocast(self.device, self.precision), tap(self.model, self.feature_path) as store:
-            logits = self.model(x)[:b].float()
-        terms = {"ce": F.cross_entropy(logits, y)}
-        loss = terms["ce"]
+            out = self.model(x).float()
+        s = StepTensors(logits=out[:b], labels=y)
         if self.proj is not None:
-            lc = cfg.loss
-            feats = self._pool(store["out"])
+            mapped = store["out"] if cfg.loss.align_on == "spatial" else self._pool(store["out"])
             with autocast(self.device, self.precision):
-                z = self.proj(feats).float()
-            terms["cano"] = losses.cano_loss(z[:b], self.protos, y, lc.temperature)
-            terms["align"] = losses.align_loss(z[b:], self.bank_f[bidx][bmine], lc.align)
-            # CKA is not a mean over items: every rank scores the whole canonical batch.
-            terms["cka"] = losses.cka_loss(distributed.gather(feats[b:]), self.bank_f[bidx], lc.cka)
-            loss = loss + lc.lambda_cano * terms["cano"] + lc.lambda_align * terms["align"] \
-                + lc.lambda_dist * terms["cka"]
+                z = self.proj(mapped).float()
+            feats = self._pool(store["out"])
+            s.bank_logits, s.bank_labels = out[b:], self.bank_y[bidx][bmine]
+            s.z_real, s.z_bank, s.targets, s.prototypes = z[:b], z[b:], self.bank_f[bidx][bmine], self.protos
+            s.feats_bank_all, s.targets_all = distributed.gather(feats[b:]), self.bank_f[bidx]
         if self.kd_teacher is not None:
             with torch.no_grad(), autocast(self.device, self.precision):
-                t_logits = self.kd_teacher(x).float()
-            terms["kd"] = losses.kd_loss(logits, t_logits, cfg.kd.temperature)
-            loss = (1 - cfg.kd.alpha) * terms["ce"] + cfg.kd.alpha * terms["kd"]
+                s.teacher_logits = self.kd_teacher(x).float()
+        loss, terms = total(self.terms, s)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
         self.opt.zero_grad(set_to_none=True)

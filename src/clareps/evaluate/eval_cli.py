@@ -72,6 +72,32 @@ def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (
     typer.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
+def probe_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
+              bank: list[str] = typer.Option(..., "--bank", "-b",
+                                             help="NAME=DIR: a bank to score against (repeat; e.g. held-out "
+                                                  "canonical and control banks built with another seed)"),
+              out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON (default RUN_DIR/probe.json)")
+              ) -> None:
+    """Linear CKA between the student's penultimate features and each bank's canonical features."""
+    from clareps.errors import ClarepsError
+    from clareps.evaluate.probe import probe
+    from clareps.evaluate.suite import resolve_student
+    from clareps.io import write_json
+
+    pairs = [b.split("=", 1) for b in bank]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise ClarepsError(f"--bank takes NAME=DIR, got {bank!r}")
+    result = probe(student, dict(pairs))
+    out = out or resolve_student(student).parent / "probe.json"
+    write_json(out, result)
+    for name, row in result["banks"].items():
+        note = "" if row["held_out"] else " (the bank it trained on: not held out)"
+        typer.echo(f"{name}: CKA {row['cka']:.3f}" + (f", pooled {row['cka_pooled']:.3f}" if "cka_pooled" in row
+                                                      else "") + f" on {row['items']} items{note}")
+    typer.echo(f"probe: {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("aggregate")(aggregate_cmd)
+    app.command("probe")(probe_cmd)

@@ -149,3 +149,22 @@ def saliency_overlays(images: torch.Tensor, masks: torch.Tensor, captions: list[
         ax_row[0].set_ylabel("image" if i == 0 else rows[i - 1][0], fontsize=8, rotation=0, ha="right", va="center")
     fig.tight_layout(pad=0.3)
     return _png(fig)
+
+
+def term_curves(curves: dict[str, dict[str, list[tuple[float, float]]]]) -> bytes:
+    """Each loss term's logged value vs epoch, one panel per term, a line per method (its first seed)."""
+    terms = sorted({t for per_method in curves.values() for t in per_method})
+    fig, axes = plt.subplots(1, len(terms), figsize=(2.6 * len(terms), 2.5), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        for i, (method, per_term) in enumerate(curves.items()):
+            if term in per_term:
+                epochs, values = zip(*per_term[term])
+                ax.plot(epochs, values, lw=1.2, label=method, color=color(method, i))
+        ax.set_title(term, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(curves), fontsize=9,
+               frameon=False)
+    return _png(fig)

@@ -49,6 +49,7 @@ def _sections(ctx: ReportContext, report_cfg: dict) -> list[tuple[str, str, Call
          lambda: T.banks_section(ctx, per_class)),
         ("features", "Canonical vs control vs plain features", lambda: T.features_section(
             ctx, report_cfg.get("embedding", "auto"))),
+        ("terms", "Loss terms while training", lambda: S.terms_section(ctx)),
         ("robust", "Robust accuracy vs budget", lambda: S.robust_section(ctx)),
         ("corruptions", "Corruption accuracy per type", lambda: S.corruption_section(ctx)),
         ("background", "Background tests", lambda: S.background_section(ctx)),

@@ -195,6 +195,25 @@ def robust_section(ctx: ReportContext) -> str:
             f"every attack failed on it. {esc(sub)}.</p>")
 
 
+def terms_section(ctx: ReportContext) -> str:
+    """What each method's loss terms did while it trained: the unweighted values of the terms in its
+    table (metrics.jsonl), first seed."""
+    from clareps.io import read_jsonl
+
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for method in ctx.cfg.get("methods", []):
+        runs = sorted(ctx.run.students.glob(f"{method}-s*/metrics.jsonl"))
+        if not runs:
+            continue
+        rows = [r for r in read_jsonl(runs[0]) if "epoch" in r and "loss" in r]
+        names = [k for k in ("ce", "kd", "cano", "align", "cka") if any(k in r for r in rows)]
+        curves[method] = {k: [(r["epoch"], r[k]) for r in rows if k in r] for k in names}
+    if not curves:
+        raise Missing("no student logged its loss terms")
+    return img(figures.term_curves(curves), "loss terms per epoch") + \
+        "<p>Unweighted term values every <code>log_every</code> steps, first seed of each method.</p>"
+
+
 def corruption_section(ctx: ReportContext) -> str:
     from clareps.evaluate.corruptions import COMMON
 
