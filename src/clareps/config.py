@@ -24,9 +24,12 @@ def _format_error(err: ValidationError, source: str) -> str:
     key = ".".join(str(p) for p in first["loc"]) or "(root)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown config key '{key}'"
+    msg = first["msg"].removeprefix("Value error, ")
     if key == "(root)":
-        return f"{source}: {first['msg']}"
-    return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
+        return f"{source}: {msg}"
+    if first["type"] == "value_error":  # our validators' messages say what was wrong with the value
+        return f"{source}: bad value for '{key}': {msg}"
+    return f"{source}: bad value for '{key}': {msg} (got {first.get('input')!r})"
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -39,6 +39,24 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Refuse, before any work, an output folder that cannot be written. Probes with a real file in
+    the folder (or its nearest existing parent): permission bits say nothing for root or read-only mounts."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ClarepsError(f"cannot write to {folder}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".clareps-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ClarepsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 

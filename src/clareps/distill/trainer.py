@@ -41,71 +41,71 @@ RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "exp
 
 class StudentConfig(StrictModel):
     name: str = "small-cnn"
-    width: int | None = None  # None: the family's default
+    width: int | None = Field(None, ge=1)  # None: the family's default
     feature_path: str | None = None  # None: the student's own ``feature_path``
 
 
 class LossConfig(StrictModel):
-    lambda_align: float = 1.0
-    lambda_cano: float = 0.5
-    lambda_dist: float = 1.0
-    temperature: float = 0.1
+    lambda_align: float = Field(1.0, ge=0, allow_inf_nan=False)
+    lambda_cano: float = Field(0.5, ge=0, allow_inf_nan=False)
+    lambda_dist: float = Field(1.0, ge=0, allow_inf_nan=False)
+    temperature: float = Field(0.1, gt=0, allow_inf_nan=False)
     align: Literal["cosine", "mse"] = "cosine"
     cka: Literal["biased", "unbiased"] = "biased"
-    proj_hidden: int = 256
+    proj_hidden: int = Field(256, ge=1)
     teacher_pool: Literal["none", "mean"] = "none"
     teacher_norm: Literal["center", "none"] = "center"
 
 
 class KDConfig(StrictModel):
     teacher: str | None = None  # a classifier from `clareps train-kd-teacher`
-    alpha: float = 0.9
-    temperature: float = 4.0
+    alpha: float = Field(0.9, ge=0, le=1)
+    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
     # how `clareps train-kd-teacher` trains it (same data and validation carve-out as the students)
     teacher_arch: str = "small-cnn"
-    teacher_width: int = 64
-    teacher_epochs: int = 15
-    teacher_lr: float = 2.0e-3
+    teacher_width: int = Field(64, ge=1)
+    teacher_epochs: int = Field(15, ge=1)
+    teacher_lr: float = Field(2.0e-3, gt=0, allow_inf_nan=False)
 
 
 class OptimConfig(StrictModel):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
+    momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
+    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
+    warmup_epochs: float = Field(1.0, ge=0, allow_inf_nan=False)
 
 
 class AugmentConfig(StrictModel):
-    crop_pad: int = 2  # random crop after reflect padding by this many pixels; 0: none
+    crop_pad: int = Field(2, ge=0)  # random crop after reflect padding by this many pixels; 0: none
     flip: bool = True
     bank: bool = False  # augment the bank's images too (their target features stay as they are)
 
 
 class DistillConfig(StrictModel):
     method: str = "cadistill"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataSpec = Field(default_factory=DataSpec)
     test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
-    val_fraction: float = 0.1
-    val_seed: int = 0
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_seed: int = Field(0, ge=0)
     student: StudentConfig = Field(default_factory=StudentConfig)
     bank: str | None = None
-    bank_fraction: float | None = None  # None: the whole bank
+    bank_fraction: float | None = Field(None, gt=0, le=1)  # None: the whole bank
     bank_source: Literal["random", "matched"] | None = None  # None: whichever the bank holds
     expect_teacher: str | None = None  # the teacher hash the bank must record
-    bank_batch_size: int = 16
+    bank_batch_size: int = Field(16, ge=1)
     loss: LossConfig = Field(default_factory=LossConfig)
     kd: KDConfig = Field(default_factory=KDConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
     precision: Literal["bf16", "fp32"] = "bf16"
-    ckpt_every: int = 0  # steps between checkpoints besides each epoch's end; 0: epoch ends only
-    log_every: int = 20
-    stop_at: int | None = None  # stop (resumably) after this many steps
+    ckpt_every: int = Field(0, ge=0)  # steps between checkpoints besides each epoch's end; 0: epoch ends only
+    log_every: int = Field(20, ge=1)
+    stop_at: int | None = Field(None, ge=0)  # stop (resumably) after this many steps
     device: str = "auto"
 
 

@@ -31,13 +31,14 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
     from clareps.evaluate.suite import (evaluate_student, load_eval_config, maps_path, resolve_student,
                                         result_name, results_current, write_results)
-    from clareps.io import read_json
+    from clareps.io import check_writable, read_json
 
     mode = "fast" if fast else mode
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
     out = out or path.parent / result_name(mode)
+    check_writable(out.parent)
     if not force and results_current(out, path, cfg, need_mce=reference is not None):
         typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
                    f"results: {out}")
@@ -65,6 +66,9 @@ def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (
                   ) -> None:
     """Mean ± std over seeds per method: one table as Markdown, CSV and JSON."""
     from clareps.evaluate.aggregate import aggregate, find_results, load_runs, to_markdown, write_tables
+    from clareps.io import check_writable
+
+    check_writable(out)
 
     agg = aggregate(load_runs(find_results(runs, "fast" if fast else mode)))
     paths = write_tables(agg, out)

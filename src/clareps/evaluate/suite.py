@@ -41,7 +41,7 @@ class CleanConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    seed: int = 0  # picks the subsets, the attacks' random starts and the corruption noise
+    seed: int = Field(0, ge=0)  # picks the subsets, the attacks' random starts and the corruption noise
     device: str = "auto"
     batch_size: int = Field(250, ge=1)
     data: DataSpec | None = None  # None: the data the student was trained on (its run's config.yaml)
