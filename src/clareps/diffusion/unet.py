@@ -41,7 +41,7 @@ class UNetConfig(StrictModel):
     num_classes: int = Field(10, ge=1)
     base_channels: int = Field(32, ge=2)
     channel_mult: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 2], min_length=1)
-    num_res_blocks: int = Field(1, ge=1)
+    num_res_blocks: int = Field(1, ge=0)
     attn_resolutions: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8])
     groups: int = Field(8, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

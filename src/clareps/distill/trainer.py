@@ -52,7 +52,7 @@ class LossConfig(StrictModel):
     temperature: float = Field(0.1, gt=0, allow_inf_nan=False)
     align: Literal["cosine", "mse"] = "cosine"
     cka: Literal["biased", "unbiased"] = "biased"
-    proj_hidden: int = Field(256, ge=1)
+    proj_hidden: int = Field(256, ge=0)  # 0: a single linear map
     teacher_pool: Literal["none", "mean"] = "none"
     teacher_norm: Literal["center", "none"] = "center"
 
