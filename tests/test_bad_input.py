@@ -177,3 +177,11 @@ def test_demo_refuses_another_configs_run_root_before_writing(make, match, tmp_p
     code, _, err = run_cli("demo", "-c", "demo-tiny", "--out", run, "--set", f"data.cache_dir={tiny_data_cache}", "-q")
     refused(code, err, match)
     assert {p: hash_file(p) for p in run.rglob("*") if p.is_file()} == before
+
+
+# -- 6. small ones ----------------------------------------------------------------------------------
+def test_safetensors_artifacts_are_shared_like_the_others(tmp_path):
+    from clareps.io import save_tensors
+
+    path = save_tensors(tmp_path / "a.safetensors", {"x": torch.zeros(2)}, {})
+    assert oct(path.stat().st_mode & 0o777) == oct((tmp_path / "a.json").stat().st_mode & 0o777) == "0o644"

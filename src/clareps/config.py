@@ -14,9 +14,9 @@ T = TypeVar("T", bound="StrictModel")
 
 
 class StrictModel(BaseModel):
-    """Base for every config: unknown keys and wrong types are errors."""
+    """Base for every config: unknown keys, wrong types and NaN or infinite numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def _format_error(err: ValidationError, source: str) -> str:

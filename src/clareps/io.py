@@ -27,9 +27,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o644)  # mkstemp makes owner-only files; artifacts are meant to be shared
     try:
         write(tmp_path)
+        # after the write: mkstemp makes owner-only files, and safetensors recreates the file as 0600
+        tmp_path.chmod(0o644)  # artifacts are meant to be shared
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

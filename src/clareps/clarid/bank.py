@@ -34,7 +34,8 @@ BankKind = Literal["canonical", "control", "feat-real"]
 
 class BankConfig(StrictModel):
     teacher: str | None = None  # a clareps .safetensors or a diffusers folder (see adapters); default: shipped
-    teacher_classes: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)  # external teacher's label for each data class (a subset)
+    # an external teacher's label for each data class (a subset)
+    teacher_classes: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)
     kind: BankKind = "canonical"
     fraction: float = Field(0.1, gt=0, le=1)

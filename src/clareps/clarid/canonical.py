@@ -25,10 +25,10 @@ class ClaridConfig(StrictModel):
     t_e: float = Field(0.5, gt=0, le=1)  # extraction timestep, as a fraction of T
     tap: str = Field(DEFAULT_TAP, min_length=1)  # module path of the feature layer l
     k: int = Field(16, ge=0)  # extraneous directions removed (0: the guidance-only control)
-    w: float = Field(3.0, ge=0, allow_inf_nan=False)  # guidance scale for decoding (and for sampling down to t_e)
+    w: float = Field(3.0, ge=0)  # guidance scale for decoding (and for sampling down to t_e)
     steps: int = Field(50, ge=1)  # DDIM steps per full schedule (partial runs use the same density)
     norm_preserving: bool = False  # rescale x~ to the norm of x_{t_e}
-    tol: float = Field(1e-3, gt=0, allow_inf_nan=False)  # engine: relative change of singular values / energy
+    tol: float = Field(1e-3, gt=0)  # engine: relative change of singular values / energy
     max_iter: int = Field(30, ge=1)  # engine: iteration cap
     sampler_precision: Literal["fp32", "bf16"] = "fp32"  # sampling to t_e and decoding (bf16 autocast);
     # the engine, the features and DDIM inversion stay fp32

@@ -16,7 +16,7 @@ class SamplingOptions(StrictModel):
     """The sampling options of `sample` and `teacher-check`, range-checked before any work."""
 
     per_class: int = Field(alias="--per-class", ge=1)
-    w: float = Field(alias="--w", ge=0, allow_inf_nan=False)
+    w: float = Field(alias="--w", ge=0)
     steps: int = Field(alias="--steps", ge=1)
     seed: int = Field(alias="--seed", ge=0)
 

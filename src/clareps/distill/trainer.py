@@ -46,10 +46,10 @@ class StudentConfig(StrictModel):
 
 
 class LossConfig(StrictModel):
-    lambda_align: float = Field(1.0, ge=0, allow_inf_nan=False)
-    lambda_cano: float = Field(0.5, ge=0, allow_inf_nan=False)
-    lambda_dist: float = Field(1.0, ge=0, allow_inf_nan=False)
-    temperature: float = Field(0.1, gt=0, allow_inf_nan=False)
+    lambda_align: float = Field(1.0, ge=0)
+    lambda_cano: float = Field(0.5, ge=0)
+    lambda_dist: float = Field(1.0, ge=0)
+    temperature: float = Field(0.1, gt=0)
     align: Literal["cosine", "mse"] = "cosine"
     cka: Literal["biased", "unbiased"] = "biased"
     proj_hidden: int = Field(256, ge=0)  # 0: a single linear map
@@ -60,21 +60,21 @@ class LossConfig(StrictModel):
 class KDConfig(StrictModel):
     teacher: str | None = None  # a classifier from `clareps train-kd-teacher`
     alpha: float = Field(0.9, ge=0, le=1)
-    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
+    temperature: float = Field(4.0, gt=0)
     # how `clareps train-kd-teacher` trains it (same data and validation carve-out as the students)
     teacher_arch: str = "small-cnn"
     teacher_width: int = Field(64, ge=1)
     teacher_epochs: int = Field(15, ge=1)
-    teacher_lr: float = Field(2.0e-3, gt=0, allow_inf_nan=False)
+    teacher_lr: float = Field(2.0e-3, gt=0)
 
 
 class OptimConfig(StrictModel):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
+    lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0, allow_inf_nan=False)
-    warmup_epochs: float = Field(1.0, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
 
 
 class AugmentConfig(StrictModel):

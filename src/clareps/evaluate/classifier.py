@@ -22,7 +22,7 @@ class ClassifierRecipe(StrictModel):
     width: int = Field(32, ge=1)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-3, gt=0, allow_inf_nan=False)
+    lr: float = Field(2e-3, gt=0)
     seed: int = Field(0, ge=0)
     precision: Literal["bf16", "fp32"] = "bf16"
     device: str = "auto"

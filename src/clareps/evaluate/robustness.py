@@ -35,7 +35,7 @@ AttackName = Literal["pgd", "cw", "apgd-ce", "autoattack"]
 
 class RobustnessConfig(StrictModel):
     attacks: list[AttackName] = Field(default_factory=lambda: list(ATTACKS))
-    budgets_255: list[Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]] = \
+    budgets_255: list[Annotated[float, Field(ge=0, le=255)]] = \
         Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])  # L-inf, in units of 1/255
     n_images: int | None = Field(1000, ge=1)  # None: the whole test set (balanced per class otherwise)
     slow_n_images: int | None = Field(200, ge=1)  # AutoAttack's subset, nested in the one above
