@@ -59,12 +59,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:  # an unset (null) section is filled in key by key
+                child = node[part] = {}
             if not isinstance(child, dict):
                 raise ClarepsError(f"override {item!r}: '{part}' is not a section")
             node = child
         node[parts[-1]] = value
     return data
+
+
+def named_files(option: str, items: list[str]) -> dict[str, str]:
+    """Repeated ``NAME=PATH`` options as a dict, or a one-line error naming the option."""
+    out = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not name.strip() or not path.strip() or "." in name:
+            raise ClarepsError(f"bad {option} {item!r}: expected NAME=PATH (a name without dots)")
+        out[name.strip()] = path.strip()
+    return out
 
 
 def build_config(cls: type[T], data: dict, source: str = "config") -> T:

@@ -105,6 +105,8 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
               w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
               variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
+              teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
+                                                    help="teacher .safetensors or diffusers folder (default: shipped)"),
               per_class: int = typer.Option(10, "--per-class"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
               out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
@@ -117,7 +119,8 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if not names or not set(names) <= {"plain", "norm"}:
         raise ClarepsError(f"bad --variants {variants!r}: use plain and/or norm")
-    base = load_config(BankConfig, config or preset("bank-default"), set_ + [f"per_class={per_class}"])
+    overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
+    base = load_config(BankConfig, config or preset("bank-default"), overrides)
     grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
     check_writable(out)
     rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet)

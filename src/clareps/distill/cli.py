@@ -35,11 +35,14 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
                                                        help="teacher .safetensors the bank must have been built with"),
                 kd_teacher: Optional[Path] = typer.Option(None, "--kd-teacher",
                                                           help="classifier teacher for --method kd"),
+                test: list[str] = typer.Option([], "--test",
+                                               help="NAME=TEST.npz: a test file scored at the end (repeatable)"),
                 resume: bool = typer.Option(True, "--resume/--no-resume",
                                             help="continue from the run directory's last checkpoint"),
                 quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Distil into a student: CaDistill or one of its baselines, same student and budget."""
     from clareps.adapters.loading import teacher_fingerprint
+    from clareps.config import named_files
     from clareps.distill.trainer import DistillTrainer
     from clareps.errors import interrupt_note
     from clareps.io import check_writable
@@ -49,6 +52,8 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     overrides += [f"seed={seed}"] if seed is not None else []
     overrides += [f"bank={bank}"] if bank is not None else []
     overrides += [f"kd.teacher={kd_teacher}"] if kd_teacher is not None else []
+    tests = named_files("--test", test)  # test files by name replace the preset's test splits
+    overrides += ["test_splits=[]"] + [f"test_data.{name}={path}" for name, path in tests.items()] if tests else []
     if teacher is not None:
         overrides.append(f"expect_teacher={teacher_fingerprint(str(teacher))}")
     cfg = _load(config, overrides)

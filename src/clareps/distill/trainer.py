@@ -36,7 +36,8 @@ from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_js
 from clareps.progress import progress_bar
 
 # How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
-RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits")
+RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits",
+                    "test_data")
 
 
 class StudentConfig(StrictModel):
@@ -88,6 +89,7 @@ class DistillConfig(StrictModel):
     seed: int = Field(0, ge=0)
     data: DataSpec = Field(default_factory=DataSpec)
     test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
+    test_data: dict[str, str] = Field(default_factory=dict)  # name -> npz test file, scored once, at the end
     val_fraction: float = Field(0.1, ge=0, lt=1)
     val_seed: int = Field(0, ge=0)
     student: StudentConfig = Field(default_factory=StudentConfig)
@@ -140,7 +142,11 @@ class DistillTrainer:
         self.dist, self.device = distributed.setup(cfg.device)
         self.dist.shard(cfg.batch_size, "batch_size")  # the global batch must split over the processes
         if cfg.test_splits and cfg.data.kind == "npz":
-            raise ClarepsError("data.kind=npz has no splits: set test_splits=[] and score the student separately")
+            raise ClarepsError("data.kind=npz has no splits: give test files by name instead "
+                               "(distill --test NAME=TEST.npz), or set test_splits=[]")
+        missing = [p for p in cfg.test_data.values() if not Path(p).is_file()]
+        if missing:
+            raise ClarepsError(f"test file not found: {missing[0]}")
         if cfg.data.split in cfg.test_splits:
             raise ClarepsError(f"test_splits names the training split '{cfg.data.split}'")
         full = load_data(cfg.data)
@@ -388,6 +394,9 @@ class DistillTrainer:
                   "val_acc": accuracy(self.model, self.val_set) if len(self.val_set) else None}
         for split in cfg.test_splits:
             result[f"test_acc/{split}"] = accuracy(self.model, load_data(cfg.data, split))
+        for name, path in cfg.test_data.items():
+            spec = DataSpec(kind="npz", path=path, num_classes=cfg.data.num_classes)
+            result[f"test_acc/{name}"] = accuracy(self.model, load_data(spec))
         meta = {"kind": CLASSIFIER_KIND, "role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,

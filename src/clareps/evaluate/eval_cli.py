@@ -23,6 +23,10 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
                                                     help="results JSON (default: RUN_DIR/eval.json, eval-MODE.json)"),
                  config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
                  set_: list[str] = typer.Option([], "--set", "-s", help="override in the chosen mode: key.sub=value"),
+                 variant: list[str] = typer.Option([], "--variant",
+                                                   help="NAME=FILE.npz: another test variant for clean accuracy "
+                                                        "(repeatable; test-mixed-same and test-mixed-rand give the "
+                                                        "background gap)"),
                  reference: Optional[Path] = typer.Option(None, "--reference",
                                                           help="the ce student's results JSON, for mCE"),
                  device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
@@ -34,7 +38,10 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     from clareps.io import check_writable, read_json
 
     mode = "fast" if fast else mode
+    from clareps.config import named_files
+
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
+    overrides += [f"variant_files.{name}={file}" for name, file in named_files("--variant", variant).items()]
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
     out = out or path.parent / result_name(mode)
