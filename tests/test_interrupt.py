@@ -18,7 +18,10 @@ import yaml
 from clareps.clarid.bank import BankConfig, build_bank
 from clareps.config import build_config
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
+import torch  # noqa: E402
+
+# the subprocesses compute with as many threads as this process, so their bytes can be compared
+ENV = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
 
 
 def sha256(path: Path) -> str:
@@ -85,3 +88,31 @@ def test_same_bank_config_same_bytes_even_killed_and_resumed(tmp_path, tiny_teac
                               "--out", str(killed), "--no-metrics", "-q"], capture_output=True, text=True, env=ENV)
     assert resumed.returncode == 0, resumed.stderr
     assert sha256(killed / "bank.safetensors") == sha256(once / "bank.safetensors")
+
+
+def test_a_killed_distill_resumes_to_the_same_student(tmp_path, run_cli):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 4
+    images = rng.integers(0, 120, (48, 8, 8, 3), dtype=np.uint8)
+    images[..., labels % 3] += 100
+    np.savez(tmp_path / "tiny.npz", images=images, labels=labels)
+    args = ["distill", "--method", "ce", "--set", f"data={{kind: npz, path: {tmp_path / 'tiny.npz'}}}",
+            "--set", "student.width=4", "--set", "epochs=10", "--set", "batch_size=8", "--set", "ckpt_every=1",
+            "--set", "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "val_fraction=0.25",
+            "--set", "test_splits=[]", "-q"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "straight")
+    assert code == 0, err
+    killed = tmp_path / "killed"
+    proc = start(*args, "--out", killed)
+    steps = random.Random(1).randint(2, 20)  # of 40: kill after a random checkpoint
+    wait_for(proc, lambda: (killed / "metrics.jsonl").exists() and
+             len((killed / "metrics.jsonl").read_text().splitlines()) >= steps)
+    proc.kill()
+    proc.wait()
+    assert not (killed / "student.safetensors").exists(), "the run ended before it was killed"
+    resumed = subprocess.run([sys.executable, "-m", "clareps", *args, "--out", str(killed)],
+                             capture_output=True, text=True, env=ENV)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sha256(killed / "student.safetensors") == sha256(tmp_path / "straight" / "student.safetensors")
