@@ -5,7 +5,7 @@ class ClarepsError(Exception):
     """Bad input or a refused operation, with a message that names the problem."""
 
 
-_INTERRUPT_NOTE = ["nothing was saved"]
+_INTERRUPT_NOTE = ["no resumable work was kept; rerun the same command to start again"]
 
 
 def interrupt_note(note: str) -> None:

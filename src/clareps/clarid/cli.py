@@ -114,6 +114,7 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     """Grid over t_e, k, w and the variant on a matched subset; a table and the chosen setting."""
     from clareps.clarid.bank import BankConfig
     from clareps.clarid.sweep import run_sweep
+    from clareps.errors import interrupt_note
     from clareps.io import check_writable
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -123,5 +124,6 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     base = load_config(BankConfig, config or preset("bank-default"), overrides)
     grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
     check_writable(out)
+    interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
     rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet)
     typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")

@@ -102,7 +102,7 @@ def sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
     from clareps.distill.sweep import parse_grid, run_sweep
-    from clareps.errors import ClarepsError
+    from clareps.errors import ClarepsError, interrupt_note
     from clareps.io import check_writable
 
     try:
@@ -115,6 +115,7 @@ def sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
         raise ClarepsError(f"need --pgd-eps > 0, --pgd-images >= 1 and --tolerance in [0, 1], got "
                            f"{pgd_eps}, {pgd_images}, {tolerance}")
     check_writable(out)
+    interrupt_note(f"finished students are in {out}; rerun the same command to resume")
     run_sweep(_preset_path(config), list(set_), parse_grid(grid), seed_list, out, bank, method,
                 pgd_eps, pgd_images, tolerance, quiet)
     typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
