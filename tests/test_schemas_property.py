@@ -148,7 +148,8 @@ def test_the_walk_finds_the_fields_of_issue_18():
         assert want in names
 
 
-@pytest.mark.parametrize("root, path, kind, bounds", FIELDS, ids=[f"{r.__name__}:{'.'.join(p)}" for r, p, _, _ in FIELDS])
+@pytest.mark.parametrize("root, path, kind, bounds", FIELDS,
+                         ids=[f"{r.__name__}:{'.'.join(p)}" for r, p, _, _ in FIELDS])
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_every_bounded_number_accepts_its_range_and_refuses_the_rest(root, path, kind, bounds, data):
@@ -161,8 +162,8 @@ def test_every_bounded_number_accepts_its_range_and_refuses_the_rest(root, path,
         build_config(root, merged(base(root), nested(path, bad)))
 
 
-CLI_FIELDS = [(verb, path, kind, bounds) for verb, root in (("train-teacher", TeacherConfig), ("bank build", BankConfig),
-                                                           ("distill", DistillConfig))
+CLI_FIELDS = [(verb, path, kind, bounds)
+              for verb, root in (("train-teacher", TeacherConfig), ("bank build", BankConfig), ("distill", DistillConfig))
               for path, kind, bounds in bounded_fields(root) if path[0] != "data"]
 
 

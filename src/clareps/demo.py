@@ -198,7 +198,8 @@ class Pipeline:
             then = (read_yaml_or_none(self.run.teacher_dir / "config.yaml") or {}).get("config_hash")
             if then not in (None, config_hash(self.teacher_cfg)):
                 why = "a teacher trained with another config"
-        elif self.source != self.teacher and self.teacher.exists() and hash_file(self.teacher) != hash_file(self.source):
+        elif self.source != self.teacher and self.teacher.exists() and self.source.is_file() \
+                and hash_file(self.teacher) != hash_file(self.source):
             why = f"a copy of another version of the teacher {self.source}"
         for kind, cfg in self.banks.items():
             side = self.run.bank(kind) / "bank.json"

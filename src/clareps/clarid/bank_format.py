@@ -3,8 +3,9 @@
 A bank folder holds ``bank.safetensors`` (tensors below), ``bank.json`` (metadata:
 kind, config and its hash, teacher and data fingerprints, feature tap and shape, class
 names) and ``timing.json`` (per-item wall-clock seconds: kept out of the tensors so that the
-same config gives the same bank bytes, whatever the machine's speed or a resumption). The same format carries the guidance-only control bank (k = 0) and the
-``feat-real`` bank (real images with the teacher's features of their inversion).
+same config gives the same bank bytes, whatever the machine's speed or a resumption). The same
+format carries the guidance-only control bank (k = 0) and the ``feat-real`` bank (real images
+with the teacher's features of their inversion).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def _item_seconds(folder: Path, tensors: dict, n: int) -> torch.Tensor:
         return tensors["seconds"]
     side = folder / TIMING_FILE
     seconds = read_json(side).get("item_seconds") if side.exists() else None
-    return torch.tensor(seconds, dtype=torch.float32) if seconds and len(seconds) == n else torch.full((n,), float("nan"))
+    if not seconds or len(seconds) != n:
+        return torch.full((n,), float("nan"))
+    return torch.tensor(seconds, dtype=torch.float32)
 
 
 def load_bank(folder: str | Path) -> Bank:

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from clareps.config import load_config
-from clareps.data.benchmark import SPLITS, BenchmarkConfig, build_benchmark, default_cache_dir, load_split
+from clareps.data.benchmark import (SPLITS, BenchmarkConfig, build_benchmark, default_cache_dir, fingerprint,
+                                    load_split)
 from clareps.errors import interrupt_note
 from clareps.io import check_writable
 from clareps.paths import preset
@@ -28,8 +29,10 @@ def _config(config: Optional[Path], overrides: Optional[list[str]]) -> Benchmark
     return load_config(BenchmarkConfig, config, overrides or [])
 
 
-def _prepare(cache_dir: Optional[Path]) -> None:
-    check_writable(cache_dir or default_cache_dir())
+def _prepare(cfg: BenchmarkConfig, cache_dir: Optional[Path]) -> None:
+    cache = Path(cache_dir or default_cache_dir())
+    if not (cache / f"animals-{fingerprint(cfg)}" / "meta.json").exists():  # a finished build is only read
+        check_writable(cache)
     interrupt_note("nothing partial is kept (a build writes its splits at the end); rerun the same command")
 
 
@@ -42,7 +45,7 @@ def build(
 ) -> None:
     """Build every split of the benchmark (reused when already built) and print its folder."""
     cfg = _config(config, set_)
-    _prepare(cache_dir)
+    _prepare(cfg, cache_dir)
     folder = build_benchmark(cfg, cache_dir, progress=not quiet)
     typer.echo(str(folder))
 
@@ -58,7 +61,7 @@ def show(
 ) -> None:
     """Write one PNG grid per split (a row per class) and print their paths."""
     cfg = _config(config, set_)
-    _prepare(cache_dir)
+    _prepare(cfg, cache_dir)
     check_writable(out)
     folder = build_benchmark(cfg, cache_dir, progress=not quiet)
     for split in SPLITS:
