@@ -153,6 +153,11 @@ def test_teacher_spec_errors(external, tmp_path, tiny_unet):
         load_teacher_any(external / "dit", classes=[1, 7])
     with pytest.raises(ClarepsError, match="teacher_classes is for external teachers"):
         load_teacher_any(ours, classes=[0])
+    pickled = tmp_path / "pickled"
+    _tiny_unet2d().save_pretrained(pickled, safe_serialization=False)
+    diffusers.DDPMScheduler().save_pretrained(pickled)
+    with pytest.raises(ClarepsError, match="holds pickled .bin weights only; clareps loads safetensors"):
+        load_teacher_any(pickled)
 
 
 def test_a_clareps_teacher_can_be_named_by_its_run_folder(tmp_path, tiny_unet):

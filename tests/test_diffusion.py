@@ -8,7 +8,7 @@ import torch
 from clareps.diffusion.sampler import decode, guided_eps, invert, sample
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.taps import run_to_tap, tap
-from clareps.diffusion.unet import UNet, UNetConfig
+from clareps.diffusion.unet import UNetConfig
 from clareps.errors import ClarepsError
 
 
@@ -82,11 +82,14 @@ def test_sample_is_seeded(tiny_unet):
     assert a.shape == (2, 3, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_unet_refuses_shapes_it_cannot_take():
+def test_unet_config_refuses_shapes_it_cannot_take():
+    from clareps.config import build_config
     with pytest.raises(ClarepsError, match="cannot be halved"):
-        UNet(UNetConfig(image_size=30, channel_mult=[1, 2, 2]))
+        build_config(UNetConfig, {"image_size": 30, "channel_mult": [1, 2, 2]})
     with pytest.raises(ClarepsError, match="multiples of groups"):
-        UNet(UNetConfig(base_channels=12, groups=8))
+        build_config(UNetConfig, {"base_channels": 12, "groups": 8})
+    with pytest.raises(ClarepsError, match="must be even"):
+        build_config(UNetConfig, {"base_channels": 9, "groups": 1})
 
 
 def test_sampling_from_noise_stays_in_range(tiny_unet):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from clareps.errors import ClarepsError
+from clareps.errors import ClarepsError, interrupt_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Canonical latent representations of class-conditional diffusion models.")
@@ -44,25 +44,31 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2; CTRL-C exits 130 with one
+    line saying what was kept."""
     try:
         _register()
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns CTRL-C into a returned 130
     except ClarepsError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # usage errors (unknown option, missing argument, bad value)
         if isinstance(exc, _click_exception()):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, typer.Abort):  # click's Abort on older typer, the vendored one on newer
+        if not isinstance(exc, typer.Abort):  # click's Abort on older typer, the vendored one on newer
+            raise
+        if not isinstance(exc.__cause__, KeyboardInterrupt):  # older typer: CTRL-C arrives as an Abort
             sys.exit(1)
-        raise
+        code = 130
+    if code == 130:
+        print(interrupt_message(), file=sys.stderr)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 def _click_exception() -> type:

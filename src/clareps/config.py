@@ -14,9 +14,9 @@ T = TypeVar("T", bound="StrictModel")
 
 
 class StrictModel(BaseModel):
-    """Base for every config: unknown keys and wrong types are errors."""
+    """Base for every config: unknown keys, wrong types and NaN or infinite numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -24,9 +24,12 @@ def _format_error(err: ValidationError, source: str) -> str:
     key = ".".join(str(p) for p in first["loc"]) or "(root)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown config key '{key}'"
+    msg = first["msg"].removeprefix("Value error, ")
     if key == "(root)":
-        return f"{source}: {first['msg']}"
-    return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
+        return f"{source}: {msg}"
+    if first["type"] == "value_error":  # our validators' messages say what was wrong with the value
+        return f"{source}: bad value for '{key}': {msg}"
+    return f"{source}: bad value for '{key}': {msg} (got {first.get('input')!r})"
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -56,12 +59,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:  # an unset (null) section is filled in key by key
+                child = node[part] = {}
             if not isinstance(child, dict):
                 raise ClarepsError(f"override {item!r}: '{part}' is not a section")
             node = child
         node[parts[-1]] = value
     return data
+
+
+def named_files(option: str, items: list[str]) -> dict[str, str]:
+    """Repeated ``NAME=PATH`` options as a dict, or a one-line error naming the option."""
+    out = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not name.strip() or not path.strip() or "." in name:
+            raise ClarepsError(f"bad {option} {item!r}: expected NAME=PATH (a name without dots)")
+        out[name.strip()] = path.strip()
+    return out
 
 
 def build_config(cls: type[T], data: dict, source: str = "config") -> T:

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 import yaml
@@ -62,8 +62,8 @@ class DemoConfig(StrictModel):
     bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (all three banks)
     distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
     methods: list[Literal["ce", "feat-real", "control", "kd", "cadistill"]] = Field(
-        default_factory=lambda: list(ALL_METHODS))
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+        default_factory=lambda: list(ALL_METHODS), min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     device: str = "auto"
@@ -180,7 +180,35 @@ class Pipeline:
         write_json(path, log)
 
     # -- stages -------------------------------------------------------------------------------------
+    def refuse_foreign_root(self) -> None:
+        """The refusals a later stage would make, made before the run root is touched: a teacher or
+        a bank there that another config (or another version of the teacher) made."""
+        from clareps.adapters.loading import teacher_fingerprint
+        from clareps.clarid.bank import bank_hash, resolved
+        from clareps.data.spec import data_fingerprint
+        from clareps.diffusion.train import config_hash
+        from clareps.io import hash_file, read_yaml_or_none
+
+        why = None
+        if self.teacher_cfg is not None:
+            then = (read_yaml_or_none(self.run.teacher_dir / "config.yaml") or {}).get("config_hash")
+            if then not in (None, config_hash(self.teacher_cfg)):
+                why = "a teacher trained with another config"
+        elif self.source != self.teacher and self.teacher.exists() and self.source.is_file() \
+                and hash_file(self.teacher) != hash_file(self.source):
+            why = f"a copy of another version of the teacher {self.source}"
+        for kind, cfg in self.banks.items():
+            side = self.run.bank(kind) / "bank.json"
+            if why is None and side.exists():
+                want = bank_hash(resolved(cfg), teacher_fingerprint(self.teacher), data_fingerprint(cfg.data)) \
+                    if self.teacher.exists() else None
+                if read_json(side).get("config_hash") != want:
+                    why = f"a {kind} bank of another config, teacher or data"
+        if why:
+            raise ClarepsError(f"{self.run.root} holds {why}: use a new --out, or delete {self.run.root}")
+
     def run_all(self) -> tuple[Path, dict]:
+        self.refuse_foreign_root()
         self.run.root.mkdir(parents=True, exist_ok=True)
         write_text(self.run.config, yaml.safe_dump(dict(to_plain(self.cfg), mode=self.mode), sort_keys=False))
         self.say(f"demo ({self.mode}) in {self.run.root}")
@@ -333,12 +361,16 @@ def demo(config: Optional[str] = typer.Option(None, "--config", "-c",
          device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """The whole pipeline: data, banks, five methods x seeds, evaluation, table and HTML report."""
+    from clareps.errors import interrupt_note
     from clareps.evaluate.aggregate import to_markdown
+    from clareps.io import check_writable
 
     mode = "full" if full else "demo"
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
     cfg = load_demo_config(resolve_preset(config, "demo-default"), mode, overrides)
     pipeline = Pipeline(cfg, out or Path(cfg.out), mode, quiet=quiet)
+    check_writable(pipeline.run.root)
+    interrupt_note(f"finished stages are kept in {pipeline.run.root}; rerun the same command to resume")
     report, agg = pipeline.run_all()
     wall = time.perf_counter() - pipeline.t0
     reused = sum(info["reused"] for info in pipeline.stages.values())

@@ -27,9 +27,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o644)  # mkstemp makes owner-only files; artifacts are meant to be shared
     try:
         write(tmp_path)
+        # after the write: mkstemp makes owner-only files, and safetensors recreates the file as 0600
+        tmp_path.chmod(0o644)  # artifacts are meant to be shared
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -37,6 +38,24 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Refuse, before any work, an output folder that cannot be written. Probes with a real file in
+    the folder (or its nearest existing parent): permission bits say nothing for root or read-only mounts."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ClarepsError(f"cannot write to {folder}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".clareps-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ClarepsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 def write_text(path: str | Path, text: str) -> Path:

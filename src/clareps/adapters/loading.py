@@ -76,9 +76,12 @@ def _schedule(path: Path | None) -> tuple[torch.Tensor, str]:
 def _from_pretrained(cls, folder: Path):
     # diffusers loads through accelerate when it is installed, and warns when it is not
     lean = importlib.util.find_spec("accelerate") is not None
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        raise ClarepsError(f"{folder} holds pickled .bin weights only; clareps loads safetensors, never pickles: "
+                           "convert them (save_pretrained(..., safe_serialization=True)) and retry")
     try:
         return cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32,
-                                   low_cpu_mem_usage=lean)
+                                   low_cpu_mem_usage=lean, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ClarepsError(f"cannot load {cls.__name__} from {folder}: {exc}".splitlines()[0]) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -26,7 +26,7 @@ from clareps.device import hardware, resolve_precision
 from clareps.diffusion.checkpoint import load_teacher_any
 from clareps.diffusion.taps import run_to_tap
 from clareps.errors import ClarepsError
-from clareps.io import hash_obj, load_tensors, read_json, save_tensors, write_json
+from clareps.io import hash_obj, load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher
 from clareps.progress import progress_bar
 
@@ -35,14 +35,15 @@ BankKind = Literal["canonical", "control", "feat-real"]
 
 class BankConfig(StrictModel):
     teacher: str | None = None  # a clareps .safetensors or a diffusers folder (see adapters); default: shipped
-    teacher_classes: list[int] | None = None  # external teacher's label for each data class (a subset)
+    # an external teacher's label for each data class (a subset)
+    teacher_classes: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)
     kind: BankKind = "canonical"
     fraction: float = Field(0.1, gt=0, le=1)
     per_class: int | None = Field(None, ge=1)  # overrides fraction: this many items per class
     source: Literal["random", "matched"] = "random"
     clarid: ClaridConfig = Field(default_factory=ClaridConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     shard_size: int = Field(10, ge=1)
     device: str = "auto"
 
@@ -79,6 +80,16 @@ def plan(data: ImageSet, cfg: BankConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(labels), torch.cat(sources)
 
 
+def refuse_foreign_folder(out: Path) -> None:
+    """A bank goes into a new folder or one that holds (part of) a bank, never among other artifacts."""
+    if not out.is_dir() or (out / "bank.json").exists() or (out / "shards").is_dir():
+        return
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if others:
+        raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
+                           "not a bank: use a new --out folder")
+
+
 def _item_noise(seed: int, item: int, shape: tuple, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + item)
     return torch.randn(shape, generator=gen), torch.randn((k, *shape), generator=gen)
@@ -88,6 +99,7 @@ class BankBuilder:
     def __init__(self, cfg: BankConfig, out: str | Path, quiet: bool = False):
         self.cfg = resolved(cfg)
         self.out, self.quiet = Path(out), quiet
+        refuse_foreign_folder(self.out)
         self.dist, self.device = distributed.setup(self.cfg.device)
         self.sampler_precision = resolve_precision(self.cfg.clarid.sampler_precision, self.device)
         self.teacher_path = self.cfg.teacher
@@ -100,6 +112,9 @@ class BankBuilder:
         if tuple(self.data.images.shape[1:]) != pixel_shape(self.model):
             raise ClarepsError(f"images of shape {tuple(self.data.images.shape[1:])} do not fit the teacher, "
                                f"which makes {pixel_shape(self.model)}")
+        latent_dim = self.model.cfg.in_channels * self.model.cfg.image_size ** 2
+        if self.cfg.clarid.k > latent_dim:
+            raise ClarepsError(f"clarid.k={self.cfg.clarid.k} exceeds the teacher's latent dimension {latent_dim}")
         self.teacher_sha = teacher_fingerprint(self.teacher_path)
         self.data_fp = data_fingerprint(self.cfg.data)
         self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
@@ -182,8 +197,9 @@ class BankBuilder:
                                f"(hash {read_json(side).get('config_hash')} != {self.hash}); "
                                "use a new --out folder")
 
-    def merge(self) -> Bank:
-        """Concatenate all shards into bank.safetensors (written last, atomically)."""
+    def merge(self, timing: dict | None = None) -> Bank:
+        """Concatenate all shards into bank.safetensors (written last, atomically); the items'
+        seconds go to timing.json, with ``timing``."""
         parts = []
         for i, _ in enumerate(self.shard_ranges()):
             if not self._shard_done(i):
@@ -192,9 +208,9 @@ class BankBuilder:
         cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         input_features = cat.pop("input_features")
         bank = Bank(**cat, meta=self.meta())
-        save_bank(self.out, bank)
         save_tensors(self.out / "input_features.safetensors", {"input_features": input_features},
-              {"config_hash": self.hash})
+                     {"config_hash": self.hash})
+        save_bank(self.out, bank, timing)
         return bank
 
     def is_complete(self) -> bool:
@@ -214,10 +230,7 @@ def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[B
     builder.build(ctx.rank, ctx.world)
     distributed.barrier()
     if ctx.main:
-        bank = builder.merge()
         hw = hardware(builder.device, builder.cfg.clarid.sampler_precision)
-        write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
-                                               "items": len(bank), "device": str(builder.device),
-                                               "processes": ctx.world, "hardware": hw})
+        bank = builder.merge({"device": str(builder.device), "processes": ctx.world, "hardware": hw})
     distributed.barrier()
     return (bank if ctx.main else load_bank(out)), False

@@ -1,9 +1,11 @@
 """The canonical bank on disk: what CLARID hands to distillation.
 
-A bank folder holds ``bank.safetensors`` (tensors below) and ``bank.json`` (metadata:
+A bank folder holds ``bank.safetensors`` (tensors below), ``bank.json`` (metadata:
 kind, config and its hash, teacher and data fingerprints, feature tap and shape, class
-names). The same format carries the guidance-only control bank (k = 0) and the
-``feat-real`` bank (real images with the teacher's features of their inversion).
+names) and ``timing.json`` (per-item wall-clock seconds: kept out of the tensors so that the
+same config gives the same bank bytes, whatever the machine's speed or a resumption). The same
+format carries the guidance-only control bank (k = 0) and the ``feat-real`` bank (real images
+with the teacher's features of their inversion).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 import torch
 
 from clareps.errors import ClarepsError
-from clareps.io import load_tensors, save_tensors
+from clareps.io import load_tensors, read_json, save_tensors, write_json
 
 BANK_KIND = "clareps-bank"
 BANK_FILE = "bank.safetensors"
+TIMING_FILE = "timing.json"
 
 
 @dataclass
@@ -28,7 +31,7 @@ class Bank:
     source_index: torch.Tensor  # (N,) int64: training-set index, or -1 for random-per-class items
     latents: torch.Tensor  # (N, C, H, W) float32: projected latents x~ at t_e
     singular_values: torch.Tensor  # (N, k) float32 (k may be 0)
-    seconds: torch.Tensor  # (N,) float32: compute time per item
+    seconds: torch.Tensor  # (N,) float32: compute time per item (in timing.json; NaN when unknown)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,12 +59,27 @@ class Bank:
         return sums / counts[:, None]
 
 
-_TENSORS = ("images", "features", "labels", "source_index", "latents", "singular_values", "seconds")
+_TENSORS = ("images", "features", "labels", "source_index", "latents", "singular_values")
 
 
-def save_bank(folder: str | Path, bank: Bank) -> Path:
+def save_bank(folder: str | Path, bank: Bank, timing: dict | None = None) -> Path:
+    """timing.json first (with ``timing``'s extra entries), then the tensors: bank.json, written
+    last, marks a complete bank."""
+    seconds = [float(s) for s in bank.seconds]
+    write_json(Path(folder) / TIMING_FILE, dict(timing or {}, item_seconds=seconds, items=len(seconds),
+                                                total_item_seconds=sum(seconds)))
     tensors = {name: getattr(bank, name) for name in _TENSORS}
     return save_tensors(Path(folder) / BANK_FILE, tensors, dict(bank.meta, kind=BANK_KIND))
+
+
+def _item_seconds(folder: Path, tensors: dict, n: int) -> torch.Tensor:
+    if "seconds" in tensors:  # banks written before timing.json kept them among the tensors
+        return tensors["seconds"]
+    side = folder / TIMING_FILE
+    seconds = read_json(side).get("item_seconds") if side.exists() else None
+    if not seconds or len(seconds) != n:
+        return torch.full((n,), float("nan"))
+    return torch.tensor(seconds, dtype=torch.float32)
 
 
 def load_bank(folder: str | Path) -> Bank:
@@ -74,4 +92,5 @@ def load_bank(folder: str | Path) -> Bank:
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:
         raise ClarepsError(f"bank {path} lacks tensor '{missing[0]}'")
-    return Bank(**{name: tensors[name] for name in _TENSORS}, meta=meta)
+    seconds = _item_seconds(Path(folder), tensors, tensors["labels"].shape[0])
+    return Bank(**{name: tensors[name] for name in _TENSORS}, seconds=seconds, meta=meta)

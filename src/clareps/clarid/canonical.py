@@ -9,6 +9,7 @@ import time
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from clareps.adapters.base import to_latent, to_pixels
@@ -21,14 +22,14 @@ from clareps.diffusion.taps import DEFAULT_TAP, run_to_tap
 
 
 class ClaridConfig(StrictModel):
-    t_e: float = 0.5  # extraction timestep, as a fraction of T
-    tap: str = DEFAULT_TAP  # module path of the feature layer l
-    k: int = 16  # extraneous directions removed (0: the guidance-only control)
-    w: float = 3.0  # guidance scale for decoding (and for sampling random latents down to t_e)
-    steps: int = 50  # DDIM steps per full schedule (partial runs use the same density)
+    t_e: float = Field(0.5, gt=0, le=1)  # extraction timestep, as a fraction of T
+    tap: str = Field(DEFAULT_TAP, min_length=1)  # module path of the feature layer l
+    k: int = Field(16, ge=0)  # extraneous directions removed (0: the guidance-only control)
+    w: float = Field(3.0, ge=0)  # guidance scale for decoding (and for sampling down to t_e)
+    steps: int = Field(50, ge=1)  # DDIM steps per full schedule (partial runs use the same density)
     norm_preserving: bool = False  # rescale x~ to the norm of x_{t_e}
-    tol: float = 1e-3  # engine: relative change of singular values / energy
-    max_iter: int = 30  # engine: iteration cap
+    tol: float = Field(1e-3, gt=0)  # engine: relative change of singular values / energy
+    max_iter: int = Field(30, ge=1)  # engine: iteration cap
     sampler_precision: Precision = "auto"  # sampling to t_e and decoding (bf16 autocast where native);
     # the engine, the features and DDIM inversion stay fp32
 

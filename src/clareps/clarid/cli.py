@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from clareps.config import load_config
+from clareps.errors import ClarepsError
 from clareps.paths import default_judge, preset
 
 bank_app = typer.Typer(help="Canonical banks: build, show, sweep.", no_args_is_help=True)
@@ -17,6 +18,8 @@ bank_app = typer.Typer(help="Canonical banks: build, show, sweep.", no_args_is_h
 def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
               set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
               out: Path = typer.Option(Path("runs/bank"), "--out", "-o"),
+              teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
+                                                    help="teacher .safetensors or diffusers folder (default: shipped)"),
               control: bool = typer.Option(False, "--control", help="the guidance-only control bank (k = 0)"),
               judge: Optional[Path] = typer.Option(None, "--judge", help="shape judge for metrics"),
               metrics: bool = typer.Option(True, "--metrics/--no-metrics"),
@@ -25,8 +28,13 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     from clareps.clarid.bank import BankConfig, build_bank, resolved
     from clareps.clarid.report import measure_bank
     from clareps.distributed import context
+    from clareps.errors import interrupt_note
+    from clareps.io import check_writable
 
-    cfg = load_config(BankConfig, config or preset("bank-default"), set_ + (["kind=control"] if control else []))
+    overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + (["kind=control"] if control else [])
+    cfg = load_config(BankConfig, config or preset("bank-default"), overrides)
+    check_writable(out)
+    interrupt_note(f"finished shards are in {out / 'shards'}; rerun the same command to resume")
     bank, reused = build_bank(cfg, out, quiet=quiet)
     if not context().main:  # under torchrun, rank 0 reports and measures
         return
@@ -50,16 +58,24 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
     from clareps.clarid.report import comparison_grid, spectra_plot
     from clareps.config import build_config
     from clareps.data.spec import DataSpec, load_data
-    from clareps.errors import ClarepsError
+    from clareps.io import check_writable
 
+    if per_class < 1:
+        raise ClarepsError(f"--per-class must be at least 1, got {per_class}")
+    out = out or bank
+    check_writable(out)
     canonical = load_bank(bank)
     banks, names = [canonical], ["canonical"]
     if control is not None:
         ctrl = load_bank(control)
         if not torch_equal(ctrl.source_index, canonical.source_index) or not torch_equal(ctrl.labels, canonical.labels):
             raise ClarepsError(f"{control} holds other items than {bank} (build both with the same seed and source)")
+        differ = [k for k in ("teacher_sha256", "data_fingerprint", "t_e", "w", "tap")
+                  if ctrl.meta.get(k) != canonical.meta.get(k)]
+        if differ:
+            raise ClarepsError(f"{control} is not a control of {bank}: its {differ[0]} differs "
+                               f"({ctrl.meta.get(differ[0])} vs {canonical.meta.get(differ[0])})")
         banks, names = [ctrl, canonical], ["control", "canonical"]
-    out = out or bank
     train = load_data(build_config(DataSpec, canonical.meta["config"]["data"], f"{bank}/bank.json"))
     grid = comparison_grid(banks, names, train, out / "comparison.png", per_class)
     spectra = spectra_plot([canonical], [f"k={canonical.meta.get('k')}"], out / "spectra.png")
@@ -71,8 +87,15 @@ def torch_equal(a, b) -> bool:
     return a.shape == b.shape and bool(torch.equal(a, b))
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+def _numbers(option: str, text: str, kind: type) -> list:
+    """A comma-separated option as a non-empty list of numbers, or a one-line error naming it."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ClarepsError(f"bad {option} {text!r}: expected comma-separated {kind.__name__}s") from None
+    if not values:
+        raise ClarepsError(f"{option} is empty: give at least one value")
+    return values
 
 
 @bank_app.command("sweep")
@@ -82,6 +105,8 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
               w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
               variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
+              teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
+                                                    help="teacher .safetensors or diffusers folder (default: shipped)"),
               per_class: int = typer.Option(10, "--per-class"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
               out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
@@ -89,12 +114,16 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     """Grid over t_e, k, w and the variant on a matched subset; a table and the chosen setting."""
     from clareps.clarid.bank import BankConfig
     from clareps.clarid.sweep import run_sweep
-    from clareps.errors import ClarepsError
+    from clareps.errors import interrupt_note
+    from clareps.io import check_writable
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    if not set(names) <= {"plain", "norm"}:
-        raise ClarepsError(f"unknown variant in {variants!r}: use plain and/or norm")
-    base = load_config(BankConfig, config or preset("bank-default"), set_ + [f"per_class={per_class}"])
-    rows, best = run_sweep(base, out, _floats(t_e), [int(v) for v in _floats(k)], _floats(w), names,
-                           judge or default_judge(), quiet)
+    if not names or not set(names) <= {"plain", "norm"}:
+        raise ClarepsError(f"bad --variants {variants!r}: use plain and/or norm")
+    overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
+    base = load_config(BankConfig, config or preset("bank-default"), overrides)
+    grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
+    check_writable(out)
+    interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
+    rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet)
     typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")

@@ -32,7 +32,7 @@ NUM_PER_CLASS = 1000
 
 
 class BenchmarkConfig(StrictModel):
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     rho: float = Field(0.5, ge=0.0, le=1.0)
     size: int = Field(32, ge=16, le=256)
     n_train: int = Field(9000, ge=10)

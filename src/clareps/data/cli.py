@@ -8,23 +8,32 @@ from typing import Optional
 import typer
 
 from clareps.config import load_config
-from clareps.data.benchmark import SPLITS, BenchmarkConfig, build_benchmark, load_split
+from clareps.data.benchmark import (SPLITS, BenchmarkConfig, build_benchmark, default_cache_dir, fingerprint,
+                                    load_split)
+from clareps.errors import interrupt_note
+from clareps.io import check_writable
+from clareps.paths import preset
 from clareps.report.grid import save_grid
-
-DEFAULT_CONFIG = Path("configs/data-default.yaml")
 
 data_app = typer.Typer(help="Datasets: build the default benchmark and show its splits.", no_args_is_help=True)
 
-ConfigOpt = typer.Option(None, "--config", help="YAML preset (default: configs/data-default.yaml if present)")
+ConfigOpt = typer.Option(None, "--config", help="YAML preset (default: the shipped configs/data-default.yaml)")
 SetOpt = typer.Option(None, "--set", help="override a config key: key=value (repeatable)")
 CacheOpt = typer.Option(None, "--cache-dir", help="where builds go (default: $CLAREPS_CACHE or ~/.cache/clareps)")
 QuietOpt = typer.Option(False, "--quiet", help="no progress bar")
 
 
 def _config(config: Optional[Path], overrides: Optional[list[str]]) -> BenchmarkConfig:
-    if config is None and DEFAULT_CONFIG.exists():
-        config = DEFAULT_CONFIG
+    if config is None and preset("data-default").exists():
+        config = preset("data-default")
     return load_config(BenchmarkConfig, config, overrides or [])
+
+
+def _prepare(cfg: BenchmarkConfig, cache_dir: Optional[Path]) -> None:
+    cache = Path(cache_dir or default_cache_dir())
+    if not (cache / f"animals-{fingerprint(cfg)}" / "meta.json").exists():  # a finished build is only read
+        check_writable(cache)
+    interrupt_note("nothing partial is kept (a build writes its splits at the end); rerun the same command")
 
 
 @data_app.command()
@@ -35,7 +44,9 @@ def build(
     quiet: bool = QuietOpt,
 ) -> None:
     """Build every split of the benchmark (reused when already built) and print its folder."""
-    folder = build_benchmark(_config(config, set_), cache_dir, progress=not quiet)
+    cfg = _config(config, set_)
+    _prepare(cfg, cache_dir)
+    folder = build_benchmark(cfg, cache_dir, progress=not quiet)
     typer.echo(str(folder))
 
 
@@ -49,7 +60,10 @@ def show(
     quiet: bool = QuietOpt,
 ) -> None:
     """Write one PNG grid per split (a row per class) and print their paths."""
-    folder = build_benchmark(_config(config, set_), cache_dir, progress=not quiet)
+    cfg = _config(config, set_)
+    _prepare(cfg, cache_dir)
+    check_writable(out)
+    folder = build_benchmark(cfg, cache_dir, progress=not quiet)
     for split in SPLITS:
         data = load_split(folder, split).per_class(per_class, seed=0)
         path = save_grid(data.images, out / f"{split}.png", nrow=per_class, row_labels=data.class_names)

@@ -22,7 +22,7 @@ class DataSpec(StrictModel):
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     split: str = "train"
     path: str | None = None
-    num_classes: int | None = None  # for npz files: labels must lie below it
+    num_classes: int | None = Field(None, ge=1)  # for npz files: labels must lie below it
     cache_dir: str | None = None
     # kind=folder (e.g. an ImageNet-style train/ with a folder per class): which class folders, in
     # label order; the size images are resized to; at most this many images per class (sorted names).

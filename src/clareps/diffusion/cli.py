@@ -6,9 +6,23 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import Field
 
-from clareps.config import load_config
+from clareps.config import StrictModel, build_config, load_config
 from clareps.paths import default_teacher, preset
+
+
+class SamplingOptions(StrictModel):
+    """The sampling options of `sample` and `teacher-check`, range-checked before any work."""
+
+    per_class: int = Field(alias="--per-class", ge=1)
+    w: float = Field(alias="--w", ge=0)
+    steps: int = Field(alias="--steps", ge=1)
+    seed: int = Field(alias="--seed", ge=0)
+
+
+def check_sampling(verb: str, per_class: int, w: float, steps: int, seed: int) -> None:
+    build_config(SamplingOptions, {"--per-class": per_class, "--w": w, "--steps": steps, "--seed": seed}, verb)
 
 
 def train_teacher(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
@@ -20,8 +34,12 @@ def train_teacher(config: Optional[Path] = typer.Option(None, "--config", "-c", 
     """Train the class-conditional diffusion teacher."""
     from clareps.data.spec import data_fingerprint, load_data
     from clareps.diffusion.train import TeacherConfig, TeacherTrainer
+    from clareps.errors import interrupt_note
+    from clareps.io import check_writable
 
     cfg = load_config(TeacherConfig, config or preset("teacher-default"), set_)
+    check_writable(out)
+    interrupt_note(f"checkpoints so far are in {out}; rerun the same command to resume")
     data = load_data(cfg.data)
     trainer = TeacherTrainer(cfg, data, out, data_fingerprint=data_fingerprint(cfg.data), quiet=quiet)
     path = trainer.train(resume=resume)
@@ -40,8 +58,11 @@ def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teach
     from clareps.device import resolve_device
     from clareps.diffusion.checkpoint import load_teacher
     from clareps.evaluate.teacher_check import sample_per_class
+    from clareps.io import check_writable
     from clareps.report.grid import save_grid
 
+    check_sampling("sample", per_class, w, steps, seed)
+    check_writable(out)
     model, sched, meta = load_teacher(teacher or default_teacher(), resolve_device(device))
     images, _ = sample_per_class(model, sched, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
     path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)

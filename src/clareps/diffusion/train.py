@@ -34,20 +34,20 @@ RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
 class TeacherConfig(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     model: UNetConfig = Field(default_factory=UNetConfig)
-    T: int = 1000
-    steps: int = 20000
-    batch_size: int = 128
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup: int = 500
-    grad_clip: float = 1.0
-    label_dropout: float = 0.1
-    ema_decay: float = 0.999
+    T: int = Field(1000, ge=2)
+    steps: int = Field(20000, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: int = Field(500, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    label_dropout: float = Field(0.1, ge=0, lt=1)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
     hflip: bool = True
     precision: Precision = "auto"
-    seed: int = 0
-    ckpt_every: int = 1000
-    log_every: int = 50
+    seed: int = Field(0, ge=0)
+    ckpt_every: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1)
     device: str = "auto"
 
 
@@ -75,6 +75,8 @@ class TeacherTrainer:
         if tuple(data.images.shape[1:]) != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size):
             raise ClarepsError(f"images of shape {tuple(data.images.shape[1:])} do not fit the model "
                                f"(in_channels={cfg.model.in_channels}, image_size={cfg.model.image_size})")
+        if cfg.batch_size > len(data.labels):
+            raise ClarepsError(f"batch_size {cfg.batch_size} is larger than the data ({len(data.labels)} images)")
         self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(run_dir)
         self.dist, self.device = distributed.setup(cfg.device)

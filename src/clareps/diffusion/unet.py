@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from clareps.config import StrictModel
-from clareps.errors import ClarepsError
 
 _DECOMPOSED_NORM = False
 
@@ -36,15 +36,27 @@ def jvp_friendly():
 class UNetConfig(StrictModel):
     """Shape of the U-Net; ``image_size`` must halve cleanly at every level."""
 
-    in_channels: int = 3
-    image_size: int = 32
-    num_classes: int = 10
-    base_channels: int = 32
-    channel_mult: list[int] = Field(default_factory=lambda: [1, 2, 2])
-    num_res_blocks: int = 1
-    attn_resolutions: list[int] = Field(default_factory=lambda: [8])
-    groups: int = 8
-    dropout: float = 0.0
+    in_channels: int = Field(3, ge=1)
+    image_size: int = Field(32, ge=1)
+    num_classes: int = Field(10, ge=1)
+    base_channels: int = Field(32, ge=2)
+    channel_mult: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 2], min_length=1)
+    num_res_blocks: int = Field(1, ge=0)
+    attn_resolutions: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8])
+    groups: int = Field(8, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> "UNetConfig":
+        levels = len(self.channel_mult)
+        if self.image_size % 2 ** (levels - 1):
+            raise ValueError(f"image_size {self.image_size} cannot be halved {levels - 1} times "
+                             f"(channel_mult {self.channel_mult})")
+        if self.base_channels % 2:  # the sinusoidal time embedding has base_channels dimensions
+            raise ValueError(f"base_channels must be even, got {self.base_channels}")
+        if any((self.base_channels * m) % self.groups for m in [1, *self.channel_mult]):
+            raise ValueError(f"channel counts must be multiples of groups={self.groups}")
+        return self
 
 
 class GroupNorm(nn.GroupNorm):
@@ -130,13 +142,6 @@ class UNet(nn.Module):
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
-        levels = len(cfg.channel_mult)
-        if levels < 1 or cfg.image_size % 2 ** (levels - 1):
-            raise ClarepsError(f"image_size {cfg.image_size} cannot be halved {levels - 1} times "
-                               f"(channel_mult {cfg.channel_mult})")
-        bad = [m for m in cfg.channel_mult if (cfg.base_channels * m) % cfg.groups]
-        if cfg.base_channels % cfg.groups or bad:
-            raise ClarepsError(f"channel counts must be multiples of groups={cfg.groups}")
         self.cfg = cfg
         ch0, g, drop = cfg.base_channels, cfg.groups, cfg.dropout
         emb_dim = 4 * ch0

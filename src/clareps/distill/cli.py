@@ -35,22 +35,31 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
                                                        help="teacher .safetensors the bank must have been built with"),
                 kd_teacher: Optional[Path] = typer.Option(None, "--kd-teacher",
                                                           help="classifier teacher for --method kd"),
+                test: list[str] = typer.Option([], "--test",
+                                               help="NAME=TEST.npz: a test file scored at the end (repeatable)"),
                 resume: bool = typer.Option(True, "--resume/--no-resume",
                                             help="continue from the run directory's last checkpoint"),
                 quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Distil into a student: CaDistill or one of its baselines, same student and budget."""
-    from clareps.distill.trainer import DistillTrainer
     from clareps.adapters.loading import teacher_fingerprint
+    from clareps.config import named_files
+    from clareps.distill.trainer import DistillTrainer
+    from clareps.errors import interrupt_note
+    from clareps.io import check_writable
 
     overrides = list(set_)
     overrides += [f"method={method}"] if method is not None else []
     overrides += [f"seed={seed}"] if seed is not None else []
     overrides += [f"bank={bank}"] if bank is not None else []
     overrides += [f"kd.teacher={kd_teacher}"] if kd_teacher is not None else []
+    tests = named_files("--test", test)  # test files by name replace the preset's test splits
+    overrides += ["test_splits=[]"] + [f"test_data.{name}={path}" for name, path in tests.items()] if tests else []
     if teacher is not None:
         overrides.append(f"expect_teacher={teacher_fingerprint(str(teacher))}")
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
+    check_writable(out)
+    interrupt_note(f"the last checkpoint is in {out}; rerun the same command to resume")
     trainer = DistillTrainer(cfg, out, quiet=quiet)
     result = trainer.train(resume=resume)
     if not result:
@@ -70,9 +79,11 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
                          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Train the classifier teacher for ``distill --method kd`` on the students' training split."""
     from clareps.distill.methods import KDTeacherConfig, train_kd_teacher
+    from clareps.io import check_writable
 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
+    check_writable(out)
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
 
@@ -91,12 +102,20 @@ def sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
     from clareps.distill.sweep import parse_grid, run_sweep
-    from clareps.errors import ClarepsError
+    from clareps.errors import ClarepsError, interrupt_note
+    from clareps.io import check_writable
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClarepsError(f"bad --seeds {seeds!r}: expected integers like 0,1,2") from None
+    if not seed_list or min(seed_list) < 0:
+        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers >= 0 like 0,1,2")
+    if not (pgd_eps > 0 and pgd_images >= 1 and 0 <= tolerance <= 1):  # not: NaN fails too
+        raise ClarepsError(f"need --pgd-eps > 0, --pgd-images >= 1 and --tolerance in [0, 1], got "
+                           f"{pgd_eps}, {pgd_images}, {tolerance}")
+    check_writable(out)
+    interrupt_note(f"finished students are in {out}; rerun the same command to resume")
     run_sweep(_preset_path(config), list(set_), parse_grid(grid), seed_list, out, bank, method,
                 pgd_eps, pgd_images, tolerance, quiet)
     typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")

@@ -167,10 +167,10 @@ def teacher_targets(bank: Bank, num_classes: int, pool: str, norm: str) -> tuple
 
 class KDTeacherConfig(ClassifierRecipe):
     data: DataSpec = Field(default_factory=DataSpec)
-    val_fraction: float = 0.1
-    val_seed: int = 0
-    width: int = 64
-    epochs: int = 15
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_seed: int = Field(0, ge=0)
+    width: int = Field(64, ge=1)
+    epochs: int = Field(15, ge=1)
 
     @classmethod
     def from_distill(cls, cfg) -> KDTeacherConfig:

@@ -37,23 +37,24 @@ from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_js
 from clareps.progress import progress_bar
 
 # How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
-RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits")
+RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits",
+                    "test_data")
 
 
 class StudentConfig(StrictModel):
     name: str = "small-cnn"
-    width: int | None = None  # None: the family's default
+    width: int | None = Field(None, ge=1)  # None: the family's default
     feature_path: str | None = None  # None: the student's own ``feature_path``
 
 
 class LossConfig(StrictModel):
-    lambda_align: float = 1.0
-    lambda_cano: float = 0.5
-    lambda_dist: float = 1.0
-    temperature: float = 0.1
+    lambda_align: float = Field(1.0, ge=0)
+    lambda_cano: float = Field(0.5, ge=0)
+    lambda_dist: float = Field(1.0, ge=0)
+    temperature: float = Field(0.1, gt=0)
     align: Literal["cosine", "mse"] = "cosine"
     cka: Literal["biased", "unbiased"] = "biased"
-    proj_hidden: int = 256
+    proj_hidden: int = Field(256, ge=0)  # 0: a single linear map
     teacher_pool: Literal["none", "mean"] = "none"
     teacher_norm: Literal["center", "none"] = "center"
     head: Literal["mlp", "linear"] = "mlp"  # the projection into the teacher's space (mlp: proj_hidden units)
@@ -64,53 +65,54 @@ class LossConfig(StrictModel):
 
 class KDConfig(StrictModel):
     teacher: str | None = None  # a classifier from `clareps train-kd-teacher`
-    alpha: float = 0.9
-    temperature: float = 4.0
+    alpha: float = Field(0.9, ge=0, le=1)
+    temperature: float = Field(4.0, gt=0)
     # how `clareps train-kd-teacher` trains it (same data and validation carve-out as the students)
     teacher_arch: str = "small-cnn"
-    teacher_width: int = 64
-    teacher_epochs: int = 15
-    teacher_lr: float = 2.0e-3
+    teacher_width: int = Field(64, ge=1)
+    teacher_epochs: int = Field(15, ge=1)
+    teacher_lr: float = Field(2.0e-3, gt=0)
 
 
 class OptimConfig(StrictModel):
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
 
 
 class AugmentConfig(StrictModel):
-    crop_pad: int = 2  # random crop after reflect padding by this many pixels; 0: none
+    crop_pad: int = Field(2, ge=0)  # random crop after reflect padding by this many pixels; 0: none
     flip: bool = True
     bank: bool = False  # augment the bank's images too (their target features stay as they are)
 
 
 class DistillConfig(StrictModel):
     method: str = "cadistill"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataSpec = Field(default_factory=DataSpec)
     test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
-    val_fraction: float = 0.1
-    val_seed: int = 0
+    test_data: dict[str, str] = Field(default_factory=dict)  # name -> npz test file, scored once, at the end
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_seed: int = Field(0, ge=0)
     student: StudentConfig = Field(default_factory=StudentConfig)
     bank: str | None = None
-    bank_fraction: float | None = None  # None: the whole bank
+    bank_fraction: float | None = Field(None, gt=0, le=1)  # None: the whole bank
     bank_source: Literal["random", "matched"] | None = None  # None: whichever the bank holds
     expect_teacher: str | None = None  # the teacher hash the bank must record
-    bank_batch_size: int = 16
+    bank_batch_size: int = Field(16, ge=1)
     loss: LossConfig = Field(default_factory=LossConfig)
     kd: KDConfig = Field(default_factory=KDConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
     precision: Precision = "auto"
-    ckpt_every: int = 0  # steps between checkpoints besides each epoch's end; 0: epoch ends only
-    log_every: int = 20
-    stop_at: int | None = None  # stop (resumably) after this many steps
+    ckpt_every: int = Field(0, ge=0)  # steps between checkpoints besides each epoch's end; 0: epoch ends only
+    log_every: int = Field(20, ge=1)
+    stop_at: int | None = Field(None, ge=0)  # stop (resumably) after this many steps
     device: str = "auto"
 
 
@@ -146,7 +148,11 @@ class DistillTrainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.dist.shard(cfg.batch_size, "batch_size")  # the global batch must split over the processes
         if cfg.test_splits and cfg.data.kind == "npz":
-            raise ClarepsError("data.kind=npz has no splits: set test_splits=[] and score the student separately")
+            raise ClarepsError("data.kind=npz has no splits: give test files by name instead "
+                               "(distill --test NAME=TEST.npz), or set test_splits=[]")
+        missing = [p for p in cfg.test_data.values() if not Path(p).is_file()]
+        if missing:
+            raise ClarepsError(f"test file not found: {missing[0]}")
         if cfg.data.split in cfg.test_splits:
             raise ClarepsError(f"test_splits names the training split '{cfg.data.split}'")
         full = load_data(cfg.data)
@@ -404,6 +410,9 @@ class DistillTrainer:
                   "val_acc": accuracy(self.model, self.val_set) if len(self.val_set) else None}
         for split in cfg.test_splits:
             result[f"test_acc/{split}"] = accuracy(self.model, load_data(cfg.data, split))
+        for name, path in cfg.test_data.items():
+            spec = DataSpec(kind="npz", path=path, num_classes=cfg.data.num_classes)
+            result[f"test_acc/{name}"] = accuracy(self.model, load_data(spec))
         meta = {"kind": CLASSIFIER_KIND, "role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,

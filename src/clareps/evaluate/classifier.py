@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from clareps.config import StrictModel
@@ -17,11 +18,11 @@ from clareps.progress import progress_bar
 class ClassifierRecipe(StrictModel):
     """How a plain classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
     arch: str = "small-cnn"
-    width: int = 32
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
+    width: int = Field(32, ge=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    seed: int = Field(0, ge=0)
     precision: Precision = "auto"
     device: str = "auto"
 

@@ -18,8 +18,10 @@ def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"
                     quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Train the shape judge on foregrounds over random backgrounds (no spurious cue)."""
     from clareps.evaluate.judge import JudgeConfig, train_judge
+    from clareps.io import check_writable
 
     cfg = load_config(JudgeConfig, config or preset("judge-default"), set_)
+    check_writable(out)
     path, metrics = train_judge(cfg, out, quiet=quiet)
     typer.echo(f"judge: {path}\n{metrics}")
 
@@ -40,10 +42,13 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     from clareps.diffusion.model_card import write_model_card
     from clareps.evaluate.judge import load_judge
     from clareps.evaluate.teacher_check import check_teacher
-    from clareps.io import read_yaml_or_none, write_json
+    from clareps.diffusion.cli import check_sampling
+    from clareps.io import check_writable, read_yaml_or_none, write_json
     from clareps.report.grid import save_grid
 
+    check_sampling("teacher-check", per_class, w, steps, seed)
     teacher = teacher_file(teacher or default_teacher())
+    check_writable(teacher.parent)
     dev = resolve_device(device)
     model, sched, meta = load_teacher(teacher, dev)
     judge_model, judge_meta = load_judge(judge or default_judge(), dev)

@@ -23,6 +23,10 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
                                                     help="results JSON (default: RUN_DIR/eval.json, eval-MODE.json)"),
                  config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
                  set_: list[str] = typer.Option([], "--set", "-s", help="override in the chosen mode: key.sub=value"),
+                 variant: list[str] = typer.Option([], "--variant",
+                                                   help="NAME=FILE.npz: another test variant for clean accuracy "
+                                                        "(repeatable; test-mixed-same and test-mixed-rand give the "
+                                                        "background gap)"),
                  reference: Optional[Path] = typer.Option(None, "--reference",
                                                           help="the ce student's results JSON, for mCE"),
                  device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
@@ -31,13 +35,17 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
     from clareps.evaluate.suite import (evaluate_student, load_eval_config, maps_path, resolve_student,
                                         result_name, results_current, write_results)
-    from clareps.io import read_json
+    from clareps.io import check_writable, read_json
 
     mode = "fast" if fast else mode
+    from clareps.config import named_files
+
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
+    overrides += [f"variant_files.{name}={file}" for name, file in named_files("--variant", variant).items()]
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
     out = out or path.parent / result_name(mode)
+    check_writable(out.parent)
     if not force and results_current(out, path, cfg, need_mce=reference is not None):
         typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
                    f"results: {out}")
@@ -65,6 +73,9 @@ def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (
                   ) -> None:
     """Mean ± std over seeds per method: one table as Markdown, CSV and JSON."""
     from clareps.evaluate.aggregate import aggregate, find_results, load_runs, to_markdown, write_tables
+    from clareps.io import check_writable
+
+    check_writable(out)
 
     agg = aggregate(load_runs(find_results(runs, "fast" if fast else mode)))
     paths = write_tables(agg, out)

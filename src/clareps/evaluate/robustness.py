@@ -17,7 +17,7 @@ both are counted in the results.
 from __future__ import annotations
 
 import time
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import torch
 from pydantic import Field
@@ -35,7 +35,8 @@ AttackName = Literal["pgd", "cw", "apgd-ce", "autoattack"]
 
 class RobustnessConfig(StrictModel):
     attacks: list[AttackName] = Field(default_factory=lambda: list(ATTACKS))
-    budgets_255: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])  # L-inf, in units of 1/255
+    budgets_255: list[Annotated[float, Field(ge=0, le=255)]] = \
+        Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])  # L-inf, in units of 1/255
     n_images: int | None = Field(1000, ge=1)  # None: the whole test set (balanced per class otherwise)
     slow_n_images: int | None = Field(200, ge=1)  # AutoAttack's subset, nested in the one above
     pgd_steps: int = Field(20, ge=1)

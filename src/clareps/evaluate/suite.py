@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer
 from torch import nn
 
 from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
@@ -41,7 +41,7 @@ class CleanConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    seed: int = 0  # picks the subsets, the attacks' random starts and the corruption noise
+    seed: int = Field(0, ge=0)  # picks the subsets, the attacks' random starts and the corruption noise
     device: str = "auto"
     batch_size: int = Field(250, ge=1)
     data: DataSpec | None = None  # None: the data the student was trained on (its run's config.yaml)
@@ -52,6 +52,13 @@ class EvalConfig(StrictModel):
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     corruptions: CorruptionConfig = Field(default_factory=CorruptionConfig)
     saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
+    # name -> npz file: more clean-accuracy variants (e.g. a user's own test-mixed-same / -rand / -only-fg)
+    variant_files: dict[str, str] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_variant_files(self, handler):
+        # left out when empty, so the hashes of results made before the field existed still match
+        return {k: v for k, v in handler(self).items() if k != "variant_files" or v}
 
 
 def load_eval_config(path: str | Path, mode: str, overrides: list[str] | None = None) -> EvalConfig:
@@ -107,7 +114,8 @@ def _student_data(path: Path, cfg: EvalConfig) -> tuple[DataSpec, str]:
     spec = build_config(DataSpec, run_cfg["data"], f"{path.parent / 'config.yaml'}: data")
     if spec.kind == "npz":
         raise ClarepsError(f"{path} was trained on an npz file, which has no test split: pass the test data "
-                           "with --set data.kind=npz --set data.path=TEST.npz")
+                           "with --set data.kind=npz --set data.path=TEST.npz (and variants of it with "
+                           "--variant NAME=FILE.npz)")
     return spec, str(path.parent / "config.yaml")
 
 
@@ -191,10 +199,11 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
     model, meta = load_student(path, device)
     spec, spec_from = _student_data(path, cfg)
     bench = spec.kind == "benchmark"
-    variants = cfg.clean.variants if bench else ["test"]
+    variants = (cfg.clean.variants if bench else ["test"]) + list(cfg.variant_files)
     split = cfg.split if bench else "test"
     seed, bs, t_all = cfg.seed, cfg.batch_size, time.perf_counter()
-    sets = {v: load_data(spec, v) for v in dict.fromkeys([*variants, split])}
+    sets = {v: load_data(DataSpec(kind="npz", path=cfg.variant_files[v], num_classes=spec.num_classes))
+            if v in cfg.variant_files else load_data(spec, v) for v in dict.fromkeys([*variants, split])}
     main = sets[split]
     if main.num_classes != meta["num_classes"]:
         raise ClarepsError(f"{path} has {meta['num_classes']} classes, the data {main.num_classes}")

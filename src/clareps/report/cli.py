@@ -13,10 +13,14 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
                ) -> None:
     """One self-contained HTML page: data, teacher, banks, results, robustness, saliency, compute."""
     from clareps.errors import ClarepsError
+    from clareps.io import check_writable
     from clareps.report.html import build_report
 
     if not run_root.is_dir():
         raise ClarepsError(f"no run root at {run_root} (make one with `clareps demo`)")
+    if not (run_root / "demo.json").is_file():
+        raise ClarepsError(f"{run_root} is not a demo run root (no demo.json; make one with `clareps demo`)")
+    check_writable((out or run_root / "report.html").parent)
     typer.echo(f"report: {build_report(run_root, out)}")
 
 
