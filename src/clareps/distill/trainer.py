@@ -60,7 +60,7 @@ class LossConfig(StrictModel):
     head: Literal["mlp", "linear"] = "mlp"  # the projection into the teacher's space (mlp: proj_hidden units)
     align_on: Literal["pooled", "spatial"] = "pooled"  # spatial: the student's last map, resized, vs the tap's map
     ce_on_bank: bool = False  # canonical images also enter the cross-entropy, with their classes
-    scale: float = 1.0  # a common factor on lambda_align, lambda_cano and lambda_dist
+    scale: float = Field(1.0, ge=0)  # a common factor on lambda_align, lambda_cano and lambda_dist
 
 
 class KDConfig(StrictModel):
