@@ -12,6 +12,7 @@ On a CPU without native bf16 the bf16 bank is emulated (~20-70x slower): keep --
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -19,12 +20,27 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank import BankConfig, build_bank
+from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
+from clareps.clarid.bank_format import Bank
 from clareps.config import load_config
 from clareps.device import hardware
 from clareps.evaluate.classifier import predict
 from clareps.evaluate.judge import load_judge
+from clareps.io import load_tensors
 from clareps.paths import default_judge, preset
+
+
+def finished_part(cfg: BankConfig, folder: Path) -> Bank:
+    """The items of a partly built bank's finished shards (images, features, labels; meta['items'])."""
+    builder = BankBuilder(cfg, folder, quiet=True)
+    done = [(i, r) for i, r in enumerate(builder.shard_ranges()) if builder._shard_done(i)]
+    if not done:
+        raise SystemExit(f"no finished shard in {folder}")
+    parts = [load_tensors(builder._shard_path(i))[0] for i, _ in done]
+    cat = {k: torch.cat([p[k] for p in parts]) for k in ("images", "features", "labels", "source_index")}
+    n = len(cat["labels"])
+    return Bank(**cat, latents=cat["images"], singular_values=cat["images"].new_zeros(n, 0), seconds=torch.zeros(n),
+                meta={"items": [j for _, r in done for j in r]})
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -36,6 +52,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/precision-eq")
+    ap.add_argument("--finished-shards", action="store_true",
+                    help="compare only the bf16 bank's finished shards (a build stopped early), paired by item")
     args = ap.parse_args()
     judge, _ = load_judge(default_judge())
     overrides = [f"per_class={args.per_class}", f"seed={args.seed}", "device=cpu"]
@@ -44,8 +62,15 @@ def main() -> None:
                         ("control_fp32", ["clarid.sampler_precision=fp32", "kind=control"])):
         cfg = load_config(BankConfig, preset("bank-default"), overrides + extra)
         t0 = time.perf_counter()
-        banks[name], _ = build_bank(cfg, Path(args.out) / name, quiet=True)
+        if name == "bf16" and args.finished_shards:
+            banks[name] = finished_part(cfg, Path(args.out) / name)
+        else:
+            banks[name], _ = build_bank(cfg, Path(args.out) / name, quiet=True)
         seconds[name] = round(time.perf_counter() - t0, 1)
+    items = banks["bf16"].source_index.new_tensor(banks["bf16"].meta["items"]) if args.finished_shards else None
+    if items is not None:
+        banks = {k: dataclasses.replace(b, **{f: getattr(b, f)[items] for f in ("images", "features", "labels")})
+                 for k, b in banks.items()}
     labels = banks["fp32"].labels
     right = {name: predict(judge, b.images) == labels for name, b in banks.items()}
     n = len(labels)
