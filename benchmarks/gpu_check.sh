@@ -26,7 +26,7 @@ from clareps.config import load_config
 from clareps.device import autocast, hardware, resolve_precision
 from clareps.diffusion.train import TeacherConfig
 from clareps.diffusion.unet import UNet, UNetConfig
-from clareps.distill.students import make_student
+from clareps.classifiers.students import make_student
 from clareps.paths import preset
 
 device = torch.device(os.environ["DEVICE"])

@@ -24,8 +24,8 @@ from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import Bank
 from clareps.config import load_config
 from clareps.device import hardware
-from clareps.evaluate.classifier import predict
-from clareps.evaluate.judge import load_judge
+from clareps.classifiers.training import predict
+from clareps.classifiers.shape_judge import load_judge
 from clareps.io import load_tensors
 from clareps.paths import default_judge, preset
 

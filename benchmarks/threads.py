@@ -21,7 +21,7 @@ import sys
 WORKER = r"""
 import json, sys, time
 import torch, torch.nn.functional as F
-from clareps.distill.students import make_student
+from clareps.classifiers.students import make_student
 torch.manual_seed(0)
 model = make_student("small-cnn", 10, width=32).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01)

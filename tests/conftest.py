@@ -51,7 +51,7 @@ def tiny_teacher(tmp_path_factory, tiny_data_cache) -> str:
 @pytest.fixture(scope="session")
 def tiny_judge(tmp_path_factory, tiny_data_cache) -> str:
     from clareps.config import build_config
-    from clareps.evaluate.judge import JudgeConfig, train_judge
+    from clareps.classifiers.shape_judge import JudgeConfig, train_judge
 
     cfg = build_config(JudgeConfig, {
         "data": {"kind": "benchmark", "split": "train-rand", "benchmark": {"n_train": 200, "n_test": 50},

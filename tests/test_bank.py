@@ -123,7 +123,7 @@ def test_metric_known_answers():
 
 def test_background_judge_identifies_real_sources(tiny_data_cache):
     from clareps.data.benchmark import BenchmarkConfig, load_split
-    from clareps.evaluate.background_judge import predict_source, train_background_judge
+    from clareps.classifiers.background_judge import predict_source, train_background_judge
 
     cfg = BenchmarkConfig(n_train=200, n_test=50)
     judge = train_background_judge(load_split(cfg, "train", cache_dir=tiny_data_cache))

@@ -16,10 +16,10 @@ from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.diffusion.taps import tap
 from clareps.distill.methods import carve_validation, select_bank, teacher_targets
-from clareps.distill.students import STUDENTS, make_student
+from clareps.classifiers.students import STUDENTS, make_student
 from clareps.distill.trainer import DistillConfig, DistillTrainer
 from clareps.errors import ClarepsError
-from clareps.evaluate.judge import load_judge
+from clareps.classifiers.shape_judge import load_judge
 
 C = 4  # classes
 TEACHER = "0123456789abcdef"

@@ -10,8 +10,8 @@ from torch import nn
 
 from clareps.clarid.bank_format import Bank
 from clareps.data.imageset import ImageSet
-from clareps.evaluate.background_judge import predict_source
-from clareps.evaluate.classifier import predict
+from clareps.classifiers.background_judge import predict_source
+from clareps.classifiers.training import predict
 
 
 def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> float:

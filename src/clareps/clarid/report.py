@@ -11,8 +11,8 @@ from clareps.clarid.bank_format import Bank, load_bank
 from clareps.clarid.metrics import bank_metrics
 from clareps.data.spec import load_data
 from clareps.errors import ClarepsError
-from clareps.evaluate.background_judge import train_background_judge
-from clareps.evaluate.judge import load_judge
+from clareps.classifiers.background_judge import train_background_judge
+from clareps.classifiers.shape_judge import load_judge
 from clareps.io import load_tensors, write_json
 from clareps.report.grid import save_grid
 

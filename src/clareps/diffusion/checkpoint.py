@@ -12,6 +12,7 @@ from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, save_tensors
+from clareps.state import load_state
 from clareps.paths import teacher_file
 
 TEACHER_KIND = "clareps-teacher"
@@ -45,36 +46,3 @@ def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
         raise ClarepsError(f"teacher_classes is for external teachers; {spec} is a clareps teacher")
     return load_teacher(spec, device)
 
-
-def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with a one-line error naming the first mismatch."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    extra = sorted(set(tensors) - set(own))
-    if missing or extra:
-        what = f"missing '{missing[0]}'" if missing else f"unexpected '{extra[0]}'"
-        raise ClarepsError(f"checkpoint {source} does not fit this model: {what}")
-    for name, value in tensors.items():
-        if own[name].shape != value.shape:
-            raise ClarepsError(f"checkpoint {source} does not fit this model: '{name}' has shape "
-                               f"{tuple(value.shape)}, the model expects {tuple(own[name].shape)}")
-    module.load_state_dict(tensors)
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Flatten an optimizer's state into named tensors plus JSON-able param groups."""
-    sd = opt.state_dict()
-    tensors = {}
-    for idx, state in sd["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return tensors, sd["param_groups"]
-
-
-def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": groups})

@@ -18,8 +18,7 @@ from clareps.config import StrictModel, differing_keys, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
 from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
-from clareps.diffusion.checkpoint import (load_state, optimizer_tensors, restore_optimizer,
-                                          save_teacher)
+from clareps.diffusion.checkpoint import save_teacher
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
@@ -27,6 +26,7 @@ from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_js
                         save_tensors, write_json, write_jsonl, write_text)
 from clareps.paths import TEACHER_FILE
 from clareps.progress import progress_bar
+from clareps.state import load_state, optimizer_tensors, restore_optimizer
 
 RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
 

@@ -20,13 +20,12 @@ from clareps.config import to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device, resolve_precision
-from clareps.diffusion.checkpoint import load_state
-from clareps.distill.students import make_student
+from clareps.classifiers.checkpoint import load_classifier, save_classifier
+from clareps.classifiers.students import make_student
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import ClassifierRecipe, accuracy, train_classifier
-from clareps.io import hash_file, load_tensors, save_tensors
+from clareps.classifiers.training import ClassifierRecipe, accuracy, train_classifier
+from clareps.io import hash_file
 
-CLASSIFIER_KIND = "clareps-classifier"  # the judge's kind: evaluate.judge.load_judge reads these files
 
 
 @dataclass(frozen=True)
@@ -194,27 +193,22 @@ def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False)
     train_classifier(model, train, cfg.epochs, cfg.batch_size, cfg.lr, seed=cfg.seed,
                      precision=precision, device=device, quiet=quiet)
     metrics = {"val_acc": accuracy(model, val) if len(val) else None, "train_seconds": time.time() - t0, "precision": precision}
-    meta = {"kind": CLASSIFIER_KIND, "role": "kd-teacher", "arch": cfg.arch, "width": cfg.width,
+    meta = {"role": "kd-teacher", "arch": cfg.arch, "width": cfg.width,
             "in_channels": full.images.shape[1], "num_classes": full.num_classes, "config": to_plain(cfg),
             "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data),
             "val_fraction": cfg.val_fraction, "val_seed": cfg.val_seed}
-    path = save_tensors(Path(out) / "kd_teacher.safetensors", model.cpu().state_dict(), meta)
+    path = save_classifier(Path(out) / "kd_teacher.safetensors", model.cpu(), meta)
     return path, metrics
 
 
 def load_kd_teacher(path: str | Path, data_fp: str, val_fraction: float, val_seed: int,
                     device: torch.device) -> tuple[nn.Module, str]:
     """The classifier teacher in eval mode and its file hash; refuses one trained on other data."""
-    tensors, meta = load_tensors(path)
-    if meta.get("kind") != CLASSIFIER_KIND:
-        raise ClarepsError(f"{path} is not a clareps classifier checkpoint (kind={meta.get('kind')!r})")
+    model, meta = load_classifier(path, device)
     if meta.get("data_fingerprint") != data_fp:
         raise ClarepsError(f"kd teacher {path} was trained on other data (fingerprint "
                            f"{meta.get('data_fingerprint')}, this training set is {data_fp})")
     if (meta.get("val_fraction"), meta.get("val_seed")) != (val_fraction, val_seed):
         raise ClarepsError(f"kd teacher {path} was trained with another validation carve-out "
                            f"(val_fraction/val_seed {meta.get('val_fraction')}/{meta.get('val_seed')})")
-    model = make_student(meta["arch"], meta["num_classes"], width=meta["width"],
-                         in_channels=meta.get("in_channels", 3))
-    load_state(model, tensors, str(path))
-    return model.to(device).eval().requires_grad_(False), hash_file(path)
+    return model, hash_file(path)

@@ -25,7 +25,7 @@ from clareps.data.spec import load_data
 from clareps.distill.methods import carve_validation
 from clareps.distill.trainer import DistillConfig, DistillTrainer
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import accuracy
+from clareps.classifiers.training import accuracy
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.suite import load_student, select
 from clareps.io import hash_file, hash_obj, read_json, write_json, write_text

@@ -23,18 +23,19 @@ from clareps.clarid.bank_format import load_bank
 from clareps.config import StrictModel, to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import Precision, autocast, resolve_precision
-from clareps.diffusion.checkpoint import load_state, optimizer_tensors, restore_optimizer
 from clareps.diffusion.taps import get_module, tap
 from clareps.distill import losses
-from clareps.distill.methods import (CLASSIFIER_KIND, carve_validation, check_bank, get_method, load_kd_teacher,
+from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
-from clareps.distill.students import STUDENTS, make_student, spatial_path
+from clareps.classifiers.checkpoint import save_classifier
+from clareps.classifiers.students import STUDENTS, make_student, spatial_path
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import accuracy
+from clareps.classifiers.training import accuracy
 from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
                         save_tensors, write_json, write_jsonl, write_text)
 from clareps.progress import progress_bar
+from clareps.state import load_state, optimizer_tensors, restore_optimizer
 
 # How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
 RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits",
@@ -413,12 +414,12 @@ class DistillTrainer:
         for name, path in cfg.test_data.items():
             spec = DataSpec(kind="npz", path=path, num_classes=cfg.data.num_classes)
             result[f"test_acc/{name}"] = accuracy(self.model, load_data(spec))
-        meta = {"kind": CLASSIFIER_KIND, "role": "student", "arch": cfg.student.name,
+        meta = {"role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,
                 "config_hash": self.config_hash, "inputs": self.hashes, "metrics": result,
                 "data_fingerprint": self.data_fingerprint}
-        save_tensors(self.student_path, self.model.state_dict(), meta)
+        save_classifier(self.student_path, self.model, meta)
         append_jsonl(self.run_dir / "metrics.jsonl", dict(result, final=True))
         write_json(self.run_dir / "result.json", result)
         return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from clareps.data.imageset import ImageSet
-from clareps.evaluate.classifier import predict
+from clareps.classifiers.training import predict
 from clareps.evaluate.robustness import per_class
 
 VARIANTS = ("test-original", "test-only-fg", "test-only-bg", "test-mixed-same", "test-mixed-rand")

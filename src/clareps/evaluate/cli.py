@@ -17,7 +17,7 @@ def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"
                     out: Path = typer.Option(Path("runs/judge"), "--out", "-o"),
                     quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Train the shape judge on foregrounds over random backgrounds (no spurious cue)."""
-    from clareps.evaluate.judge import JudgeConfig, train_judge
+    from clareps.classifiers.shape_judge import JudgeConfig, train_judge
     from clareps.io import check_writable
 
     cfg = load_config(JudgeConfig, config or preset("judge-default"), set_)
@@ -40,7 +40,7 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     from clareps.device import resolve_device
     from clareps.diffusion.checkpoint import load_teacher
     from clareps.diffusion.model_card import write_model_card
-    from clareps.evaluate.judge import load_judge
+    from clareps.classifiers.shape_judge import load_judge
     from clareps.evaluate.teacher_check import check_teacher
     from clareps.diffusion.cli import check_sampling
     from clareps.io import check_writable, read_yaml_or_none, write_json

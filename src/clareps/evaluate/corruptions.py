@@ -24,7 +24,7 @@ from torch import nn
 
 from clareps.config import StrictModel
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import predict
+from clareps.classifiers.training import predict
 
 COMMON = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
           "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",

@@ -25,7 +25,7 @@ from torch import nn
 
 from clareps.config import StrictModel
 from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import predict
+from clareps.classifiers.training import predict
 
 ATTACKS = ("pgd", "cw", "apgd-ce", "autoattack")
 SLOW = ("autoattack",)  # attacks that run on the (smaller) slow subset

@@ -28,7 +28,7 @@ from clareps.evaluate.background import VARIANTS, background_metrics
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
-from clareps.io import hash_file, hash_obj, load_tensors, read_json, read_yaml_or_none, save_tensors, write_json
+from clareps.io import hash_file, hash_obj, read_json, read_yaml_or_none, save_tensors, write_json
 from clareps.progress import progress_bar
 
 FORMAT = "clareps-eval/1"
@@ -89,20 +89,10 @@ def resolve_student(path: str | Path) -> Path:
 
 
 def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """A ``clareps-classifier`` checkpoint (or a run dir holding one) as a frozen model in eval mode,
-    and its sidecar."""
-    from clareps.diffusion.checkpoint import load_state
-    from clareps.distill.students import make_student
-    from clareps.evaluate.judge import JUDGE_KIND
+    """A classifier checkpoint (or a run dir holding one) as a frozen model in eval mode, and its metadata."""
+    from clareps.classifiers.checkpoint import load_classifier
 
-    path = resolve_student(path)
-    tensors, meta = load_tensors(path)
-    if meta.get("kind") != JUDGE_KIND:
-        raise ClarepsError(f"{path} is not a clareps classifier checkpoint (kind={meta.get('kind')!r})")
-    model = make_student(meta["arch"], meta["num_classes"], width=meta.get("width"),
-                         in_channels=meta.get("in_channels", 3))
-    load_state(model, tensors, str(path))
-    return model.to(device).eval().requires_grad_(False), meta
+    return load_classifier(resolve_student(path), device)
 
 
 def _student_data(path: Path, cfg: EvalConfig) -> tuple[DataSpec, str]:

@@ -12,7 +12,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from clareps.data.imageset import ImageSet
 from clareps.diffusion.sampler import decode, invert, sample
 from clareps.diffusion.schedule import CosineSchedule
-from clareps.evaluate.classifier import predict
+from clareps.classifiers.training import predict
 from clareps.progress import progress_bar
 
 

@@ -16,13 +16,9 @@ from torch import nn
 from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device, resolve_precision
-from clareps.diffusion.checkpoint import load_state
-from clareps.distill.students import make_student
-from clareps.errors import ClarepsError
-from clareps.evaluate.classifier import ClassifierRecipe, accuracy, train_classifier
-from clareps.io import load_tensors, save_tensors
-
-JUDGE_KIND = "clareps-classifier"
+from clareps.classifiers.checkpoint import load_classifier, save_classifier
+from clareps.classifiers.students import make_student
+from clareps.classifiers.training import ClassifierRecipe, accuracy, train_classifier
 
 
 class JudgeConfig(ClassifierRecipe):
@@ -41,17 +37,12 @@ def train_judge(cfg: JudgeConfig, out: str | Path, quiet: bool = False) -> tuple
                      precision=precision, device=device, quiet=quiet)
     metrics = {f"accuracy/{cfg.eval_split}": accuracy(model, test), "n_eval": len(test),
                "train_seconds": time.time() - t0, "device": str(device), "precision": precision}
-    meta = {"kind": JUDGE_KIND, "arch": cfg.arch, "width": cfg.width, "num_classes": train.num_classes,
+    meta = {"arch": cfg.arch, "width": cfg.width, "num_classes": train.num_classes,
             "config": to_plain(cfg), "metrics": metrics,
             "data_fingerprint": data_fingerprint(cfg.data)}
-    path = save_tensors(Path(out) / "judge.safetensors", model.cpu().state_dict(), meta)
+    path = save_classifier(Path(out) / "judge.safetensors", model.cpu(), meta)
     return path, metrics
 
 
 def load_judge(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    tensors, meta = load_tensors(path)
-    if meta.get("kind") != JUDGE_KIND:
-        raise ClarepsError(f"{path} is not a clareps classifier checkpoint (kind={meta.get('kind')!r})")
-    model = make_student(meta["arch"], meta["num_classes"], width=meta["width"])
-    load_state(model, tensors, str(path))
-    return model.to(device).eval(), meta
+    return load_classifier(path, device)
