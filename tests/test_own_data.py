@@ -69,11 +69,16 @@ def test_the_readme_walk_runs_as_written(own_files, run_cli):
     assert "bg_gap" in results["clean"] and results["summary"]["bg/gap"] == results["clean"]["bg_gap"]
 
 
-def test_evaluates_npz_advice_works_as_written(own_files, run_cli):
-    student = own_files / "runs" / "my-student"
-    if not (student / "student.safetensors").exists():
-        pytest.skip("needs the walk's student")
-    out = own_files / "advice.json"
+def test_evaluates_npz_advice_works_as_written(own_files, tmp_path, run_cli):
+    from clareps.config import build_config
+    from clareps.distill.trainer import DistillConfig, DistillTrainer
+
+    student = tmp_path / "ce-s0"
+    cfg = build_config(DistillConfig, {"method": "ce", "data": {"kind": "npz", "path": str(own_files / "train.npz")},
+                                       "test_splits": [], "student": {"width": 4}, "epochs": 1, "batch_size": 20,
+                                       "precision": "fp32", "device": "cpu"})
+    DistillTrainer(cfg, student, quiet=True).train()
+    out = tmp_path / "advice.json"
     code, _, err = run_cli("evaluate", "--student", student, "--out", out, *TINY["evaluate"])
     assert code == 2 and "--set data.kind=npz --set data.path=TEST.npz" in err
     advice = re.search(r"with (--set \S+ --set \S+)", err).group(1).replace("TEST.npz", str(own_files / "test.npz"))

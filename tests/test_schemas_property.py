@@ -167,7 +167,7 @@ CLI_FIELDS = [(verb, path, kind, bounds)
               for path, kind, bounds in bounded_fields(root) if path[0] != "data"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_refused_value_leaves_nothing_behind(data, tmp_path, run_cli):
     verb, path, kind, bounds = data.draw(st.sampled_from(CLI_FIELDS), label="field")
