@@ -7,7 +7,8 @@ import torch
 
 from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
-from clareps.clarid.canonical import ClaridConfig, canonicalize, features, project
+from clareps.clarid.canonical import ClaridConfig, canonicalize, features
+from clareps.clarid.directions import project
 from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe
 from clareps.config import build_config
 from clareps.errors import ClarepsError

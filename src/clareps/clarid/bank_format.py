@@ -18,6 +18,8 @@ from clareps.io import load_tensors, save_tensors
 
 BANK_KIND = "clareps-bank"
 BANK_FILE = "bank.safetensors"
+RECORD = ("engine_iterations", "engine_converged", "engine_energy", "engine_max_angle", "removed_share",
+          "removed_directions")
 
 
 @dataclass
@@ -30,6 +32,10 @@ class Bank:
     singular_values: torch.Tensor  # (N, k) float32 (k may be 0)
     seconds: torch.Tensor  # (N,) float32: compute time per item
     meta: dict = field(default_factory=dict)
+    # Per item, deterministic (clarid/directions.py ``engine_record``): engine iterations, converged,
+    # energy ||J V||_F^2, largest principal angle between its last two iterates, removed share of
+    # ||x_te|| and directions removed. Empty for banks built before it existed.
+    record: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
@@ -37,6 +43,9 @@ class Bank:
             value = getattr(self, name)
             if value.shape[0] != n:
                 raise ClarepsError(f"bank tensor '{name}' has {value.shape[0]} rows, labels have {n}")
+        for name, value in self.record.items():
+            if name not in RECORD or value.shape != (n,):
+                raise ClarepsError(f"bank record '{name}' is not one of {RECORD} with shape ({n},)")
         if self.features.dim() != 2:
             raise ClarepsError(f"bank features must be (N, D), got shape {tuple(self.features.shape)}")
 
@@ -60,7 +69,7 @@ _TENSORS = ("images", "features", "labels", "source_index", "latents", "singular
 
 
 def save_bank(folder: str | Path, bank: Bank) -> Path:
-    tensors = {name: getattr(bank, name) for name in _TENSORS}
+    tensors = {name: getattr(bank, name) for name in _TENSORS} | bank.record
     return save_tensors(Path(folder) / BANK_FILE, tensors, dict(bank.meta, kind=BANK_KIND))
 
 
@@ -74,4 +83,5 @@ def load_bank(folder: str | Path) -> Bank:
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:
         raise ClarepsError(f"bank {path} lacks tensor '{missing[0]}'")
-    return Bank(**{name: tensors[name] for name in _TENSORS}, meta=meta)
+    return Bank(**{name: tensors[name] for name in _TENSORS}, meta=meta,
+                record={name: tensors[name] for name in RECORD if name in tensors})

@@ -1,0 +1,221 @@
+"""Which directions CLARID removes from x_te: the Jacobian's top-k, or a control that isolates it.
+
+``clarid.directions``:
+- ``jacobian`` (the method): the top-k right singular vectors of J = df/dx at x_te;
+- ``random``: k orthonormal Gaussian directions, seeded per item;
+- ``low-frequency``: the k lowest-frequency 2-D DCT-II basis images, one channel each, ordered
+  by u + v, then max(u, v), then u, then channel (so k = 3 is the three per-channel means);
+- ``shuffled``: the Jacobian top-k subspace of the item's donor, an item of another class
+  (``donors``: a fixed derangement of the bank's plan);
+- ``tail``: the Jacobian's singular vectors k+1 .. 2k (the engine runs with 2k).
+
+Removed share (recorded for every item): ||x - x~|| / ||x|| for the projection, before any
+``norm_preserving`` rescale.
+
+``clarid.match_removed_norm`` (for a non-Jacobian choice): the item's own Jacobian top-k is
+computed too, and its removed share is the target. The control's directions form an ordered
+pool (random: as many seeded Gaussian directions as needed, orthonormalised in order;
+low-frequency: the whole DCT basis in its order; tail: singular vectors k+1 .. 2k; shuffled:
+the donor's k). Whole directions are removed in pool order while the removed norm stays below
+the target; the next one is removed in part (its component scaled by the beta in [0, 1] that
+hits the target), so the match is exact up to rounding. Only when a fixed pool (tail, shuffled)
+removes less than the target with all k directions is its whole projection scaled up by
+target / ||P x|| (> 1: components along those directions overshoot zero); the record's
+``removed_directions`` then equals the pool size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from clareps.clarid.engine import Subspace, top_subspace
+from clareps.clarid.linalg import orthonormal_rows
+from clareps.errors import ClarepsError
+
+DirectionKind = Literal["jacobian", "random", "low-frequency", "shuffled", "tail"]
+RANDOM_SEED_OFFSET = 7_919 * 1_000_003  # keeps random directions apart from the item's other draws
+
+
+@dataclass
+class ControlInputs:
+    """Per item, what a control needs beyond x_te: seeds (random), the donor's x_te, feature
+    labels and engine start vectors (shuffled)."""
+
+    item_seeds: torch.Tensor | None = None
+    donor_latents: torch.Tensor | None = None
+    donor_labels: torch.Tensor | None = None
+    donor_init: torch.Tensor | None = None
+
+
+@dataclass
+class Removal:
+    latents: torch.Tensor  # x~ (B, C, H, W)
+    singular_values: torch.Tensor  # (B, engine k) of the item's own Jacobian; (B, 0) when not computed
+    record: dict[str, torch.Tensor]  # per item: see ``engine_record``
+
+
+def engine_k(kind: str, k: int) -> int:
+    return 2 * k if kind == "tail" else k
+
+
+def project(x: torch.Tensor, vectors: torch.Tensor, norm_preserving: bool = False) -> torch.Tensor:
+    """x~ = (I - V V^T) x per item; vectors (B, k, C, H, W) orthonormal when flattened."""
+    flat, v = x.flatten(1), vectors.flatten(2)
+    out = flat - torch.einsum("bk,bkd->bd", torch.einsum("bkd,bd->bk", v, flat), v)
+    return (_rescale(out, flat) if norm_preserving else out).view_as(x)
+
+
+def _rescale(out: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    return out * (flat.norm(dim=1, keepdim=True) / out.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+
+def donors(labels: torch.Tensor) -> torch.Tensor:
+    """Each item's donor: the item of the same rank (mod its count) in the next class present.
+
+    No item is its own donor and every donor has another class (needs two classes); with equal
+    class counts the map is a permutation (a derangement)."""
+    classes = torch.unique(labels)
+    if len(classes) < 2:
+        raise ClarepsError("directions 'shuffled' needs items of at least two classes")
+    members = {int(c): (labels == c).nonzero().flatten() for c in classes}
+    rank = torch.empty_like(labels)
+    for idx in members.values():
+        rank[idx] = torch.arange(len(idx))
+    nxt = {int(a): int(b) for a, b in zip(classes, classes.roll(-1))}
+    return torch.stack([members[nxt[int(c)]][int(r) % len(members[nxt[int(c)]])] for c, r in zip(labels, rank)])
+
+
+@functools.lru_cache(maxsize=4)
+def dct_basis(shape: tuple[int, int, int]) -> torch.Tensor:
+    """All C*H*W orthonormal 2-D DCT-II basis images (rows, flattened), lowest frequency first."""
+    c, h, w = shape
+
+    def dct(n: int) -> torch.Tensor:
+        u, i = torch.arange(n, dtype=torch.float64)[:, None], torch.arange(n, dtype=torch.float64)[None]
+        m = torch.cos(math.pi * (2 * i + 1) * u / (2 * n)) * math.sqrt(2 / n)
+        m[0] /= math.sqrt(2)
+        return m
+
+    ch, cw = dct(h), dct(w)
+    order = sorted(((u, v) for u in range(h) for v in range(w)), key=lambda p: (p[0] + p[1], max(p), p[0]))
+    rows = torch.zeros(c * h * w, c, h, w, dtype=torch.float64)
+    for j, (u, v) in enumerate(order):
+        for ci in range(c):
+            rows[j * c + ci, ci] = torch.outer(ch[u], cw[v])
+    return rows.flatten(1).float()
+
+
+def random_rows(seed: int, n: int, dim: int) -> torch.Tensor:
+    """n orthonormal Gaussian directions (rows); the first m do not depend on n."""
+    gen = torch.Generator().manual_seed(RANDOM_SEED_OFFSET + int(seed))
+    return orthonormal_rows(torch.randn(n, dim, generator=gen))
+
+
+def removed_share(x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return (flat - x_tilde.flatten(1)).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-12)
+
+
+def matched_removal(x: torch.Tensor, pool: torch.Tensor, target: float) -> tuple[torch.Tensor, int, bool]:
+    """One item: remove pool rows (n, D) in order until ||x - x~|| = target (see the module doc).
+
+    Returns x~ (flat), the number of directions touched, and whether the pool ran short."""
+    c = pool @ x
+    cum = c.double().pow(2).cumsum(0)
+    t2 = target ** 2
+    m = int((cum < t2).sum())
+    if m == len(c):
+        scale = math.sqrt(t2 / float(cum[-1])) if float(cum[-1]) > 0 else 0.0
+        return x - scale * (c @ pool), m, True
+    weight = torch.ones_like(c)
+    weight[m + 1:] = 0
+    before = float(cum[m - 1]) if m else 0.0
+    weight[m] = math.sqrt(max(t2 - before, 0.0) / max(float(c[m].double() ** 2), 1e-300))
+    return x - (weight * c) @ pool, m + 1, False
+
+
+def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: torch.Tensor) -> dict:
+    """Per item: the engine run on the item (else its donor's; zeros and nan when none ran) and
+    what was removed."""
+    if sub is None:
+        sub = Subspace(vectors=torch.empty(0), singular_values=torch.zeros(batch, 0),
+                       iterations=torch.zeros(batch, dtype=torch.long), max_angle=torch.full((batch,), math.nan),
+                       energy=torch.zeros(batch), converged=torch.zeros(batch, dtype=torch.bool))
+    return {"engine_iterations": sub.iterations.cpu().long(), "engine_converged": sub.converged.cpu(),
+            "engine_energy": sub.energy.cpu().float(), "engine_max_angle": sub.max_angle.cpu().float(),
+            "removed_share": share.cpu().float(), "removed_directions": used.cpu().long()}
+
+
+def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
+           init: torch.Tensor | None = None, inputs: ControlInputs | None = None) -> Removal:
+    """x~ for a batch of latents at timestep t; ``cfg`` is a ``ClaridConfig`` with k >= 1."""
+    kind, k, b, dim = cfg.directions, cfg.k, x.shape[0], x[0].numel()
+    inputs = inputs or ControlInputs()
+    match = cfg.match_removed_norm and kind != "jacobian"
+
+    def engine(lat, lab, n, start):
+        return top_subspace(model, lat, t, lab, n, cfg.tap, cfg.tol, cfg.max_iter, init=start)
+
+    own = engine(x, feature_labels, engine_k(kind, k), init) if kind in ("jacobian", "tail") or match else None
+    donor = None
+    if kind == "jacobian":
+        pool = own.vectors.flatten(2)
+    elif kind == "tail":
+        pool = own.vectors.flatten(2)[:, k:]
+    elif kind == "shuffled":
+        if inputs.donor_latents is None or inputs.donor_labels is None:
+            raise ClarepsError("directions 'shuffled' needs each item's donor latent (build it in a bank)")
+        donor = engine(inputs.donor_latents, inputs.donor_labels, k, inputs.donor_init)
+        pool = donor.vectors.flatten(2)
+    elif kind == "low-frequency":
+        pool = dct_basis(tuple(x.shape[1:])).to(x.device)[:k].expand(b, -1, -1)
+    elif kind == "random":
+        if inputs.item_seeds is None:
+            raise ClarepsError("directions 'random' needs per-item seeds")
+        pool = torch.stack([random_rows(int(s), k, dim) for s in inputs.item_seeds]).to(x.device)
+    else:
+        raise ClarepsError(f"unknown directions {kind!r}")
+
+    if not match:
+        vectors = pool.reshape(b, -1, *x.shape[1:])
+        x_tilde = project(x, vectors, cfg.norm_preserving)
+        share = removed_share(x, project(x, vectors) if cfg.norm_preserving else x_tilde)
+        used = torch.full((b,), pool.shape[1], dtype=torch.long)
+    else:
+        flat = x.flatten(1)
+        target = removed_share(x, project(x, own.vectors[:, :k])) * flat.norm(dim=1)
+        rows, used_list = [], []
+        for i in range(b):
+            out, n_used = _matched_item(kind, flat[i], pool[i], float(target[i]), inputs, i, dim, x.shape[1:])
+            rows.append(out)
+            used_list.append(n_used)
+        out = torch.stack(rows)
+        share = (flat - out).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-12)
+        x_tilde = (_rescale(out, flat) if cfg.norm_preserving else out).view_as(x)
+        used = torch.tensor(used_list, dtype=torch.long)
+    svals = own.singular_values if own is not None else x.new_zeros(b, 0)
+    return Removal(latents=x_tilde, singular_values=svals,
+                   record=engine_record(own if own is not None else donor, b, share, used))
+
+
+def _matched_item(kind: str, x: torch.Tensor, pool: torch.Tensor, target: float, inputs: ControlInputs,
+                  i: int, dim: int, shape) -> tuple[torch.Tensor, int]:
+    if kind == "low-frequency":
+        pool = dct_basis(tuple(shape)).to(x.device)
+    if kind != "random":
+        out, used, _ = matched_removal(x, pool, target)
+        return out, used
+    # Random: about D * share^2 directions remove the target; grow the pool until it does.
+    n = min(dim, max(pool.shape[0], math.ceil(1.5 * dim * (target / float(x.norm().clamp_min(1e-12))) ** 2) + 8))
+    while True:
+        rows = random_rows(int(inputs.item_seeds[i]), n, dim).to(x.device)
+        out, used, short = matched_removal(x, rows, target)
+        if not short or n == dim:
+            return out, used
+        n = min(dim, 2 * n)
