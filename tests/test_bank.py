@@ -136,7 +136,8 @@ def test_sampler_precision_enters_the_bank_hash_only_when_not_fp32(tmp_path):
 
     cfg = _cfg("teacher.safetensors", str(tmp_path))
     old = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher", "teacher_classes")}
-    old["clarid"].pop("sampler_precision")  # what a bank built before the key existed hashed
+    for key in ("sampler_precision", "w_to_te", "directions", "match_removed_norm", "feature_label"):
+        old["clarid"].pop(key)  # what a bank built before these keys existed hashed
     assert bank_hash(cfg, "t", "d") == hash_obj({"cfg": old, "teacher": "t", "data": "d"})
     bf16 = _cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": "bf16"})
     assert bank_hash(bf16, "t", "d") != bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2}), "t", "d")

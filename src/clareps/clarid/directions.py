@@ -152,9 +152,11 @@ def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: t
             "removed_share": share.cpu().float(), "removed_directions": used.cpu().long()}
 
 
-def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
-           init: torch.Tensor | None = None, inputs: ControlInputs | None = None) -> Removal:
-    """x~ for a batch of latents at timestep t; ``cfg`` is a ``ClaridConfig`` with k >= 1."""
+def candidates(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
+               init: torch.Tensor | None = None, inputs: ControlInputs | None = None
+               ) -> tuple[Subspace | None, Subspace | None, torch.Tensor]:
+    """The engine run on the items (when needed), the one on their donors (shuffled) and the
+    directions to remove as rows (B, k, D): the first k of the pool (random's grows when matching)."""
     kind, k, b, dim = cfg.directions, cfg.k, x.shape[0], x[0].numel()
     inputs = inputs or ControlInputs()
     match = cfg.match_removed_norm and kind != "jacobian"
@@ -181,7 +183,16 @@ def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tens
         pool = torch.stack([random_rows(int(s), k, dim) for s in inputs.item_seeds]).to(x.device)
     else:
         raise ClarepsError(f"unknown directions {kind!r}")
+    return own, donor, pool
 
+
+def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
+           init: torch.Tensor | None = None, inputs: ControlInputs | None = None) -> Removal:
+    """x~ for a batch of latents at timestep t; ``cfg`` is a ``ClaridConfig`` with k >= 1."""
+    kind, k, b, dim = cfg.directions, cfg.k, x.shape[0], x[0].numel()
+    inputs = inputs or ControlInputs()
+    match = cfg.match_removed_norm and kind != "jacobian"
+    own, donor, pool = candidates(model, x, t, feature_labels, cfg, init, inputs)
     if not match:
         vectors = pool.reshape(b, -1, *x.shape[1:])
         x_tilde = project(x, vectors, cfg.norm_preserving)
