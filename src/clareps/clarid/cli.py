@@ -71,6 +71,15 @@ def torch_equal(a, b) -> bool:
     return a.shape == b.shape and bool(torch.equal(a, b))
 
 
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    from clareps.errors import ClarepsError
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or not set(names) <= set(allowed):
+        raise ClarepsError(f"unknown {what} in {text!r}: use one or more of {', '.join(allowed)}")
+    return names
+
+
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
@@ -82,19 +91,27 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
               w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
               variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
+              directions: str = typer.Option("jacobian", "--directions",
+                                             help="comma-separated: jacobian, random, low-frequency, shuffled, tail"),
+              feature_label: str = typer.Option("class", "--feature-label", help="class and/or null"),
+              tap: Optional[str] = typer.Option(None, "--tap", help="comma-separated taps (default: the config's)"),
               per_class: int = typer.Option(10, "--per-class"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
               out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Grid over t_e, k, w and the variant on a matched subset; a table and the chosen setting."""
-    from clareps.clarid.bank import BankConfig
-    from clareps.clarid.sweep import run_sweep
-    from clareps.errors import ClarepsError
+    """Grid over t_e, k, w, the variant, the directions, the feature label and the tap on a matched
+    subset; a table and the chosen (Jacobian) setting."""
+    from typing import get_args
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
-    if not set(names) <= {"plain", "norm"}:
-        raise ClarepsError(f"unknown variant in {variants!r}: use plain and/or norm")
+    from clareps.clarid.bank import BankConfig
+    from clareps.clarid.directions import DirectionKind
+    from clareps.clarid.sweep import run_sweep
+
+    names = _choices(variants, ("plain", "norm"), "variant")
+    kinds = _choices(directions, get_args(DirectionKind), "directions")
+    labels = _choices(feature_label, ("class", "null"), "feature label")
     base = load_config(BankConfig, config or preset("bank-default"), set_ + [f"per_class={per_class}"])
+    taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
     rows, best = run_sweep(base, out, _floats(t_e), [int(v) for v in _floats(k)], _floats(w), names,
-                           judge or default_judge(), quiet)
+                           judge or default_judge(), quiet, directions=kinds, feature_labels=labels, taps=taps)
     typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")
