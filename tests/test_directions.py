@@ -51,9 +51,10 @@ def test_every_direction_set_is_orthonormal(rough_unet):
     x, y, k = torch.randn(2, 3, 8, 8), torch.tensor([1, 4]), 3
     for kind in KINDS:
         cfg = ClaridConfig(k=k, directions=kind, max_iter=4)
-        own, donor, pool = candidates(rough_unet, x, 300, y, cfg, inputs=_inputs(2, x, k))
-        assert pool.shape == (2, k, 3 * 8 * 8) and _orthonormal(pool), kind
-        assert (own is None) == (kind in ("random", "low-frequency", "shuffled")), kind
+        cand = candidates(rough_unet, x, 300, y, cfg, inputs=_inputs(2, x, k))
+        assert cand.rows.shape == (2, k, 3 * 8 * 8) and _orthonormal(cand.rows), kind
+        assert (cand.top is not None) == (kind == "jacobian"), kind  # no matching: no extra top-k run
+        assert (cand.source is None) == (kind in ("random", "low-frequency")), kind
     assert _orthonormal(dct_basis((3, 8, 8)), atol=1e-5) and dct_basis((3, 8, 8)).shape == (192, 192)
     assert _orthonormal(random_rows(3, 40, 192))
     # the first m random directions do not depend on how many were drawn
@@ -69,7 +70,8 @@ def test_low_frequency_starts_with_the_channel_means_then_the_first_cosines():
 
 def test_tail_is_singular_vectors_k_plus_1_to_2k(rough_unet):
     x, y, k, t = torch.randn(2, 3, 8, 8), torch.tensor([2, 7]), 2, 300
-    own, _, pool = candidates(rough_unet, x, t, y, ClaridConfig(k=k, directions="tail", tol=1e-7, max_iter=300))
+    cand = candidates(rough_unet, x, t, y, ClaridConfig(k=k, directions="tail", tol=1e-7, max_iter=300))
+    own, pool = cand.source, cand.rows
     for b in range(2):
         f = lambda xi: run_to_tap(rough_unet, "mid", xi[None], torch.tensor([t]), y[b:b + 1]).flatten()  # noqa: E731
         with jacobian_mode(rough_unet):

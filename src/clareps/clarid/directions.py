@@ -56,7 +56,7 @@ class ControlInputs:
 @dataclass
 class Removal:
     latents: torch.Tensor  # x~ (B, C, H, W)
-    singular_values: torch.Tensor  # (B, engine k) of the item's own Jacobian; (B, 0) when not computed
+    singular_values: torch.Tensor  # (B, k; 2k for tail) of the item's own Jacobian; (B, 0) when not computed
     record: dict[str, torch.Tensor]  # per item: see ``engine_record``
 
 
@@ -141,8 +141,9 @@ def matched_removal(x: torch.Tensor, pool: torch.Tensor, target: float) -> tuple
 
 
 def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: torch.Tensor) -> dict:
-    """Per item: the engine run on the item (else its donor's; zeros and nan when none ran) and
-    what was removed."""
+    """Per item: the engine run whose directions were removed (the item's top-k, its 2k tail run,
+    its donor's; for random and low-frequency the item's top-k when matching; zeros and nan when
+    none ran), the removed share of ||x_te|| and the number of directions removed."""
     if sub is None:
         sub = Subspace(vectors=torch.empty(0), singular_values=torch.zeros(batch, 0),
                        iterations=torch.zeros(batch, dtype=torch.long), max_angle=torch.full((batch,), math.nan),
@@ -152,67 +153,76 @@ def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: t
             "removed_share": share.cpu().float(), "removed_directions": used.cpu().long()}
 
 
+@dataclass
+class Candidates:
+    top: Subspace | None  # the item's own top-k (jacobian, and the target when matching)
+    source: Subspace | None  # the run whose directions are removed (top, the 2k tail run, the donor's)
+    rows: torch.Tensor  # (B, n, D) the directions to remove, in order
+
+
 def candidates(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
-               init: torch.Tensor | None = None, inputs: ControlInputs | None = None
-               ) -> tuple[Subspace | None, Subspace | None, torch.Tensor]:
-    """The engine run on the items (when needed), the one on their donors (shuffled) and the
-    directions to remove as rows (B, k, D): the first k of the pool (random's grows when matching)."""
+               init: torch.Tensor | None = None, inputs: ControlInputs | None = None) -> Candidates:
+    """The engine runs a choice needs and its directions (the first k; random's pool grows when
+    matching). ``init``: start vectors (B, engine_k, ...); the top-k run starts from the first k, as a
+    ``jacobian`` bank's does, so a matched target is the Jacobian bank's own removed share."""
     kind, k, b, dim = cfg.directions, cfg.k, x.shape[0], x[0].numel()
     inputs = inputs or ControlInputs()
-    match = cfg.match_removed_norm and kind != "jacobian"
 
     def engine(lat, lab, n, start):
         return top_subspace(model, lat, t, lab, n, cfg.tap, cfg.tol, cfg.max_iter, init=start)
 
-    own = engine(x, feature_labels, engine_k(kind, k), init) if kind in ("jacobian", "tail") or match else None
-    donor = None
+    top = None
+    if kind == "jacobian" or cfg.match_removed_norm:
+        top = engine(x, feature_labels, k, None if init is None else init[:, :k])
+    source = top if kind == "jacobian" else None
     if kind == "jacobian":
-        pool = own.vectors.flatten(2)
+        rows = top.vectors.flatten(2)
     elif kind == "tail":
-        pool = own.vectors.flatten(2)[:, k:]
+        source = engine(x, feature_labels, 2 * k, init)
+        rows = source.vectors.flatten(2)[:, k:]
     elif kind == "shuffled":
         if inputs.donor_latents is None or inputs.donor_labels is None:
             raise ClarepsError("directions 'shuffled' needs each item's donor latent (build it in a bank)")
-        donor = engine(inputs.donor_latents, inputs.donor_labels, k, inputs.donor_init)
-        pool = donor.vectors.flatten(2)
+        source = engine(inputs.donor_latents, inputs.donor_labels, k, inputs.donor_init)
+        rows = source.vectors.flatten(2)
     elif kind == "low-frequency":
-        pool = dct_basis(tuple(x.shape[1:])).to(x.device)[:k].expand(b, -1, -1)
+        rows = dct_basis(tuple(x.shape[1:])).to(x.device)[:k].expand(b, -1, -1)
     elif kind == "random":
         if inputs.item_seeds is None:
             raise ClarepsError("directions 'random' needs per-item seeds")
-        pool = torch.stack([random_rows(int(s), k, dim) for s in inputs.item_seeds]).to(x.device)
+        rows = torch.stack([random_rows(int(s), k, dim) for s in inputs.item_seeds]).to(x.device)
     else:
         raise ClarepsError(f"unknown directions {kind!r}")
-    return own, donor, pool
+    return Candidates(top=top, source=source, rows=rows)
 
 
 def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tensor, cfg,
            init: torch.Tensor | None = None, inputs: ControlInputs | None = None) -> Removal:
     """x~ for a batch of latents at timestep t; ``cfg`` is a ``ClaridConfig`` with k >= 1."""
-    kind, k, b, dim = cfg.directions, cfg.k, x.shape[0], x[0].numel()
+    kind, b, dim = cfg.directions, x.shape[0], x[0].numel()
     inputs = inputs or ControlInputs()
-    match = cfg.match_removed_norm and kind != "jacobian"
-    own, donor, pool = candidates(model, x, t, feature_labels, cfg, init, inputs)
-    if not match:
-        vectors = pool.reshape(b, -1, *x.shape[1:])
+    cand = candidates(model, x, t, feature_labels, cfg, init, inputs)
+    if not cfg.match_removed_norm or kind == "jacobian":
+        vectors = cand.rows.reshape(b, -1, *x.shape[1:])
         x_tilde = project(x, vectors, cfg.norm_preserving)
         share = removed_share(x, project(x, vectors) if cfg.norm_preserving else x_tilde)
-        used = torch.full((b,), pool.shape[1], dtype=torch.long)
+        used = torch.full((b,), cand.rows.shape[1], dtype=torch.long)
     else:
         flat = x.flatten(1)
-        target = removed_share(x, project(x, own.vectors[:, :k])) * flat.norm(dim=1)
+        target = removed_share(x, project(x, cand.top.vectors)) * flat.norm(dim=1)
         rows, used_list = [], []
         for i in range(b):
-            out, n_used = _matched_item(kind, flat[i], pool[i], float(target[i]), inputs, i, dim, x.shape[1:])
+            out, n_used = _matched_item(kind, flat[i], cand.rows[i], float(target[i]), inputs, i, dim, x.shape[1:])
             rows.append(out)
             used_list.append(n_used)
         out = torch.stack(rows)
         share = (flat - out).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-12)
         x_tilde = (_rescale(out, flat) if cfg.norm_preserving else out).view_as(x)
         used = torch.tensor(used_list, dtype=torch.long)
+    own = cand.source if kind == "tail" else cand.top  # the item's own Jacobian, as far as computed
     svals = own.singular_values if own is not None else x.new_zeros(b, 0)
     return Removal(latents=x_tilde, singular_values=svals,
-                   record=engine_record(own if own is not None else donor, b, share, used))
+                   record=engine_record(cand.source or cand.top, b, share, used))
 
 
 def _matched_item(kind: str, x: torch.Tensor, pool: torch.Tensor, target: float, inputs: ControlInputs,
