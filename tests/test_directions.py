@@ -18,12 +18,7 @@ from clareps.errors import ClarepsError
 KINDS = ("jacobian", "random", "low-frequency", "shuffled", "tail")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -96,11 +91,12 @@ def test_matched_removal_is_exact_and_takes_whole_directions_first():
     x, pool = torch.randn(50), random_rows(0, 50, 50)
     c = pool @ x
     target = float((c[:3].pow(2).sum() + 0.5 * c[3] ** 2).sqrt())
-    out, used, short = matched_removal(x, pool, target)
-    assert not short and used == 4 and (x - out).norm() == pytest.approx(target, rel=1e-5)
+    out, used, scale = matched_removal(x, pool, target)
+    assert scale == 1.0 and used == 4 and (x - out).norm() == pytest.approx(target, rel=1e-5)
     assert torch.allclose(pool[4:] @ out, c[4:], atol=1e-5)  # later directions untouched
-    out, used, short = matched_removal(x, pool[:2], float(c[:2].norm()) * 1.5)  # pool too small: scaled
-    assert short and used == 2 and (x - out).norm() == pytest.approx(float(c[:2].norm()) * 1.5, rel=1e-5)
+    out, used, scale = matched_removal(x, pool[:2], float(c[:2].norm()) * 1.5)  # pool too small: scaled
+    assert scale == pytest.approx(1.5) and used == 2
+    assert (x - out).norm() == pytest.approx(float(c[:2].norm()) * 1.5, rel=1e-5)
 
 
 def test_every_control_removes_the_jacobian_share_within_one_percent(rough_unet):

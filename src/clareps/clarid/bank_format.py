@@ -19,7 +19,7 @@ from clareps.io import load_tensors, save_tensors
 BANK_KIND = "clareps-bank"
 BANK_FILE = "bank.safetensors"
 RECORD = ("engine_iterations", "engine_converged", "engine_energy", "engine_max_angle", "removed_share",
-          "removed_directions")
+          "removed_directions", "removal_scale")
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Bank:
     meta: dict = field(default_factory=dict)
     # Per item, deterministic (clarid/directions.py ``engine_record``): engine iterations, converged,
     # energy ||J V||_F^2, largest principal angle between its last two iterates, removed share of
-    # ||x_te|| and directions removed. Empty for banks built before it existed.
+    # ||x_te||, directions removed and the projection's scale. Empty for banks built before it existed.
     record: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ the target; the next one is removed in part (its component scaled by the beta in
 hits the target), so the match is exact up to rounding. Only when a fixed pool (tail, shuffled)
 removes less than the target with all k directions is its whole projection scaled up by
 target / ||P x|| (> 1: components along those directions overshoot zero); the record's
-``removed_directions`` then equals the pool size.
+``removal_scale`` holds that factor (1 otherwise).
 """
 
 from __future__ import annotations
@@ -122,35 +122,39 @@ def removed_share(x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
     return (flat - x_tilde.flatten(1)).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-12)
 
 
-def matched_removal(x: torch.Tensor, pool: torch.Tensor, target: float) -> tuple[torch.Tensor, int, bool]:
+def matched_removal(x: torch.Tensor, pool: torch.Tensor, target: float) -> tuple[torch.Tensor, int, float]:
     """One item: remove pool rows (n, D) in order until ||x - x~|| = target (see the module doc).
 
-    Returns x~ (flat), the number of directions touched, and whether the pool ran short."""
+    Returns x~ (flat), the number of directions touched, and the scale of the whole projection
+    (1, or > 1 when the pool ran short)."""
     c = pool @ x
     cum = c.double().pow(2).cumsum(0)
     t2 = target ** 2
     m = int((cum < t2).sum())
     if m == len(c):
         scale = math.sqrt(t2 / float(cum[-1])) if float(cum[-1]) > 0 else 0.0
-        return x - scale * (c @ pool), m, True
+        return x - scale * (c @ pool), m, scale
     weight = torch.ones_like(c)
     weight[m + 1:] = 0
     before = float(cum[m - 1]) if m else 0.0
     weight[m] = math.sqrt(max(t2 - before, 0.0) / max(float(c[m].double() ** 2), 1e-300))
-    return x - (weight * c) @ pool, m + 1, False
+    return x - (weight * c) @ pool, m + 1, 1.0
 
 
-def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: torch.Tensor) -> dict:
+def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: torch.Tensor,
+                  scale: torch.Tensor | None = None) -> dict:
     """Per item: the engine run whose directions were removed (the item's top-k, its 2k tail run,
     its donor's; for random and low-frequency the item's top-k when matching; zeros and nan when
-    none ran), the removed share of ||x_te|| and the number of directions removed."""
+    none ran), the removed share of ||x_te||, the number of directions removed and the scale of
+    the projection (``matched_removal``)."""
     if sub is None:
         sub = Subspace(vectors=torch.empty(0), singular_values=torch.zeros(batch, 0),
                        iterations=torch.zeros(batch, dtype=torch.long), max_angle=torch.full((batch,), math.nan),
                        energy=torch.zeros(batch), converged=torch.zeros(batch, dtype=torch.bool))
     return {"engine_iterations": sub.iterations.cpu().long(), "engine_converged": sub.converged.cpu(),
             "engine_energy": sub.energy.cpu().float(), "engine_max_angle": sub.max_angle.cpu().float(),
-            "removed_share": share.cpu().float(), "removed_directions": used.cpu().long()}
+            "removed_share": share.cpu().float(), "removed_directions": used.cpu().long(),
+            "removal_scale": (torch.ones(batch) if scale is None else scale).cpu().float()}
 
 
 @dataclass
@@ -206,37 +210,33 @@ def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tens
         vectors = cand.rows.reshape(b, -1, *x.shape[1:])
         x_tilde = project(x, vectors, cfg.norm_preserving)
         share = removed_share(x, project(x, vectors) if cfg.norm_preserving else x_tilde)
-        used = torch.full((b,), cand.rows.shape[1], dtype=torch.long)
+        used, scale = torch.full((b,), cand.rows.shape[1], dtype=torch.long), None
     else:
         flat = x.flatten(1)
         target = removed_share(x, project(x, cand.top.vectors)) * flat.norm(dim=1)
-        rows, used_list = [], []
-        for i in range(b):
-            out, n_used = _matched_item(kind, flat[i], cand.rows[i], float(target[i]), inputs, i, dim, x.shape[1:])
-            rows.append(out)
-            used_list.append(n_used)
-        out = torch.stack(rows)
+        matched = [_matched_item(kind, flat[i], cand.rows[i], float(target[i]), inputs, i, dim, x.shape[1:])
+                   for i in range(b)]
+        out = torch.stack([m[0] for m in matched])
+        used, scale = torch.tensor([m[1] for m in matched]), torch.tensor([m[2] for m in matched])
         share = (flat - out).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-12)
         x_tilde = (_rescale(out, flat) if cfg.norm_preserving else out).view_as(x)
-        used = torch.tensor(used_list, dtype=torch.long)
     own = cand.source if kind == "tail" else cand.top  # the item's own Jacobian, as far as computed
     svals = own.singular_values if own is not None else x.new_zeros(b, 0)
     return Removal(latents=x_tilde, singular_values=svals,
-                   record=engine_record(cand.source or cand.top, b, share, used))
+                   record=engine_record(cand.source or cand.top, b, share, used, scale))
 
 
 def _matched_item(kind: str, x: torch.Tensor, pool: torch.Tensor, target: float, inputs: ControlInputs,
-                  i: int, dim: int, shape) -> tuple[torch.Tensor, int]:
+                  i: int, dim: int, shape) -> tuple[torch.Tensor, int, float]:
     if kind == "low-frequency":
         pool = dct_basis(tuple(shape)).to(x.device)
     if kind != "random":
-        out, used, _ = matched_removal(x, pool, target)
-        return out, used
+        return matched_removal(x, pool, target)
     # Random: about D * share^2 directions remove the target; grow the pool until it does.
     n = min(dim, max(pool.shape[0], math.ceil(1.5 * dim * (target / float(x.norm().clamp_min(1e-12))) ** 2) + 8))
     while True:
         rows = random_rows(int(inputs.item_seeds[i]), n, dim).to(x.device)
-        out, used, short = matched_removal(x, rows, target)
-        if not short or n == dim:
-            return out, used
+        out, used, scale = matched_removal(x, rows, target)
+        if scale == 1.0 or n == dim:
+            return out, used, scale
         n = min(dim, 2 * n)

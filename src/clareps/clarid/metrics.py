@@ -46,6 +46,8 @@ def record_summary(record: dict[str, torch.Tensor]) -> dict:
     ran = record["engine_iterations"] > 0
     out = {"removed_share": float(record["removed_share"].mean()),
            "removed_directions": float(record["removed_directions"].float().mean())}
+    if "removal_scale" in record:
+        out["removal_scale_max"] = float(record["removal_scale"].max())
     if ran.any():
         angle = record["engine_max_angle"][ran]
         out.update(engine_iterations=float(record["engine_iterations"][ran].float().mean()),
