@@ -23,6 +23,7 @@ from clareps.clarid.canonical import random_latents, timestep
 from clareps.clarid.directions import project
 from clareps.clarid.engine import top_subspace
 from clareps.config import load_config
+from clareps.device import autocast, hardware
 from clareps.diffusion.checkpoint import load_teacher
 from clareps.diffusion.sampler import decode
 from clareps.paths import default_teacher, preset
@@ -48,7 +49,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     x = random_latents(model, sched, y, cfg, noise)
-    out = {"teacher_step": meta.get("step"), "threads": torch.get_num_threads(), "batch": args.batch,
+    out = {"teacher_step": meta.get("step"), "batch": args.batch,
+           "hardware": hardware(torch.device("cpu"), cfg.sampler_precision),
            "k": cfg.k, "t_e": cfg.t_e, "w": cfg.w, "steps": cfg.steps,
            "sample_to_te_s": round(time.perf_counter() - t0, 3), "engine": {}}
     images = {}
@@ -56,7 +58,7 @@ def main() -> None:
         t0 = time.perf_counter()
         sub = top_subspace(model, x, t, y, cfg.k, cfg.tap, tol, cfg.max_iter)
         t1 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(torch.device("cpu"), cfg.sampler_precision):  # as the bank decodes
             images[tol] = (decode(model, sched, project(x, sub.vectors), y, t, cfg.steps, cfg.w), sub.energy)
         out["engine"][f"{tol:g}"] = {"engine_s": round(t1 - t0, 3), "decode_s": round(time.perf_counter() - t1, 3),
                                      "iterations": sub.iterations.tolist()}
@@ -65,7 +67,7 @@ def main() -> None:
     for tol, (img, energy) in images.items():
         out["engine"][f"{tol:g}"].update(energy_vs_tightest=round(float((energy / ref_energy).mean()), 5),
                                          rmse_vs_tightest=round(rmse01(img, ref_img), 5))
-    with torch.no_grad():
+    with torch.no_grad(), autocast(torch.device("cpu"), cfg.sampler_precision):
         control = decode(model, sched, x, y, t, cfg.steps, cfg.w)
     out["rmse_canonical_vs_control"] = round(rmse01(ref_img, control), 5)
     for tol, e in out["engine"].items():

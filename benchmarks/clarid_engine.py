@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from torch.func import jacrev, vjp, vmap
 
 from clareps.clarid.engine import _Operator, jacobian_mode, top_subspace
 from clareps.clarid.linalg import principal_angles
+from clareps.device import hardware
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.taps import run_to_tap
 from clareps.diffusion.unet import UNet, UNetConfig, jvp_friendly
@@ -348,8 +348,7 @@ def main() -> None:
                                + [round(float(tops[0][0][-1]), 4)],
         "k": k, "tap": tap, "t_e": t_e, "T": sched.T, "n_latents": n, "latents": made, "teacher": source,
         "tol": args.tol, "ref_chunk": args.ref_chunk, "clock": clock.kind, "d_in": x[0].numel(), "d_out": jacs[0].shape[0],
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "hardware": hardware(device, "fp32"),  # the engine always runs in fp32
         "loadavg_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)], "torch": torch.__version__,
     }))
 

@@ -25,6 +25,7 @@ from clareps.clarid.bank_format import Bank, save_bank
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
 from clareps.distill.trainer import DistillConfig, DistillTrainer
+from clareps.device import hardware
 from clareps.paths import preset
 
 
@@ -92,8 +93,8 @@ def main() -> None:
             "bank": args.bank or f"synthetic ({len(cad.bank)} items, {args.feature_dim}-dim features)",
             "train_images": len(cad.train_set), "bank_items": len(cad.bank), "steps_per_epoch": cad.steps_per_epoch,
             "batch_size": cfg.batch_size, "bank_batch_size": cfg.bank_batch_size,
-            "student": cfg.student.name, "width": cfg.student.width, "precision": cfg.precision,
-            "device": str(cad.device), "threads": torch.get_num_threads()}))
+            "student": cfg.student.name, "width": cfg.student.width,
+            "hardware": hardware(cad.device, cfg.precision)}))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ if [[ "$DEVICE" == cuda ]]; then
 fi
 mkdir -p "$(dirname "$OUT")"
 DEVICE=$DEVICE OUT=$OUT "$PY" - <<'EOF'
-import json, os, platform, time
+import json, os, time
 
 import torch
 import torch.nn.functional as F
 
 from clareps.clarid.engine import top_subspace
 from clareps.config import load_config
-from clareps.device import autocast
+from clareps.device import autocast, hardware, resolve_precision
 from clareps.diffusion.train import TeacherConfig
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.distill.students import make_student
@@ -76,9 +76,7 @@ def teacher_step(model_cfg: UNetConfig, batch: int, precision: str) -> float:
     return timed(step, 2 if smoke else 5, 2 if smoke else 20)
 
 
-result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
-          else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
-          "torch": torch.__version__, "smoke_test": smoke}
+result = {"hardware": hardware(device, "auto"), "smoke_test": smoke}
 default = load_config(TeacherConfig, preset("teacher-default"))
 cifar = load_config(TeacherConfig, preset("cifar10-teacher"))
 if smoke:  # the same code on tiny shapes
@@ -86,7 +84,7 @@ if smoke:  # the same code on tiny shapes
     default.model, cifar.model = UNetConfig(**tiny), UNetConfig(**dict(tiny, num_res_blocks=2))
     default.batch_size = cifar.batch_size = 8
 for name, cfg in (("teacher_default", default), ("teacher_cifar10", cifar)):
-    sec = teacher_step(cfg.model, cfg.batch_size, cfg.precision)
+    sec = teacher_step(cfg.model, cfg.batch_size, resolve_precision(cfg.precision, device))
     result[f"{name}_sec_per_step"] = sec
     result[f"{name}_hours_for_preset_steps"] = sec * cfg.steps / 3600
     result[f"{name}_batch"] = cfg.batch_size

@@ -27,9 +27,12 @@ fi
 $CLAREPS train-teacher --set steps=${PROBE_STEPS:-300} --set log_every=${PROBE_LOG:-100} --set ckpt_every=100000 --out "$OUT/probe" -q ${TEACHER_SET:-}
 SPS=$(python3 -c "import json; print(json.loads(open('$OUT/probe/metrics.jsonl').read().splitlines()[-1])['sec_per_step'])")
 STEPS=$(python3 -c "print(min($MAX_STEPS, max($MIN_STEPS, int($BUDGET / $SPS) // 1000 * 1000)))")
+RESUME_SET=""
 if [ -n "$RESUME_FROM" ]; then  # the budget's steps on top of the step the checkpoint reached
   STEPS=$(python3 -c "import json; print(json.load(open('$OUT/teacher/checkpoint.json'))['step'] + $STEPS)")
+  # a run keeps the precision it was started with (part of its config hash; the shipped teacher's is bf16)
+  RESUME_SET="--set precision=$(python3 -c "import yaml; print(yaml.safe_load(open('$OUT/teacher/config.yaml'))['precision'])")"
 fi
 echo "probe: $SPS s/step -> $STEPS steps"
-$CLAREPS train-teacher --set steps="$STEPS" --out "$OUT/teacher" -q ${TEACHER_SET:-}
+$CLAREPS train-teacher --set steps="$STEPS" $RESUME_SET --out "$OUT/teacher" -q ${TEACHER_SET:-}
 $CLAREPS teacher-check --teacher "$OUT/teacher/teacher.safetensors" --judge "$JUDGE" -q ${CHECK_ARGS:-}

@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from clareps.device import autocast
+from clareps.device import autocast, hardware, resolve_precision
 from clareps.diffusion.unet import UNet, UNetConfig
 
 
@@ -57,12 +57,13 @@ def make_step(forward, params, batch: int, size: int, precision: str, device):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile both forwards")
     args = ap.parse_args()
     device = torch.device(args.device)
+    args.precision = resolve_precision(args.precision, device)
     cfg = UNetConfig()
     torch.manual_seed(0)
     ours = UNet(cfg).to(device).train()
@@ -90,8 +91,8 @@ def main() -> None:
         "ours_params": sum(p.numel() for p in ours.parameters()),
         "diffusers_params": sum(p.numel() for p in theirs.parameters()), "compile": args.compile,
         **({"ours_eager_s": round(statistics.median(times["ours_eager"]), 4)} if args.compile else {}),
-        "batch": args.batch, "precision": args.precision, "device": str(device),
-        "threads": torch.get_num_threads(), "repeats": args.repeats, "statistic": "median"}))
+        "batch": args.batch, "repeats": args.repeats, "statistic": "median",
+        "hardware": hardware(device, args.precision)}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from clareps.clarid.canonical import ClaridConfig, canonicalize, features
 from clareps.clarid.directions import project
 from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, separability
 from clareps.config import build_config
+from clareps.device import resolve_precision
 from clareps.errors import ClarepsError
 
 
@@ -62,6 +65,9 @@ def test_bank_contents_and_control_is_the_same_path(tiny_teacher, tiny_data_cach
     assert torch.equal(bank.labels, torch.arange(10).repeat_interleave(2))
     assert (bank.source_index >= 0).all() and bank.images.min() >= 0 and bank.images.max() <= 1
     assert bank.meta["k"] == 2 and bank.meta["bank_kind"] == "canonical"
+    assert bank.meta["sampler_precision_resolved"] == resolve_precision("auto", torch.device("cpu"))
+    timing = json.loads((tmp_path / "canon" / "timing.json").read_text())
+    assert timing["hardware"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert bank.meta["feature_shape"] == [16, 16, 16] and bank.feature_dim == 16 * 16 * 16
     control, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, kind="control"), tmp_path / "ctrl", quiet=True)
     zero_k, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, clarid={"k": 0, "steps": 10, "max_iter": 4,
@@ -134,18 +140,13 @@ def test_background_judge_identifies_real_sources(tiny_data_cache):
     assert (blank == test.bg_source).float().mean() < 0.5  # a flat grey background matches no source
 
 
-def test_sampler_precision_enters_the_bank_hash_only_when_not_fp32(tmp_path):
+def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
+    """auto, bf16 and fp32 are three configs (auto is hashed as auto: the bank records what it resolved to)."""
     from clareps.clarid.bank import bank_hash
-    from clareps.config import to_plain
-    from clareps.io import hash_obj
 
-    cfg = _cfg("teacher.safetensors", str(tmp_path))
-    old = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher", "teacher_classes")}
-    for key in ("sampler_precision", "w_to_te", "directions", "match_removed_norm", "feature_label"):
-        old["clarid"].pop(key)  # what a bank built before these keys existed hashed
-    assert bank_hash(cfg, "t", "d") == hash_obj({"cfg": old, "teacher": "t", "data": "d"})
-    bf16 = _cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": "bf16"})
-    assert bank_hash(bf16, "t", "d") != bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2}), "t", "d")
+    hashes = {p: bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
+                           "t", "d") for p in ("auto", "bf16", "fp32")}
+    assert len(set(hashes.values())) == 3
 
 
 def test_control_banks_record_the_engine_and_match_the_jacobian_share(tiny_teacher, tiny_data_cache, tmp_path):

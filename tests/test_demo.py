@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from clareps.demo import Pipeline, load_demo_config, merged
@@ -60,6 +61,9 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
     makers = {k: v for k, v in stages.items() if k.startswith(MAKERS)}
     assert len(makers) == 1 + 1 + 3 + 2 + 1 + 15 + 15
     assert [k for k, v in makers.items() if v["reused"]] == ["data"]  # the session's benchmark build
+    hw = log["history"][-1]["hardware"]  # where the times were measured, and in which precision
+    assert hw["capability"] == torch.backends.cpu.get_cpu_capability() and hw["cpu"]
+    assert hw["precision"] == {"teacher": "fp32", "banks": "fp32", "students": "fp32"}  # demo-tiny pins fp32
     assert yaml.safe_load((run / "demo.yaml").read_text())["mode"] == "demo"
 
     # a second run reuses every stage and only re-reads

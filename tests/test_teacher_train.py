@@ -81,13 +81,14 @@ def test_train_info_splits_time_and_steps_by_device(tiny_config, tmp_path):
     old = info["by_device"].pop("Old GPU")
     (here,) = info["by_device"].values()
     assert old == {"seconds": 100.0, "steps": 3} and here["steps"] == 3 and info["steps"] == 6
+    assert here["precision"] == "fp32"  # the resolved precision of each device's part
     assert info["wall_seconds"] == pytest.approx(100.0 + here["seconds"])
     assert len(info["commands"]) == 1 and info["commands"][0] == info["command"]  # same command, once
 
 
 def test_refuses_run_dir_of_another_config(tiny_config, tmp_path):
     _trainer(tiny_config, tmp_path / "run").train()
-    with pytest.raises(ClarepsError, match="another config"):
+    with pytest.raises(ClarepsError, match=r"another config \(lr: 0.0002 there, 0.001 here\)"):
         _trainer(tiny_config, tmp_path / "run", "lr=0.001").train()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
+
 import typer
 
 from clareps.errors import ClarepsError
@@ -10,6 +12,15 @@ from clareps.errors import ClarepsError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Canonical latent representations of class-conditional diffusion models.")
 
+
+@app.callback()
+def _root(threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: $OMP_NUM_THREADS, else every core); "
+        "give each of two jobs on one machine half the cores")) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _register() -> None:

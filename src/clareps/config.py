@@ -79,3 +79,21 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
 
 def to_plain(cfg: BaseModel) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differing_keys(stored: dict, given: dict, limit: int = 4) -> str:
+    """'key: stored there, given here' for the keys where two plain configs differ (a refusal's why)."""
+    a, b = _flat(stored), _flat(given)
+    keys = [k for k in sorted(set(a) | set(b)) if k != "config_hash" and a.get(k) != b.get(k)]
+    text = ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in keys[:limit])
+    return (text + (f", and {len(keys) - limit} more" if len(keys) > limit else "")) or "a different hash"

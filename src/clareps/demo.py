@@ -13,8 +13,6 @@ of the stage presets; whatever it does not override is the stage preset as shipp
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import sys
 import time
@@ -23,7 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional
 
-import torch
 import typer
 import yaml
 from pydantic import Field
@@ -31,6 +28,7 @@ from pydantic import Field
 from clareps.adapters.loading import is_external
 from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
 from clareps.data.spec import DataSpec
+from clareps.device import hardware, resolve_device, resolve_precision
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
 from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
@@ -86,14 +84,6 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
-def hardware() -> dict:
-    cuda = torch.cuda.is_available()
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if cuda else None,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-
-
 class Pipeline:
     """Runs the stages in order, timing each. Every stage's config is built (so validated) in
     ``__init__``, before any work: a typo fails at once, not twenty minutes in."""
@@ -117,6 +107,12 @@ class Pipeline:
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
         self.eval_cfg = load_eval_config(resolve_preset(cfg.evaluate.preset, "evaluate-default"), cfg.evaluate.mode,
                                          cfg.evaluate.overrides + [f"device={cfg.device}"])
+        device = resolve_device(cfg.device)
+        requested = {"teacher": self.teacher_cfg.precision if self.teacher_cfg else None,
+                     "banks": self.banks["canonical"].clarid.sampler_precision,
+                     "students": self.distill_base.get("precision", "auto")}
+        self.hardware = dict(hardware(device), precision={
+            stage: resolve_precision(p, device) for stage, p in requested.items() if p is not None})
         self.stages: dict[str, dict] = {}
         self.finished = False
         self.t0, self.started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -174,7 +170,7 @@ class Pipeline:
         path = self.run.log
         log = read_json(path) if path.exists() else {"history": [], "built": {}}
         entry = {"started": self.started, "mode": self.mode, "command": " ".join(["clareps"] + sys.argv[1:]),
-                 "hardware": hardware(), "stages": self.stages, "finished": finished,
+                 "hardware": self.hardware, "stages": self.stages, "finished": finished,
                  "wall_seconds": round(time.perf_counter() - self.t0, 2)}
         history = [h for h in log["history"] if h.get("started") != self.started]
         log["history"] = history + [entry]

@@ -14,6 +14,11 @@ def repo_root() -> Path:
 TEACHER_FILE = "teacher.safetensors"
 
 
+def default_cache_dir() -> Path:
+    """Where built data and per-machine measurements are cached ($CLAREPS_CACHE, else ~/.cache/clareps)."""
+    return Path(os.environ.get("CLAREPS_CACHE") or Path.home() / ".cache" / "clareps")
+
+
 def default_teacher() -> Path:
     return repo_root() / "models" / "teacher-default" / TEACHER_FILE
 

@@ -23,6 +23,7 @@ from clareps.clarid.directions import ControlInputs, donors, engine_k, engine_re
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.device import hardware, resolve_precision
 from clareps.diffusion.checkpoint import load_teacher_any
 from clareps.diffusion.taps import run_to_tap
 from clareps.errors import ClarepsError
@@ -59,13 +60,6 @@ def resolved(cfg: BankConfig) -> BankConfig:
 
 def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
     plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
-    # banks built before these fields existed keep their hash while the fields hold that old behaviour
-    if plain.get("teacher_classes") is None:
-        plain.pop("teacher_classes", None)
-    for key, old in (("sampler_precision", "fp32"), ("w_to_te", None), ("directions", "jacobian"),
-                     ("match_removed_norm", False), ("feature_label", "class")):
-        if plain["clarid"].get(key, old) == old:
-            plain["clarid"].pop(key, None)
     return hash_obj({"cfg": plain, "teacher": teacher_sha, "data": data_fp})
 
 
@@ -96,6 +90,7 @@ class BankBuilder:
         self.cfg = resolved(cfg)
         self.out, self.quiet = Path(out), quiet
         self.dist, self.device = distributed.setup(self.cfg.device)
+        self.sampler_precision = resolve_precision(self.cfg.clarid.sampler_precision, self.device)
         self.teacher_path = self.cfg.teacher
         self.model, self.sched, self.teacher_meta = load_teacher_any(self.teacher_path, self.device,
                                                                      self.cfg.teacher_classes)
@@ -119,6 +114,7 @@ class BankBuilder:
                 "class_names": self.data.class_names, "num_classes": self.data.num_classes,
                 "bank_kind": c.kind, "source": c.source, "k": c.clarid.k, "t_e": c.clarid.t_e,
                 "w": c.clarid.w, "tap": c.clarid.tap, "size": len(self.labels),
+                "sampler_precision_resolved": self.sampler_precision,
                 "feature_shape": self.feature_shape()}
 
     def feature_shape(self) -> list[int]:
@@ -245,6 +241,7 @@ def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[B
         bank = builder.merge()
         write_json(Path(out) / "timing.json", {"total_item_seconds": float(bank.seconds.sum()),
                                                "items": len(bank), "device": str(builder.device),
-                                               "processes": ctx.world})
+                                               "processes": ctx.world,
+                                               "hardware": hardware(builder.device, builder.cfg.clarid.sampler_precision)})
     distributed.barrier()
     return (bank if ctx.main else load_bank(out)), False

@@ -15,7 +15,7 @@ from torch import nn
 from clareps.adapters.base import to_latent, to_pixels
 from clareps.clarid.directions import ControlInputs, DirectionKind, engine_record, remove
 from clareps.config import StrictModel
-from clareps.device import autocast
+from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.taps import DEFAULT_TAP, run_to_tap
@@ -34,7 +34,7 @@ class ClaridConfig(StrictModel):
     norm_preserving: bool = False  # rescale x~ to the norm of x_{t_e}
     tol: float = 1e-3  # engine: relative change of singular values / energy
     max_iter: int = 30  # engine: iteration cap
-    sampler_precision: Literal["fp32", "bf16"] = "fp32"  # sampling to t_e and decoding (bf16 autocast);
+    sampler_precision: Precision = "auto"  # sampling to t_e and decoding (bf16 autocast where native);
     # the engine, the features and DDIM inversion stay fp32
 
 

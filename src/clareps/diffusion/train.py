@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
-import platform
 import sys
 import time
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +14,10 @@ import yaml
 from pydantic import Field
 
 from clareps import distributed
-from clareps.config import StrictModel, to_plain
+from clareps.config import StrictModel, differing_keys, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
-from clareps.device import autocast
+from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
 from clareps.diffusion.checkpoint import (load_state, optimizer_tensors, restore_optimizer,
                                           save_teacher)
 from clareps.diffusion.schedule import CosineSchedule
@@ -46,7 +44,7 @@ class TeacherConfig(StrictModel):
     label_dropout: float = 0.1
     ema_decay: float = 0.999
     hflip: bool = True
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Precision = "auto"
     seed: int = 0
     ckpt_every: int = 1000
     log_every: int = 50
@@ -80,6 +78,7 @@ class TeacherTrainer:
         self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(run_dir)
         self.dist, self.device = distributed.setup(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)  # this machine's, recorded per device
         self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
         self.sched = CosineSchedule(cfg.T)
         self.images = (data.images * 2 - 1).to(self.device)
@@ -120,7 +119,7 @@ class TeacherTrainer:
         xt = self.sched.add_noise(x0, t, noise)
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
-        with autocast(self.device, cfg.precision):
+        with autocast(self.device, self.precision):
             loss = F.mse_loss(self.net(xt, t, y).float(), noise)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -178,9 +177,10 @@ class TeacherTrainer:
         cfg_path = self.run_dir / "config.yaml"
         existing = read_yaml_or_none(cfg_path)
         if existing is not None and existing.get("config_hash") != config_hash(self.cfg):
-            raise ClarepsError(f"{self.run_dir} holds a teacher run with another config "
-                               f"(hash {existing.get('config_hash')} != {config_hash(self.cfg)}); "
-                               "use a new --out directory")
+            hashed = lambda d: {k: v for k, v in d.items() if k not in RUN_CONTROL_KEYS}  # noqa: E731
+            diff = differing_keys(hashed(existing), hashed(to_plain(self.cfg)))
+            raise ClarepsError(f"{self.run_dir} holds a teacher run with another config ({diff}); "
+                               "use a new --out directory, or --set those keys as the run has them")
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
             rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
@@ -228,11 +228,12 @@ class TeacherTrainer:
         path = self.run_dir / "train_info.json"
         info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
-            f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+            f"CPU ({cpu_model()}, {cpu_capability()}, {os.cpu_count()} cores)"
         by_device = time_by_device(info)
         entry = by_device.setdefault(name, {"seconds": 0.0, "steps": 0})
         entry["seconds"] += seconds
         entry["steps"] = entry.get("steps", 0) + steps
+        entry["precision"] = self.precision
         info["by_device"] = by_device
         command = " ".join(["clareps"] + sys.argv[1:])
         commands = info.get("commands") or ([info["command"]] if "command" in info else [])

@@ -19,7 +19,7 @@ from clareps.clarid.bank_format import Bank
 from clareps.config import to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import resolve_device
+from clareps.device import resolve_device, resolve_precision
 from clareps.diffusion.checkpoint import load_state
 from clareps.distill.students import make_student
 from clareps.errors import ClarepsError
@@ -184,6 +184,7 @@ class KDTeacherConfig(ClassifierRecipe):
 def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False) -> tuple[Path, dict]:
     """Train the classifier teacher on the training split minus the validation carve-out."""
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     full = load_data(cfg.data)
     train_idx, val_idx = carve_validation(full, cfg.val_fraction, cfg.val_seed)
     train, val = full.subset(train_idx), full.subset(val_idx)
@@ -191,8 +192,8 @@ def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False)
     model = make_student(cfg.arch, full.num_classes, width=cfg.width, in_channels=full.images.shape[1])
     t0 = time.time()
     train_classifier(model, train, cfg.epochs, cfg.batch_size, cfg.lr, seed=cfg.seed,
-                     precision=cfg.precision, device=device, quiet=quiet)
-    metrics = {"val_acc": accuracy(model, val) if len(val) else None, "train_seconds": time.time() - t0}
+                     precision=precision, device=device, quiet=quiet)
+    metrics = {"val_acc": accuracy(model, val) if len(val) else None, "train_seconds": time.time() - t0, "precision": precision}
     meta = {"kind": CLASSIFIER_KIND, "role": "kd-teacher", "arch": cfg.arch, "width": cfg.width,
             "in_channels": full.images.shape[1], "num_classes": full.num_classes, "config": to_plain(cfg),
             "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data),

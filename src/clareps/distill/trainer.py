@@ -22,7 +22,7 @@ from clareps import distributed
 from clareps.clarid.bank_format import load_bank
 from clareps.config import StrictModel, to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import autocast
+from clareps.device import Precision, autocast, resolve_precision
 from clareps.diffusion.checkpoint import load_state, optimizer_tensors, restore_optimizer
 from clareps.diffusion.taps import get_module, tap
 from clareps.distill import losses
@@ -102,7 +102,7 @@ class DistillConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     epochs: int = 10
     batch_size: int = 128
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Precision = "auto"
     ckpt_every: int = 0  # steps between checkpoints besides each epoch's end; 0: epoch ends only
     log_every: int = 20
     stop_at: int | None = None  # stop (resumably) after this many steps
@@ -138,6 +138,7 @@ class DistillTrainer:
         if cfg.student.name not in STUDENTS:
             make_student(cfg.student.name, 1)  # raises the one-line error
         self.dist, self.device = distributed.setup(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.dist.shard(cfg.batch_size, "batch_size")  # the global batch must split over the processes
         if cfg.test_splits and cfg.data.kind == "npz":
             raise ClarepsError("data.kind=npz has no splits: set test_splits=[] and score the student separately")
@@ -252,14 +253,14 @@ class DistillTrainer:
                 xb = augment(xb, self._gen(3, step), aug.crop_pad, aug.flip)
             bmine = self.dist.shard(len(bidx), "the canonical batch")
             x = torch.cat([x, xb[bmine]])
-        with autocast(self.device, cfg.precision), tap(self.model, self.feature_path) as store:
+        with autocast(self.device, self.precision), tap(self.model, self.feature_path) as store:
             logits = self.model(x)[:b].float()
         terms = {"ce": F.cross_entropy(logits, y)}
         loss = terms["ce"]
         if self.proj is not None:
             lc = cfg.loss
             feats = self._pool(store["out"])
-            with autocast(self.device, cfg.precision):
+            with autocast(self.device, self.precision):
                 z = self.proj(feats).float()
             terms["cano"] = losses.cano_loss(z[:b], self.protos, y, lc.temperature)
             terms["align"] = losses.align_loss(z[b:], self.bank_f[bidx][bmine], lc.align)
@@ -268,7 +269,7 @@ class DistillTrainer:
             loss = loss + lc.lambda_cano * terms["cano"] + lc.lambda_align * terms["align"] \
                 + lc.lambda_dist * terms["cka"]
         if self.kd_teacher is not None:
-            with torch.no_grad(), autocast(self.device, cfg.precision):
+            with torch.no_grad(), autocast(self.device, self.precision):
                 t_logits = self.kd_teacher(x).float()
             terms["kd"] = losses.kd_loss(logits, t_logits, cfg.kd.temperature)
             loss = (1 - cfg.kd.alpha) * terms["ce"] + cfg.kd.alpha * terms["kd"]
@@ -384,7 +385,7 @@ class DistillTrainer:
 
     def _finish(self) -> dict:
         cfg = self.cfg
-        result = {"method": self.method.name, "seed": cfg.seed, "step": self.step,
+        result = {"method": self.method.name, "seed": cfg.seed, "step": self.step, "precision": self.precision,
                   "val_acc": accuracy(self.model, self.val_set) if len(self.val_set) else None}
         for split in cfg.test_splits:
             result[f"test_acc/{split}"] = accuracy(self.model, load_data(cfg.data, split))

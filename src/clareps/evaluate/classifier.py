@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +10,7 @@ from torch import nn
 
 from clareps.config import StrictModel
 from clareps.data.imageset import ImageSet
-from clareps.device import autocast
+from clareps.device import Precision, autocast
 from clareps.progress import progress_bar
 
 
@@ -23,7 +22,7 @@ class ClassifierRecipe(StrictModel):
     batch_size: int = 128
     lr: float = 2e-3
     seed: int = 0
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Precision = "auto"
     device: str = "auto"
 
 
@@ -43,7 +42,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor
 
 def train_classifier(model: nn.Module, data: ImageSet, epochs: int, batch_size: int = 128,
                      lr: float = 2e-3, weight_decay: float = 5e-4, seed: int = 0,
-                     precision: str = "bf16", device: torch.device = torch.device("cpu"),
+                     precision: str = "auto", device: torch.device = torch.device("cpu"),
                      quiet: bool = False) -> nn.Module:
     """AdamW with a cosine schedule and crop+flip augmentation, cross-entropy."""
     gen = torch.Generator().manual_seed(seed)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from clareps.config import load_config
+from clareps.device import describe_hardware, hardware
 from clareps.paths import default_judge, default_teacher, preset, teacher_file
 
 
@@ -53,7 +52,7 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     real = load_data(spec, "test-original" if spec.kind == "benchmark" else "test")
     metrics, images = check_teacher(model, sched, judge_model, real, per_class, w, steps, seed=seed, quiet=quiet)
     metrics.update(judge=str(judge or default_judge()), judge_accuracy=judge_meta["metrics"],
-                   hardware=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {dev}",
+                   hardware=describe_hardware(hardware(dev)),
                    teacher_step=meta.get("step"))
     write_json(teacher.parent / "teacher_check.json", metrics)
     first_ten = images.view(model.cfg.num_classes, per_class, *images.shape[1:])[:, :10]

@@ -15,7 +15,7 @@ from torch import nn
 
 from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import resolve_device
+from clareps.device import resolve_device, resolve_precision
 from clareps.diffusion.checkpoint import load_state
 from clareps.distill.students import make_student
 from clareps.errors import ClarepsError
@@ -32,14 +32,15 @@ class JudgeConfig(ClassifierRecipe):
 
 def train_judge(cfg: JudgeConfig, out: str | Path, quiet: bool = False) -> tuple[Path, dict]:
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     train = load_data(cfg.data)
     test = load_data(cfg.data, cfg.eval_split)
     model = make_student(cfg.arch, train.num_classes, width=cfg.width)
     t0 = time.time()
     train_classifier(model, train, cfg.epochs, cfg.batch_size, cfg.lr, seed=cfg.seed,
-                     precision=cfg.precision, device=device, quiet=quiet)
+                     precision=precision, device=device, quiet=quiet)
     metrics = {f"accuracy/{cfg.eval_split}": accuracy(model, test), "n_eval": len(test),
-               "train_seconds": time.time() - t0, "device": str(device)}
+               "train_seconds": time.time() - t0, "device": str(device), "precision": precision}
     meta = {"kind": JUDGE_KIND, "arch": cfg.arch, "width": cfg.width, "num_classes": train.num_classes,
             "config": to_plain(cfg), "metrics": metrics,
             "data_fingerprint": data_fingerprint(cfg.data)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clareps.device import describe_hardware
 from clareps.diffusion.model_card import CONSISTENCY_BAR as BAR
 from clareps.report import figures
 from clareps.report.context import Missing, ReportContext
@@ -84,10 +85,7 @@ def run_facts(ctx: ReportContext) -> str:
 
 
 def hardware_text(hw: dict) -> str:
-    if not hw:
-        return "not recorded"
-    where = hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('cores')} cores, {hw.get('torch_threads')} torch threads)"
-    return f"{where}, torch {hw.get('torch')}"
+    return describe_hardware(hw) if hw else "not recorded"
 
 
 # -- results ------------------------------------------------------------------------------------------
