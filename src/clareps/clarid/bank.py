@@ -19,7 +19,7 @@ from clareps.adapters import pixel_shape, teacher_fingerprint, to_latent
 from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
                                       random_latents, timestep)
-from clareps.clarid.directions import ControlInputs, donors, engine_k, engine_record
+from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
@@ -151,7 +151,7 @@ class BankBuilder:
             # a copy: safetensors refuses two entries that share storage
             out = {"latents": x_te, "images": real, "features": plain.clone(),
                    "singular_values": x_te.new_zeros(len(idx), 0),
-                   "record": engine_record(None, len(idx), torch.zeros(len(idx)), torch.zeros(len(idx), dtype=torch.long))}
+                   "record": no_removal(len(idx))}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
             out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from clareps.adapters.base import to_latent, to_pixels
-from clareps.clarid.directions import ControlInputs, DirectionKind, engine_record, remove
+from clareps.clarid.directions import ControlInputs, DirectionKind, no_removal, remove
 from clareps.config import StrictModel
 from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
@@ -90,7 +90,7 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     else:
         x_tilde = x_te.clone()
         svals = x_te.new_zeros(b, 0)
-        record = engine_record(None, b, torch.zeros(b), torch.zeros(b, dtype=torch.long))
+        record = no_removal(b)
     with autocast(x_te.device, cfg.sampler_precision):  # guided eps is fp32, so the DDIM moves stay fp32
         decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
     images = ((to_pixels(model, decoded) + 1) / 2).clamp(0, 1)

@@ -157,6 +157,11 @@ def engine_record(sub: Subspace | None, batch: int, share: torch.Tensor, used: t
             "removal_scale": (torch.ones(batch) if scale is None else scale).cpu().float()}
 
 
+def no_removal(batch: int) -> dict:
+    """The record of items nothing was removed from (k = 0, feat-real)."""
+    return engine_record(None, batch, torch.zeros(batch), torch.zeros(batch, dtype=torch.long))
+
+
 @dataclass
 class Candidates:
     top: Subspace | None  # the item's own top-k (jacobian, and the target when matching)
