@@ -19,7 +19,8 @@ import time
 import torch
 
 from clareps.clarid.bank import BankConfig
-from clareps.clarid.canonical import project, random_latents, timestep
+from clareps.clarid.canonical import random_latents, timestep
+from clareps.clarid.directions import project
 from clareps.clarid.engine import top_subspace
 from clareps.config import load_config
 from clareps.device import autocast, hardware

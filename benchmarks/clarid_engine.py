@@ -181,7 +181,8 @@ def latents(model, sched, args, device):
         images = None
     if images is not None and tuple(images[0].shape[1:]) == (cfg.in_channels, cfg.image_size, cfg.image_size):
         x0, y = images[0].to(device) * 2 - 1, images[1].to(device)
-        return invert(model, sched, x0, y, t_e, steps=50), y, f"ddim-inverted images ({images[2]})"
+        steps = getattr(args, "invert_steps", 50)
+        return invert(model, sched, x0, y, t_e, steps=steps), y, f"ddim-inverted images ({images[2]})"
     ab = float(sched.alpha_bar[t_e])
     std = math.sqrt(ab * args.data_std**2 + 1 - ab)
     x = std * torch.randn(n, cfg.in_channels, cfg.image_size, cfg.image_size, generator=gen)

@@ -13,6 +13,16 @@ TINY_UNET = dict(base_channels=8, channel_mult=[1, 2], groups=4, image_size=8, a
 
 
 @pytest.fixture
+def one_thread():
+    # Shared 2-core machines: a second OpenMP thread fighting other jobs makes tiny ops 10x slower;
+    # and torchrun ranks run one thread each: one process matches them bit for bit only with one too.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def tiny_unet() -> UNet:
     torch.manual_seed(0)
     model = UNet(UNetConfig(**TINY_UNET)).eval()

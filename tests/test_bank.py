@@ -9,8 +9,9 @@ import torch
 
 from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
-from clareps.clarid.canonical import ClaridConfig, canonicalize, features, project
-from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe
+from clareps.clarid.canonical import ClaridConfig, canonicalize, features
+from clareps.clarid.directions import project
+from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, separability
 from clareps.config import build_config
 from clareps.device import resolve_precision
 from clareps.errors import ClarepsError
@@ -119,6 +120,11 @@ def test_metric_known_answers():
     noise = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
     assert linear_probe(noise, labels) < 0.6  # chance is 0.25
     assert linear_probe(separated[:5], labels[:5]) is None  # a class with one item cannot be cross-validated
+    good = separability(separated, labels, 4, "f")
+    assert good["ami_f"] == pytest.approx(1.0) and good["probe_f"] == 1.0 and good["probe_f_shuffled"] < 0.6
+    g = torch.Generator().manual_seed(1)
+    unrelated = separability(torch.randn(50, 8, generator=g), torch.arange(10).repeat(5), 10, "f")
+    assert abs(unrelated["ami_f"]) < 0.05 and unrelated["nmi_f"] > 0.3  # 5 items a class: NMI's chance level is high
 
 
 def test_background_judge_identifies_real_sources(tiny_data_cache):
@@ -143,3 +149,19 @@ def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
     assert len(set(hashes.values())) == 3
 
 
+def test_control_banks_record_the_engine_and_match_the_jacobian_share(tiny_teacher, tiny_data_cache, tmp_path):
+    from clareps.clarid.bank_format import RECORD
+
+    clarid = {"k": 2, "steps": 6, "max_iter": 4, "t_e": 0.3}
+    jac, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, per_class=1, clarid=clarid), tmp_path / "j", quiet=True)
+    assert set(load_bank(tmp_path / "j").record) == set(RECORD)
+    assert (jac.record["engine_iterations"] >= 1).all() and (jac.record["removed_directions"] == 2).all()
+    for kind in ("random", "shuffled"):
+        cfg = _cfg(tiny_teacher, tiny_data_cache, per_class=1,
+                   clarid={**clarid, "directions": kind, "match_removed_norm": True})
+        bank, _ = build_bank(cfg, tmp_path / kind, quiet=True)
+        assert torch.allclose(bank.record["removed_share"], jac.record["removed_share"], rtol=0.01), kind
+        assert not torch.allclose(bank.latents, jac.latents), kind
+    control, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, per_class=1, kind="control", clarid=clarid),
+                            tmp_path / "c", quiet=True)
+    assert (control.record["removed_share"] == 0).all() and (control.record["engine_iterations"] == 0).all()

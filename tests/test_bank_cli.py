@@ -29,16 +29,22 @@ def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tmp_pat
     out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), "--judge", tiny_judge, "-q")
     assert "20 items" in out
     metrics = json.loads((tmp_path / "canon" / "metrics.json").read_text())
-    for key in ("class_consistency", "nmi_features", "nmi_input_features", "bg_change", "bg_source_kept"):
+    for key in ("class_consistency", "nmi_features", "nmi_input_features", "bg_change", "bg_source_kept",
+                "ami_features", "probe_features_shuffled", "ami_input_features", "removed_share", "engine_iterations"):
         assert key in metrics
     _run("bank", "build", "-c", preset, "--control", "--out", str(tmp_path / "ctrl"), "--judge", tiny_judge, "-q")
     _run("bank", "show", "--bank", str(tmp_path / "canon"), "--control", str(tmp_path / "ctrl"))
     assert (tmp_path / "canon" / "comparison.png").stat().st_size > 0
     assert (tmp_path / "canon" / "spectra.png").stat().st_size > 0
     out = _run("bank", "sweep", "-c", preset, "--t-e", "0.3", "--k", "1", "--w", "2", "--variants", "plain,norm",
-               "--per-class", "1", "--judge", tiny_judge, "--out", str(tmp_path / "sweep"), "-q")
+               "--directions", "jacobian,low-frequency", "--per-class", "1", "--judge", tiny_judge,
+               "--out", str(tmp_path / "sweep"), "-q")
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
-    assert [(r["k"], r["variant"]) for r in rows] == [(0, "plain"), (1, "plain"), (1, "norm")]
+    assert [(r["k"], r["variant"], r["directions"]) for r in rows] == [
+        (0, "plain", "jacobian"), (1, "plain", "jacobian"), (1, "plain", "low-frequency"),
+        (1, "norm", "jacobian"), (1, "norm", "low-frequency")]
+    assert (tmp_path / "sweep" / "te0.3_k1_w2_plain").is_dir()  # the older folder names are kept
+    assert (tmp_path / "sweep" / "te0.3_k1_w2_plain_low-frequency").is_dir()
     assert "| t_e |" in out
 
 

@@ -91,15 +91,6 @@ def two_ranks(tmp_path_factory):
     return job, proc.stdout
 
 
-@pytest.fixture
-def one_thread():
-    """The ranks run one thread each; one process matches them bit for bit only with one thread too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _assert_close(a: dict, b: dict, atol: float, what: str) -> None:
     assert a.keys() == b.keys()
     for k in a:

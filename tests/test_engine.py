@@ -14,13 +14,7 @@ from clareps.diffusion.unet import GroupNorm, jvp_friendly
 from clareps.errors import ClarepsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Shared 2-core machines: a second OpenMP thread fighting other jobs makes tiny ops 10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _known_map(d_in: int, d_out: int, svals: list[float], seed: int = 0):

@@ -16,9 +16,10 @@ from pydantic import Field
 
 from clareps import distributed
 from clareps.adapters import pixel_shape, teacher_fingerprint, to_latent
-from clareps.clarid.bank_format import Bank, load_bank, save_bank
-from clareps.clarid.canonical import (ClaridConfig, canonicalize, features, matched_latents,
+from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
+from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
                                       random_latents, timestep)
+from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
@@ -119,6 +120,7 @@ class BankBuilder:
         self.data_fp = data_fingerprint(self.cfg.data)
         self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
         self.labels, self.sources = plan(self.data, self.cfg)
+        self.donors = donors(self.labels) if self.cfg.clarid.directions == "shuffled" else None
 
     def meta(self) -> dict:
         c = self.cfg
@@ -153,29 +155,49 @@ class BankBuilder:
         y = self.labels[idx].to(self.device)
         m = self.model.cfg
         shape = (m.in_channels, m.image_size, m.image_size)  # the space the teacher diffuses in
-        noise, init = zip(*(_item_noise(c.seed, i, shape, c.clarid.k) for i in items))
+        n_init = engine_k(c.clarid.directions, c.clarid.k)
+        noise, init = zip(*(_item_noise(c.seed, i, shape, n_init) for i in items))
         start = time.perf_counter()
-        if c.source == "matched":
-            real = self.data.images[self.sources[idx]].to(self.device)
-            x_te = matched_latents(self.model, self.sched, real, y, c.clarid)
-        else:
-            x_te = random_latents(self.model, self.sched, y, c.clarid, torch.stack(noise).to(self.device))
+        x_te, real = self._latents(idx, torch.stack(noise))
         t = timestep(self.sched, c.clarid)
-        plain = features(self.model, x_te, t, y, c.clarid.tap)  # f(x_te): no projection, no decoding
+        # f(x_te): no projection, no decoding
+        plain = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
         if c.kind == "feat-real":
             # a copy: safetensors refuses two entries that share storage
             out = {"latents": x_te, "images": real, "features": plain.clone(),
-                   "singular_values": x_te.new_zeros(len(idx), 0)}
+                   "singular_values": x_te.new_zeros(len(idx), 0),
+                   "record": no_removal(len(idx))}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
-            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain)
+            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain,
+                               controls=self._controls(idx, shape))
         seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
         tensors = {"images": out["images"], "features": out["features"], "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
-                   "input_features": plain}
+                   "input_features": plain, **out["record"]}
         save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
                                                         "items": [items.start, items.stop]})
+
+    def _latents(self, idx: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x_te of the items idx (and their real images, matched source); noise: their Gaussian draws."""
+        c, y = self.cfg, self.labels[idx].to(self.device)
+        if c.source == "matched":
+            real = self.data.images[self.sources[idx]].to(self.device)
+            return matched_latents(self.model, self.sched, real, y, c.clarid), real
+        return random_latents(self.model, self.sched, y, c.clarid, noise.to(self.device)), None
+
+    def _controls(self, idx: torch.Tensor, shape: tuple) -> ControlInputs:
+        """Seeds for random directions; for shuffled ones, each donor's x_te, labels and start vectors."""
+        c = self.cfg
+        seeds = torch.tensor([c.seed * 1_000_003 + int(i) for i in idx])
+        if self.donors is None or c.clarid.k == 0:
+            return ControlInputs(item_seeds=seeds)
+        d = self.donors[idx]
+        noise, init = zip(*(_item_noise(c.seed, int(i), shape, c.clarid.k) for i in d))
+        x_d, _ = self._latents(d, torch.stack(noise))
+        return ControlInputs(item_seeds=seeds, donor_latents=x_d, donor_init=torch.stack(init).to(self.device),
+                             donor_labels=feature_labels(self.model, self.labels[d].to(self.device), c.clarid))
 
     def build(self, rank: int = 0, world: int = 1) -> list[int]:
         """Build this rank's missing shards (shard i belongs to rank i % world)."""
@@ -205,9 +227,11 @@ class BankBuilder:
             if not self._shard_done(i):
                 raise ClarepsError(f"shard {i} of {self.out} is missing; rerun `clareps bank build`")
             parts.append(load_tensors(self._shard_path(i))[0])
-        cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        # shards made before the engine record existed lack it: a resumed bank keeps what all share
+        cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0] if all(k in p for p in parts)}
         input_features = cat.pop("input_features")
-        bank = Bank(**cat, meta=self.meta())
+        record = {k: cat.pop(k) for k in RECORD if k in cat}
+        bank = Bank(**cat, record=record, meta=self.meta())
         save_tensors(self.out / "input_features.safetensors", {"input_features": input_features},
                      {"config_hash": self.hash})
         save_bank(self.out, bank, timing)

@@ -21,6 +21,8 @@ from clareps.io import load_tensors, read_json, save_tensors, write_json
 BANK_KIND = "clareps-bank"
 BANK_FILE = "bank.safetensors"
 TIMING_FILE = "timing.json"
+RECORD = ("engine_iterations", "engine_converged", "engine_energy", "engine_max_angle", "removed_share",
+          "removed_directions", "removal_scale")
 
 
 @dataclass
@@ -33,6 +35,10 @@ class Bank:
     singular_values: torch.Tensor  # (N, k) float32 (k may be 0)
     seconds: torch.Tensor  # (N,) float32: compute time per item (in timing.json; NaN when unknown)
     meta: dict = field(default_factory=dict)
+    # Per item, deterministic (clarid/directions.py ``engine_record``): engine iterations, converged,
+    # energy ||J V||_F^2, largest principal angle between its last two iterates, removed share of
+    # ||x_te||, directions removed and the projection's scale. Empty for banks built before it existed.
+    record: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
@@ -40,6 +46,9 @@ class Bank:
             value = getattr(self, name)
             if value.shape[0] != n:
                 raise ClarepsError(f"bank tensor '{name}' has {value.shape[0]} rows, labels have {n}")
+        for name, value in self.record.items():
+            if name not in RECORD or value.shape != (n,):
+                raise ClarepsError(f"bank record '{name}' is not one of {RECORD} with shape ({n},)")
         if self.features.dim() != 2:
             raise ClarepsError(f"bank features must be (N, D), got shape {tuple(self.features.shape)}")
 
@@ -68,7 +77,7 @@ def save_bank(folder: str | Path, bank: Bank, timing: dict | None = None) -> Pat
     seconds = [float(s) for s in bank.seconds]
     write_json(Path(folder) / TIMING_FILE, dict(timing or {}, item_seconds=seconds, items=len(seconds),
                                                 total_item_seconds=sum(seconds)))
-    tensors = {name: getattr(bank, name) for name in _TENSORS}
+    tensors = {name: getattr(bank, name) for name in _TENSORS} | bank.record
     return save_tensors(Path(folder) / BANK_FILE, tensors, dict(bank.meta, kind=BANK_KIND))
 
 
@@ -93,4 +102,5 @@ def load_bank(folder: str | Path) -> Bank:
     if missing:
         raise ClarepsError(f"bank {path} lacks tensor '{missing[0]}'")
     seconds = _item_seconds(Path(folder), tensors, tensors["labels"].shape[0])
-    return Bank(**{name: tensors[name] for name in _TENSORS}, seconds=seconds, meta=meta)
+    return Bank(**{name: tensors[name] for name in _TENSORS}, seconds=seconds, meta=meta,
+                record={name: tensors[name] for name in RECORD if name in tensors})

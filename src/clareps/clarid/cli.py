@@ -98,6 +98,13 @@ def _numbers(option: str, text: str, kind: type) -> list:
     return values
 
 
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or not set(names) <= set(allowed):
+        raise ClarepsError(f"unknown {what} in {text!r}: use one or more of {', '.join(allowed)}")
+    return names
+
+
 @bank_app.command("sweep")
 def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset (base)"),
               set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
@@ -107,23 +114,33 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
               teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
                                                     help="teacher .safetensors or diffusers folder (default: shipped)"),
+              directions: str = typer.Option("jacobian", "--directions",
+                                             help="comma-separated: jacobian, random, low-frequency, shuffled, tail"),
+              feature_label: str = typer.Option("class", "--feature-label", help="class and/or null"),
+              tap: Optional[str] = typer.Option(None, "--tap", help="comma-separated taps (default: the config's)"),
               per_class: int = typer.Option(10, "--per-class"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
               out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Grid over t_e, k, w and the variant on a matched subset; a table and the chosen setting."""
+    """Grid over t_e, k, w, the variant, the directions, the feature label and the tap on a matched
+    subset; a table and the chosen (Jacobian) setting."""
+    from typing import get_args
+
     from clareps.clarid.bank import BankConfig
+    from clareps.clarid.directions import DirectionKind
     from clareps.clarid.sweep import run_sweep
     from clareps.errors import interrupt_note
     from clareps.io import check_writable
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
-    if not names or not set(names) <= {"plain", "norm"}:
-        raise ClarepsError(f"bad --variants {variants!r}: use plain and/or norm")
+    names = _choices(variants, ("plain", "norm"), "variant")
+    kinds = _choices(directions, get_args(DirectionKind), "directions")
+    labels = _choices(feature_label, ("class", "null"), "feature label")
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
     base = load_config(BankConfig, config or preset("bank-default"), overrides)
     grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
+    taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
     check_writable(out)
     interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
-    rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet)
+    rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet, directions=kinds,
+                           feature_labels=labels, taps=taps)
     typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")

@@ -1,11 +1,13 @@
-"""What a bank shows: class separability of its features, class consistency of its
-samples, and how much of each input's background survived (matched banks)."""
+"""What a bank shows: class separability of its features (k-means NMI and its chance-corrected
+AMI, a linear probe beside the same probe on shuffled labels), class consistency of its
+samples, how much of each input's background survived (matched banks), and a summary of the
+engine record."""
 
 from __future__ import annotations
 
 import torch
 from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from torch import nn
 
 from clareps.clarid.bank_format import Bank
@@ -14,11 +16,44 @@ from clareps.classifiers.background_judge import predict_source
 from clareps.classifiers.training import predict
 
 
-def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> float:
-    """NMI between k-means clusters of L2-normalised features and the classes."""
+def kmeans_scores(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> tuple[float, float]:
+    """(NMI, AMI) between k-means clusters of L2-normalised features and the classes. AMI is
+    corrected for chance: about 0 for clusters unrelated to the classes, whatever their number."""
     x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
     assign = KMeans(clusters, n_init=10, random_state=seed).fit_predict(x)
-    return float(normalized_mutual_info_score(labels.numpy(), assign))
+    y = labels.numpy()
+    return float(normalized_mutual_info_score(y, assign)), float(adjusted_mutual_info_score(y, assign))
+
+
+def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> float:
+    """NMI between k-means clusters of L2-normalised features and the classes."""
+    return kmeans_scores(feats, labels, clusters, seed)[0]
+
+
+def separability(feats: torch.Tensor, labels: torch.Tensor, clusters: int, prefix: str, seed: int = 0) -> dict:
+    """NMI, AMI, the linear probe and the probe on labels shuffled with ``seed`` (its chance level)."""
+    nmi, ami = kmeans_scores(feats, labels, clusters, seed)
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+    return {f"nmi_{prefix}": nmi, f"ami_{prefix}": ami, f"probe_{prefix}": linear_probe(feats, labels, seed=seed),
+            f"probe_{prefix}_shuffled": linear_probe(feats, shuffled, seed=seed)}
+
+
+def record_summary(record: dict[str, torch.Tensor]) -> dict:
+    """Means over the items of the engine record (over those the engine ran on for its entries);
+    empty for a bank built before the record existed."""
+    if not record:
+        return {}
+    ran = record["engine_iterations"] > 0
+    out = {"removed_share": float(record["removed_share"].mean()),
+           "removed_directions": float(record["removed_directions"].float().mean())}
+    if "removal_scale" in record:
+        out["removal_scale_max"] = float(record["removal_scale"].max())
+    if ran.any():
+        angle = record["engine_max_angle"][ran]
+        out.update(engine_iterations=float(record["engine_iterations"][ran].float().mean()),
+                   engine_converged=float(record["engine_converged"][ran].float().mean()),
+                   engine_max_angle_deg=float(torch.rad2deg(angle.nan_to_num(0.0)).max()))
+    return out
 
 
 def linear_probe(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> float | None:
@@ -52,11 +87,9 @@ def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: 
     c = train.num_classes
     pred = predict(judge, bank.images)
     out = {"items": len(bank), "class_consistency": float((pred == bank.labels).float().mean()),
-           "nmi_features": kmeans_nmi(bank.features, bank.labels, c),
-           "probe_features": linear_probe(bank.features, bank.labels)}
+           **separability(bank.features, bank.labels, c, "features"), **record_summary(bank.record)}
     if input_features is not None:
-        out["nmi_input_features"] = kmeans_nmi(input_features, bank.labels, c)
-        out["probe_input_features"] = linear_probe(input_features, bank.labels)
+        out.update(separability(input_features, bank.labels, c, "input_features"))
     matched = bank.source_index >= 0
     if matched.all() and train.masks is not None:
         src = bank.source_index

@@ -29,7 +29,9 @@ def measure_bank(folder: str | Path, cfg: BankConfig, judge_path: str | Path) ->
     metrics = bank_metrics(bank, train, judge, input_feats, bg_judge)
     metrics.update(judge=str(judge_path), seconds_per_item=float(bank.seconds.mean()),
                    total_seconds=float(bank.seconds.sum()), bank_kind=bank.meta.get("bank_kind"),
-                   k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"))
+                   k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"), tap=bank.meta.get("tap"),
+                   **{key: bank.meta.get("config", {}).get("clarid", {}).get(key)
+                      for key in ("directions", "match_removed_norm", "feature_label", "w_to_te")})
     write_json(folder / "metrics.json", metrics)
     return metrics
 

@@ -1,5 +1,6 @@
-"""``bank sweep``: a grid over t_e, k, w and the projection variant on a small matched
-subset, one table of bank metrics, and the setting the evidence picks."""
+"""``bank sweep``: a grid over t_e, k, w, the projection variant, the direction choice, the
+feature label and the tap on a small matched subset, one table of bank metrics, and the
+setting the evidence picks (among Jacobian settings; the other direction choices are controls)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,47 @@ from clareps.errors import ClarepsError
 from clareps.io import write_json, write_text
 from clareps.tables import csv_text, markdown_table
 
-COLUMNS = ("t_e", "k", "w", "variant", "class_consistency", "bg_source_kept", "bg_change", "fg_change",
-           "bg_variance", "nmi_features", "nmi_input_features", "seconds_per_item")
+SETTING = ("t_e", "k", "w", "variant", "directions", "feature_label", "tap")
+METRICS = ("class_consistency", "bg_source_kept", "bg_change", "fg_change", "bg_variance", "nmi_features",
+           "ami_features", "nmi_input_features", "ami_input_features", "probe_features", "probe_features_shuffled",
+           "removed_share", "seconds_per_item")
+COLUMNS = SETTING + METRICS
 
 
-def setting_name(t_e: float, k: int, w: float, variant: str) -> str:
-    return f"te{t_e:g}_k{k}_w{w:g}_{variant}"
+def setting_name(t_e: float, k: int, w: float, variant: str, directions: str = "jacobian",
+                 feature_label: str = "class", tap: str | None = None) -> str:
+    """Folder name; the newer axes appear only off their defaults, so older sweep folders are reused."""
+    extra = ("" if directions == "jacobian" else f"_{directions}") + \
+        ("" if feature_label == "class" else f"_{feature_label}") + ("" if tap is None else f"_tap-{tap}")
+    return f"te{t_e:g}_k{k}_w{w:g}_{variant}{extra}"
 
 
 def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws: list[float],
-              variants: list[str], judge: Path, quiet: bool = False) -> tuple[list[dict], dict | None]:
-    grid = plan_grid(base, out, t_es, ks, ws, variants)
+              variants: list[str], judge: Path, quiet: bool = False, directions: list[str] = ("jacobian",),
+              feature_labels: list[str] = ("class",), taps: list[str] | None = None) -> tuple[list[dict], dict | None]:
+    """The k = 0 control runs once per (t_e, w, tap, feature label); directions only vary k > 0. Every
+    setting is validated (taps and the largest k against the teacher) before the first bank is built."""
+    if not (t_es and ks and ws and variants and directions and feature_labels) or taps == []:
+        raise ClarepsError("the sweep grid is empty: give at least one t_e, k, w, variant, direction and label")
     rows = []
     train = None
-    for (t_e, k, w, variant), (cfg, folder) in grid.items():
+    axes = itertools.product(t_es, ws, taps or [base.clarid.tap], feature_labels)
+    configs = [setting for t_e, w, tap, label in axes
+               for setting in _settings(base, t_e, w, tap, label, ks, variants, directions, taps is not None)]
+    if taps:
+        _check_taps(base, taps)
+    name, widest = max(configs, key=lambda item: item[1].clarid.k)
+    BankBuilder(widest, out / name, quiet=True)  # loads the teacher and data: refuses a k above the latent size
+    for folder_name, cfg in configs:
+        c = cfg.clarid
+        folder = out / folder_name
         bank, _ = build_bank(cfg, folder, quiet=quiet)
         metrics = measure_bank(folder, resolved(cfg), judge)
         train = train or load_data(cfg.data)
-        comparison_grid([bank], [f"k={k} {variant}"], train, folder / "grid.png", per_class=4)
-        rows.append({"t_e": t_e, "k": k, "w": w, "variant": variant, **{c: metrics.get(c) for c in COLUMNS[4:]}})
+        variant = "norm" if c.norm_preserving else "plain"
+        comparison_grid([bank], [f"k={c.k} {variant} {c.directions}"], train, folder / "grid.png", per_class=4)
+        rows.append({"t_e": c.t_e, "k": c.k, "w": c.w, "variant": variant, "directions": c.directions,
+                     "feature_label": c.feature_label, "tap": c.tap, **{m: metrics.get(m) for m in METRICS}})
     best = choose(rows)
     write_json(out / "sweep.json", {"rows": rows, "chosen": best})
     write_text(out / "sweep.csv", csv_text(rows, COLUMNS))
@@ -40,30 +63,39 @@ def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws:
     return rows, best
 
 
-def plan_grid(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws: list[float],
-              variants: list[str]) -> dict[tuple, tuple[BankConfig, Path]]:
-    """Every setting's bank config, each validated (and the largest k checked against the teacher)
-    before the first bank is built; the k = 0 control of each (t_e, w) comes first."""
-    if not (t_es and ks and ws and variants):
-        raise ClarepsError("the sweep grid is empty: give at least one t_e, k, w and variant")
-    grid = {}
-    for t_e, w in itertools.product(t_es, ws):
-        settings = [(0, "plain")] + [(k, v) for k, v in itertools.product([k for k in ks if k != 0], variants)]
-        for k, variant in settings:
-            clarid = dict(to_plain(base.clarid), t_e=t_e, k=k, w=w, norm_preserving=variant == "norm")
-            plain = dict(to_plain(base), clarid=clarid, source="matched", kind="canonical" if k else "control")
-            cfg = build_config(BankConfig, plain, "bank sweep")
-            grid[(t_e, k, w, variant)] = cfg, out / setting_name(t_e, k, w, variant)
-    widest = max(grid.values(), key=lambda item: item[0].clarid.k)
-    BankBuilder(*widest, quiet=True)  # loads the teacher and data: refuses a k above the latent dimension
-    return grid
+def _settings(base: BankConfig, t_e: float, w: float, tap: str, label: str, ks: list[int], variants: list[str],
+              directions: list[str], name_tap: bool) -> list[tuple[str, BankConfig]]:
+    grid = [(0, "plain", "jacobian")] + list(itertools.product([k for k in ks if k > 0], variants, directions))
+    out = []
+    for k, variant, kind in grid:
+        clarid = base.clarid.model_copy(update={"t_e": t_e, "k": k, "w": w, "norm_preserving": variant == "norm",
+                                                "directions": kind, "feature_label": label, "tap": tap})
+        cfg = base.model_copy(update={"clarid": clarid, "source": "matched", "kind": "canonical" if k else "control"})
+        out.append((setting_name(t_e, k, w, variant, kind, label, tap if name_tap else None),
+                    build_config(BankConfig, to_plain(cfg), "bank sweep")))
+    return out
+
+
+def _check_taps(base: BankConfig, taps: list[str]) -> None:
+    """A wrong tap is refused before any bank is built."""
+    from clareps.diffusion.checkpoint import load_teacher_any
+    from clareps.diffusion.taps import get_module
+
+    model = load_teacher_any(resolved(base).teacher, "cpu", base.teacher_classes)[0]
+    for tap in taps:
+        get_module(model, tap)
+
+
+def _key(r: dict) -> tuple:
+    return r["t_e"], r["w"], r.get("tap"), r.get("feature_label", "class")
 
 
 def choose(rows: list[dict]) -> dict | None:
     """Most background removal (lowest share of backgrounds whose source survives) among
-    settings whose class consistency is within 2 points of their control's."""
-    control = {(r["t_e"], r["w"]): r["class_consistency"] for r in rows if r["k"] == 0}
-    ok = [r for r in rows if r["k"] > 0 and r["class_consistency"] >= control[(r["t_e"], r["w"])] - 0.02]
+    Jacobian settings whose class consistency is within 2 points of their control's."""
+    control = {_key(r): r["class_consistency"] for r in rows if r["k"] == 0}
+    ok = [r for r in rows if r["k"] > 0 and r.get("directions", "jacobian") == "jacobian"
+          and r["class_consistency"] >= control[_key(r)] - 0.02]
     if not ok:
         return None
     return min(ok, key=lambda r: (r["bg_source_kept"] if r["bg_source_kept"] is not None else 1.0,
@@ -71,6 +103,6 @@ def choose(rows: list[dict]) -> dict | None:
 
 
 def _markdown(rows: list[dict], best: dict | None) -> str:
-    verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in COLUMNS[:4])) if best else \
+    verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in SETTING)) if best else \
         "no setting kept class consistency within 2 points of its control"
     return markdown_table(rows, COLUMNS) + f"\n{verdict}\n"
