@@ -98,10 +98,11 @@ def _numbers(option: str, text: str, kind: type) -> list:
     return values
 
 
-def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+def _choices(option: str, text: str, allowed: tuple[str, ...]) -> list[str]:
+    """A comma-separated option as a non-empty list of allowed names, or a one-line error naming it."""
     names = [v.strip() for v in text.split(",") if v.strip()]
     if not names or not set(names) <= set(allowed):
-        raise ClarepsError(f"unknown {what} in {text!r}: use one or more of {', '.join(allowed)}")
+        raise ClarepsError(f"bad {option} {text!r}: use one or more of {', '.join(allowed)}")
     return names
 
 
@@ -132,9 +133,9 @@ def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     from clareps.errors import interrupt_note
     from clareps.io import check_writable
 
-    names = _choices(variants, ("plain", "norm"), "variant")
-    kinds = _choices(directions, get_args(DirectionKind), "directions")
-    labels = _choices(feature_label, ("class", "null"), "feature label")
+    names = _choices("--variants", variants, ("plain", "norm"))
+    kinds = _choices("--directions", directions, get_args(DirectionKind))
+    labels = _choices("--feature-label", feature_label, ("class", "null"))
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
     base = load_config(BankConfig, config or preset("bank-default"), overrides)
     grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
