@@ -16,7 +16,8 @@ from clareps.clarid.canonical import ClaridConfig, matched_latents, timestep
 from clareps.clarid.engine import jacobian_mode, top_subspace
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.diffusion.checkpoint import load_teacher_any, save_teacher
+from clareps.adapters.loading import load_teacher_any
+from clareps.diffusion.checkpoint import save_teacher
 from clareps.diffusion.sampler import decode, guided_eps
 from clareps.diffusion.taps import run_to_tap
 from clareps.errors import ClarepsError

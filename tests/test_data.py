@@ -15,7 +15,7 @@ from clareps.data.cli import data_app
 from clareps.data.compose import compose, stream_rngs
 from clareps.data.imageset import ImageSet
 from clareps.errors import ClarepsError
-from clareps.report.grid import save_grid
+from clareps.grids import save_grid
 
 SMALL = dict(n_train=200, n_test=50)
 

@@ -255,7 +255,7 @@ def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_
 
 
 def test_sweep_rule_keeps_val_accuracy_and_maximises_robustness():
-    from clareps.distill.sweep import choose
+    from clareps.studies.distill_sweep import choose
 
     rows = [{"method": "ce", "setting": "ce", "val": 0.90, "val_rand": 0.5, "val_pgd": 0.1},
             {"method": "cadistill", "setting": "a", "val": 0.80, "val_rand": 0.9, "val_pgd": 0.9},  # too costly

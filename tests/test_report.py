@@ -15,8 +15,8 @@ from clareps.paths import preset
 from clareps.report.html import build_report, render_report
 from clareps.report.sections import versus_baselines
 
-SECTIONS = ("results", "data", "teacher", "banks", "features", "robust", "corruptions", "background", "saliency",
-            "compute")
+SECTIONS = ("results", "data", "teacher", "banks", "features", "terms", "robust", "corruptions", "background",
+            "saliency", "compute")
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def test_report_has_every_section_with_embedded_images_and_no_links_out(tiny_run
         body = section(html, sid)
         assert "Not available" not in body and 'class="error"' not in body, sid
     pngs = images_of(html)
-    # data (2), teacher samples, real | control | canonical (3), spectra, embeddings, robust, corruptions,
-    # background, saliency
-    assert len(pngs) == 12 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    # data (2), teacher samples, real | control | canonical (3), spectra, embeddings, loss terms, robust,
+    # corruptions, background, saliency
+    assert len(pngs) == 13 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert len(re.findall(r"\bsrc=", html)) == len(pngs)  # every image is embedded
     assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', html))  # only links inside the page
     assert "http://" not in html and "https://" not in html and "<script" not in html and "<link" not in html

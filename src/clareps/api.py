@@ -60,7 +60,7 @@ def _overrides(settings: dict[str, Any] | None) -> list[str]:
 def load_teacher(path: str | Path | None = None, device: str = "auto", classes: list[int] | None = None) -> Teacher:
     """Our teacher (a ``.safetensors`` file or its run folder) or a local diffusers folder; None: the shipped one."""
     from clareps.device import resolve_device
-    from clareps.diffusion.checkpoint import load_teacher_any
+    from clareps.adapters.loading import load_teacher_any
 
     spec = teacher_file(path) if path is not None else default_teacher()
     model, sched, meta = load_teacher_any(spec, resolve_device(device), classes)
@@ -155,7 +155,7 @@ def evaluate_student(student: str | Path, mode: str = "fast", config: str | Path
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10) -> Path:
     """Write images (N, C, H, W) in [0, 1] as a PNG grid, ``nrow`` a row."""
-    from clareps.report.grid import save_grid as grid
+    from clareps.grids import save_grid as grid
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return grid(images, path, nrow=nrow)

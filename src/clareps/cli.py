@@ -32,6 +32,7 @@ def _register() -> None:
     from clareps.evaluate.cli import register as register_evaluate
     from clareps.evaluate.eval_cli import register as register_eval_suite
     from clareps.report.cli import register as register_report
+    from clareps.studies.cli import register as register_studies
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
@@ -40,6 +41,7 @@ def _register() -> None:
     register_eval_suite(app)
     register_distill(app)
     register_report(app)
+    register_studies(app, bank_app)
     app.command("demo")(demo)
 
 

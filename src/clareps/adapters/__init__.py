@@ -2,7 +2,7 @@
 
 from clareps.adapters.base import (ExternalTeacher, TabulatedSchedule, Teacher, TeacherShape, pixel_shape,
                                    to_latent, to_pixels)
-from clareps.adapters.loading import is_external, load_external, teacher_fingerprint
+from clareps.adapters.loading import is_external, load_external, load_teacher_any, teacher_fingerprint
 
 __all__ = ["ExternalTeacher", "TabulatedSchedule", "Teacher", "TeacherShape", "pixel_shape", "to_latent",
-           "to_pixels", "is_external", "load_external", "teacher_fingerprint"]
+           "to_pixels", "is_external", "load_external", "load_teacher_any", "teacher_fingerprint"]

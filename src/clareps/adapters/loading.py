@@ -19,8 +19,11 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from clareps.adapters.base import TabulatedSchedule
+from clareps.diffusion.checkpoint import load_teacher
+from clareps.diffusion.schedule import CosineSchedule
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj
 from clareps.paths import teacher_file
@@ -125,3 +128,14 @@ def teacher_fingerprint(spec: str | Path) -> str:
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     return hash_obj({str(p.relative_to(root)): hash_file(p) for p in files})
+
+
+def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
+                     classes: list[int] | None = None) -> tuple[nn.Module, CosineSchedule, dict]:
+    """A clareps teacher file, or an external diffusers teacher from a local directory
+    (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
+    if is_external(spec):
+        return load_external(spec, device, classes)
+    if classes is not None:
+        raise ClarepsError(f"teacher_classes is for external teachers; {spec} is a clareps teacher")
+    return load_teacher(spec, device)

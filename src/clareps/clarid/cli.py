@@ -1,4 +1,4 @@
-"""``clareps bank build | show``: canonical banks and what they look like."""
+"""``clareps bank build | show``: canonical banks and what they look like (``bank sweep``: studies/cli.py)."""
 
 from __future__ import annotations
 
@@ -85,63 +85,3 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
 def torch_equal(a, b) -> bool:
     import torch
     return a.shape == b.shape and bool(torch.equal(a, b))
-
-
-def _numbers(option: str, text: str, kind: type) -> list:
-    """A comma-separated option as a non-empty list of numbers, or a one-line error naming it."""
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ClarepsError(f"bad {option} {text!r}: expected comma-separated {kind.__name__}s") from None
-    if not values:
-        raise ClarepsError(f"{option} is empty: give at least one value")
-    return values
-
-
-def _choices(option: str, text: str, allowed: tuple[str, ...]) -> list[str]:
-    """A comma-separated option as a non-empty list of allowed names, or a one-line error naming it."""
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    if not names or not set(names) <= set(allowed):
-        raise ClarepsError(f"bad {option} {text!r}: use one or more of {', '.join(allowed)}")
-    return names
-
-
-@bank_app.command("sweep")
-def sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset (base)"),
-              set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
-              t_e: str = typer.Option("0.3,0.5,0.7", "--t-e", help="comma-separated fractions of T"),
-              k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
-              w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
-              variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
-              teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
-                                                    help="teacher .safetensors or diffusers folder (default: shipped)"),
-              directions: str = typer.Option("jacobian", "--directions",
-                                             help="comma-separated: jacobian, random, low-frequency, shuffled, tail"),
-              feature_label: str = typer.Option("class", "--feature-label", help="class and/or null"),
-              tap: Optional[str] = typer.Option(None, "--tap", help="comma-separated taps (default: the config's)"),
-              per_class: int = typer.Option(10, "--per-class"),
-              judge: Optional[Path] = typer.Option(None, "--judge"),
-              out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
-              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Grid over t_e, k, w, the variant, the directions, the feature label and the tap on a matched
-    subset; a table and the chosen (Jacobian) setting."""
-    from typing import get_args
-
-    from clareps.clarid.bank import BankConfig
-    from clareps.clarid.directions import DirectionKind
-    from clareps.clarid.sweep import run_sweep
-    from clareps.errors import interrupt_note
-    from clareps.io import check_writable
-
-    names = _choices("--variants", variants, ("plain", "norm"))
-    kinds = _choices("--directions", directions, get_args(DirectionKind))
-    labels = _choices("--feature-label", feature_label, ("class", "null"))
-    overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
-    base = load_config(BankConfig, config or preset("bank-default"), overrides)
-    grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
-    taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
-    check_writable(out)
-    interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
-    rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet, directions=kinds,
-                           feature_labels=labels, taps=taps)
-    typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")

@@ -14,7 +14,7 @@ from clareps.errors import ClarepsError
 from clareps.classifiers.background_judge import train_background_judge
 from clareps.classifiers.shape_judge import load_judge
 from clareps.io import load_tensors, write_json
-from clareps.report.grid import save_grid
+from clareps.grids import save_grid
 
 
 def measure_bank(folder: str | Path, cfg: BankConfig, judge_path: str | Path) -> dict:

@@ -13,7 +13,7 @@ from clareps.data.benchmark import (SPLITS, BenchmarkConfig, build_benchmark, de
 from clareps.errors import interrupt_note
 from clareps.io import check_writable
 from clareps.paths import preset
-from clareps.report.grid import save_grid
+from clareps.grids import save_grid
 
 data_app = typer.Typer(help="Datasets: build the default benchmark and show its splits.", no_args_is_help=True)
 

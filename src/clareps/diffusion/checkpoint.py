@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from clareps.config import build_config
 from clareps.diffusion.schedule import CosineSchedule
@@ -32,17 +31,3 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     model = UNet(build_config(UNetConfig, meta["unet"], f"{path} sidecar"))
     load_state(model, tensors, str(path))
     return model.to(device).eval(), CosineSchedule(meta["T"]), meta
-
-
-def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
-                     classes: list[int] | None = None) -> tuple[nn.Module, CosineSchedule, dict]:
-    """A clareps teacher file, or an external diffusers teacher from a local directory
-    (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
-    from clareps.adapters.loading import is_external, load_external
-
-    if is_external(spec):
-        return load_external(spec, device, classes)
-    if classes is not None:
-        raise ClarepsError(f"teacher_classes is for external teachers; {spec} is a clareps teacher")
-    return load_teacher(spec, device)
-

@@ -57,9 +57,9 @@ def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teach
     """Draw a grid of samples per class (rows = classes) from a teacher."""
     from clareps.device import resolve_device
     from clareps.diffusion.checkpoint import load_teacher
-    from clareps.evaluate.teacher_check import sample_per_class
+    from clareps.diffusion.sampler import sample_per_class
     from clareps.io import check_writable
-    from clareps.report.grid import save_grid
+    from clareps.grids import save_grid
 
     check_sampling("sample", per_class, w, steps, seed)
     check_writable(out)

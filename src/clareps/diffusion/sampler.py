@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from clareps.diffusion.schedule import CosineSchedule
+from clareps.progress import progress_bar
 
 
 def guided_eps(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, w: float) -> torch.Tensor:
@@ -70,3 +71,18 @@ def sample(model: nn.Module, sched: CosineSchedule, y: torch.Tensor, steps: int 
     device = next(model.parameters()).device
     noise = torch.randn((y.shape[0], *shape), generator=generator, device="cpu").to(device)
     return ddim_run(model, sched, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
+
+
+def sample_per_class(teacher: nn.Module, sched: CosineSchedule, num_classes: int, per_class: int,
+                     w: float, steps: int, seed: int, batch: int = 250, quiet: bool = False) -> tuple:
+    """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    gen = torch.Generator().manual_seed(seed)
+    device = next(teacher.parameters()).device
+    out = []
+    with progress_bar("sampling", total=len(labels), quiet=quiet) as advance:
+        for i in range(0, len(labels), batch):
+            y = labels[i:i + batch].to(device)
+            out.append(((sample(teacher, sched, y, steps=steps, w=w, generator=gen) + 1) / 2).clamp(0, 1).cpu())
+            advance(len(y))
+    return torch.cat(out), labels

@@ -88,40 +88,6 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
 
 
-def sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
-                                             help="an axis, key=v1,v2,... (repeat for a product grid)"),
-              bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="the bank the method reads"),
-              method: str = typer.Option("cadistill", "--method", "-m", help="the method whose settings vary"),
-              seeds: str = typer.Option("0", "--seeds", help="comma-separated training seeds"),
-              config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
-              set_: list[str] = typer.Option([], "--set", "-s", help="override for every run: key.sub=value"),
-              out: Path = typer.Option(Path("runs/distill-sweep"), "--out", "-o"),
-              pgd_eps: float = typer.Option(2.0, "--pgd-eps", help="PGD budget on validation, in 1/255"),
-              pgd_images: int = typer.Option(200, "--pgd-images", help="validation images attacked"),
-              tolerance: float = typer.Option(0.02, "--tolerance", help="allowed val accuracy drop vs ce"),
-              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
-    from clareps.distill.sweep import parse_grid, run_sweep
-    from clareps.errors import ClarepsError, interrupt_note
-    from clareps.io import check_writable
-
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers like 0,1,2") from None
-    if not seed_list or min(seed_list) < 0:
-        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers >= 0 like 0,1,2")
-    if not (pgd_eps > 0 and pgd_images >= 1 and 0 <= tolerance <= 1):  # not: NaN fails too
-        raise ClarepsError(f"need --pgd-eps > 0, --pgd-images >= 1 and --tolerance in [0, 1], got "
-                           f"{pgd_eps}, {pgd_images}, {tolerance}")
-    check_writable(out)
-    interrupt_note(f"finished students are in {out}; rerun the same command to resume")
-    run_sweep(_preset_path(config), list(set_), parse_grid(grid), seed_list, out, bank, method,
-                pgd_eps, pgd_images, tolerance, quiet)
-    typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("distill")(distill_cmd)
     app.command("train-kd-teacher")(train_kd_teacher_cmd)
-    app.command("distill-sweep")(sweep_cmd)

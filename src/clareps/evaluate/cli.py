@@ -44,7 +44,7 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     from clareps.evaluate.teacher_check import check_teacher
     from clareps.diffusion.cli import check_sampling
     from clareps.io import check_writable, read_yaml_or_none, write_json
-    from clareps.report.grid import save_grid
+    from clareps.grids import save_grid
 
     check_sampling("teacher-check", per_class, w, steps, seed)
     teacher = teacher_file(teacher or default_teacher())

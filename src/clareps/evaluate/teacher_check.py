@@ -10,10 +10,9 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from clareps.data.imageset import ImageSet
-from clareps.diffusion.sampler import decode, invert, sample
+from clareps.diffusion.sampler import decode, invert, sample_per_class
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.classifiers.training import predict
-from clareps.progress import progress_bar
 
 
 class JudgeFeatures(nn.Module):
@@ -26,21 +25,6 @@ class JudgeFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.judge.features(self.judge.normalize(x.to(next(self.judge.parameters()).device))).float()
-
-
-def sample_per_class(teacher: nn.Module, sched: CosineSchedule, num_classes: int, per_class: int,
-                     w: float, steps: int, seed: int, batch: int = 250, quiet: bool = False) -> tuple:
-    """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    gen = torch.Generator().manual_seed(seed)
-    device = next(teacher.parameters()).device
-    out = []
-    with progress_bar("sampling", total=len(labels), quiet=quiet) as advance:
-        for i in range(0, len(labels), batch):
-            y = labels[i:i + batch].to(device)
-            out.append(((sample(teacher, sched, y, steps=steps, w=w, generator=gen) + 1) / 2).clamp(0, 1).cpu())
-            advance(len(y))
-    return torch.cat(out), labels
 
 
 def check_teacher(teacher: nn.Module, sched: CosineSchedule, judge: nn.Module, real: ImageSet,

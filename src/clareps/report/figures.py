@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from clareps.report.grid import save_grid  # noqa: E402
+from clareps.grids import save_grid  # noqa: E402
 
 COLORS = {"ce": "#7f7f7f", "feat-real": "#1f77b4", "control": "#ff7f0e", "kd": "#9467bd", "cadistill": "#2ca02c"}
 
@@ -30,7 +30,7 @@ def color(method: str, i: int) -> str:
 
 
 def grid_png(images: torch.Tensor, nrow: int, row_labels: list[str] | None = None, scale: int = 2) -> bytes:
-    """An image grid (clareps.report.grid) as PNG bytes."""
+    """An image grid (clareps.grids) as PNG bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         path = save_grid(images, Path(tmp) / "grid.png", nrow=nrow, row_labels=row_labels, scale=scale)
         return path.read_bytes()

@@ -1,0 +1,1 @@
+"""Studies over the stages: grids of banks (bank sweep) and of distillation settings (distill-sweep)."""

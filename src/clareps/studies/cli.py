@@ -1,0 +1,110 @@
+"""CLI verbs of the studies: ``bank sweep`` (a grid of banks) and ``distill-sweep`` (a grid of
+distillation settings chosen on validation data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clareps.config import load_config
+from clareps.errors import ClarepsError
+from clareps.paths import default_judge, preset, resolve_preset
+
+
+def _numbers(option: str, text: str, kind: type) -> list:
+    """A comma-separated option as a non-empty list of numbers, or a one-line error naming it."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ClarepsError(f"bad {option} {text!r}: expected comma-separated {kind.__name__}s") from None
+    if not values:
+        raise ClarepsError(f"{option} is empty: give at least one value")
+    return values
+
+
+def _choices(option: str, text: str, allowed: tuple[str, ...]) -> list[str]:
+    """A comma-separated option as a non-empty list of allowed names, or a one-line error naming it."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or not set(names) <= set(allowed):
+        raise ClarepsError(f"bad {option} {text!r}: use one or more of {', '.join(allowed)}")
+    return names
+
+
+def bank_sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset (base)"),
+              set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+              t_e: str = typer.Option("0.3,0.5,0.7", "--t-e", help="comma-separated fractions of T"),
+              k: str = typer.Option("4,16", "--k", help="comma-separated k (the k = 0 control is always run)"),
+              w: str = typer.Option("1,3", "--w", help="comma-separated guidance scales"),
+              variants: str = typer.Option("plain,norm", "--variants", help="plain and/or norm"),
+              teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
+                                                    help="teacher .safetensors or diffusers folder (default: shipped)"),
+              directions: str = typer.Option("jacobian", "--directions",
+                                             help="comma-separated: jacobian, random, low-frequency, shuffled, tail"),
+              feature_label: str = typer.Option("class", "--feature-label", help="class and/or null"),
+              tap: Optional[str] = typer.Option(None, "--tap", help="comma-separated taps (default: the config's)"),
+              per_class: int = typer.Option(10, "--per-class"),
+              judge: Optional[Path] = typer.Option(None, "--judge"),
+              out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
+              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Grid over t_e, k, w, the variant, the directions, the feature label and the tap on a matched
+    subset; a table and the chosen (Jacobian) setting."""
+    from typing import get_args
+
+    from clareps.clarid.bank import BankConfig
+    from clareps.clarid.directions import DirectionKind
+    from clareps.studies.bank_sweep import run_sweep
+    from clareps.errors import interrupt_note
+    from clareps.io import check_writable
+
+    names = _choices("--variants", variants, ("plain", "norm"))
+    kinds = _choices("--directions", directions, get_args(DirectionKind))
+    labels = _choices("--feature-label", feature_label, ("class", "null"))
+    overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + [f"per_class={per_class}"]
+    base = load_config(BankConfig, config or preset("bank-default"), overrides)
+    grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
+    taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
+    check_writable(out)
+    interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
+    rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet, directions=kinds,
+                           feature_labels=labels, taps=taps)
+    typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")
+
+
+def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
+                                             help="an axis, key=v1,v2,... (repeat for a product grid)"),
+              bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="the bank the method reads"),
+              method: str = typer.Option("cadistill", "--method", "-m", help="the method whose settings vary"),
+              seeds: str = typer.Option("0", "--seeds", help="comma-separated training seeds"),
+              config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
+              set_: list[str] = typer.Option([], "--set", "-s", help="override for every run: key.sub=value"),
+              out: Path = typer.Option(Path("runs/distill-sweep"), "--out", "-o"),
+              pgd_eps: float = typer.Option(2.0, "--pgd-eps", help="PGD budget on validation, in 1/255"),
+              pgd_images: int = typer.Option(200, "--pgd-images", help="validation images attacked"),
+              tolerance: float = typer.Option(0.02, "--tolerance", help="allowed val accuracy drop vs ce"),
+              quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
+    from clareps.studies.distill_sweep import parse_grid, run_sweep
+    from clareps.errors import ClarepsError, interrupt_note
+    from clareps.io import check_writable
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers like 0,1,2") from None
+    if not seed_list or min(seed_list) < 0:
+        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers >= 0 like 0,1,2")
+    if not (pgd_eps > 0 and pgd_images >= 1 and 0 <= tolerance <= 1):  # not: NaN fails too
+        raise ClarepsError(f"need --pgd-eps > 0, --pgd-images >= 1 and --tolerance in [0, 1], got "
+                           f"{pgd_eps}, {pgd_images}, {tolerance}")
+    check_writable(out)
+    interrupt_note(f"finished students are in {out}; rerun the same command to resume")
+    run_sweep(resolve_preset(config, "distill-default"), list(set_), parse_grid(grid), seed_list, out, bank, method,
+                pgd_eps, pgd_images, tolerance, quiet)
+    typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
+
+
+def register(app: typer.Typer, bank_app: typer.Typer) -> None:
+    bank_app.command("sweep")(bank_sweep_cmd)
+    app.command("distill-sweep")(distill_sweep_cmd)
