@@ -36,7 +36,7 @@ from clareps.clarid.engine import _Operator, jacobian_mode, top_subspace
 from clareps.clarid.linalg import principal_angles
 from clareps.device import hardware
 from clareps.diffusion.schedule import CosineSchedule
-from clareps.diffusion.taps import run_to_tap
+from clareps.taps import run_to_tap
 from clareps.diffusion.unet import UNet, UNetConfig, jvp_friendly
 from clareps.errors import ClarepsError
 

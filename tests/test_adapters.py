@@ -19,7 +19,7 @@ from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.adapters.loading import load_teacher_any
 from clareps.diffusion.checkpoint import save_teacher
 from clareps.diffusion.sampler import decode, guided_eps
-from clareps.diffusion.taps import run_to_tap
+from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 
 diffusers = pytest.importorskip("diffusers")

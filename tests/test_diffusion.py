@@ -7,7 +7,7 @@ import torch
 
 from clareps.diffusion.sampler import decode, guided_eps, invert, sample
 from clareps.diffusion.schedule import CosineSchedule
-from clareps.diffusion.taps import run_to_tap, tap
+from clareps.taps import run_to_tap, tap
 from clareps.diffusion.unet import UNetConfig
 from clareps.errors import ClarepsError
 

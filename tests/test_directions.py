@@ -12,7 +12,7 @@ from clareps.clarid.directions import (ControlInputs, candidates, dct_basis, don
 from clareps.clarid.engine import jacobian_mode, top_subspace
 from clareps.clarid.linalg import principal_angles
 from clareps.diffusion.schedule import CosineSchedule
-from clareps.diffusion.taps import run_to_tap
+from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 
 KINDS = ("jacobian", "random", "low-frequency", "shuffled", "tail")

@@ -14,7 +14,7 @@ import yaml
 from clareps.clarid.bank_format import Bank, load_bank, save_bank
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.diffusion.taps import tap
+from clareps.taps import tap
 from clareps.distill.methods import carve_validation, select_bank, teacher_targets
 from clareps.classifiers.students import STUDENTS, make_student
 from clareps.distill.trainer import DistillConfig, DistillTrainer

@@ -9,7 +9,7 @@ from torch.func import jacrev
 
 from clareps.clarid.engine import _Operator, jacobian_mode, top_subspace, top_subspace_fn
 from clareps.clarid.linalg import principal_angles
-from clareps.diffusion.taps import run_to_tap
+from clareps.taps import run_to_tap
 from clareps.diffusion.unet import GroupNorm, jvp_friendly
 from clareps.errors import ClarepsError
 

@@ -156,11 +156,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a safetensors file and its metadata, checking that they belong together.
-
-    Files written by `save_tensors` carry their metadata; older ones are paired with their sidecar
-    through the file hash it records.
-    """
+    """Load a safetensors file written by `save_tensors` and its metadata, checking that they belong together."""
     path = Path(path)
     if not path.exists():
         raise ClarepsError(f"missing checkpoint: {path}")
@@ -171,15 +167,9 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         meta = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else None
     except (SafetensorError, OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
-    file_hash = hash_file(path)
-    if meta is not None:
-        if meta.get("tensors_digest") != tensors_digest(tensors):
-            raise ClarepsError(f"corrupt checkpoint {path}: its tensors do not match the digest written with them")
-        return tensors, dict(meta, tensors_sha256=file_hash)
-    side = sidecar_path(path)
-    if not side.exists():
-        raise ClarepsError(f"checkpoint {path} has no sidecar {side.name} (incomplete write?)")
-    meta = read_json(side)
-    if meta.get("tensors_sha256") not in (None, file_hash):
-        raise ClarepsError(f"corrupt checkpoint {path}: its hash does not match {side.name}")
-    return tensors, meta
+    if meta is None:
+        raise ClarepsError(f"{path} carries no clareps metadata: not written by clareps, or by a version "
+                           "before 0.1 kept it inside the file; rebuild it")
+    if meta.get("tensors_digest") != tensors_digest(tensors):
+        raise ClarepsError(f"corrupt checkpoint {path}: its tensors do not match the digest written with them")
+    return tensors, dict(meta, tensors_sha256=hash_file(path))

@@ -5,7 +5,7 @@ A teacher is an ``nn.Module`` with
 - ``forward(x, t, y) -> eps``: x (B, C, H, W) in the space diffusion runs in, t (B,) integer
   timesteps of its schedule, y (B,) class labels where ``null_class`` is the unconditional one;
 - ``null_class`` and ``cfg.in_channels``, ``cfg.image_size``, ``cfg.num_classes``;
-- feature taps by module path (forward hooks, see ``clareps.diffusion.taps``);
+- feature taps by module path (forward hooks, see ``clareps.taps``);
 - optionally ``encode(pixels) -> latents`` and ``decode(latents) -> pixels``, pixels in [-1, 1],
   when diffusion runs in a VAE's latent space; without them the two spaces are the same.
 

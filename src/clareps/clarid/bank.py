@@ -25,7 +25,7 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import hardware, resolve_precision
 from clareps.adapters.loading import load_teacher_any
-from clareps.diffusion.taps import run_to_tap
+from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 from clareps.io import hash_obj, load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher

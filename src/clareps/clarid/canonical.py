@@ -19,7 +19,7 @@ from clareps.config import StrictModel
 from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
 from clareps.diffusion.schedule import CosineSchedule
-from clareps.diffusion.taps import DEFAULT_TAP, run_to_tap
+from clareps.taps import DEFAULT_TAP, run_to_tap
 
 
 class ClaridConfig(StrictModel):
@@ -100,5 +100,3 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
             "record": record, "seconds": seconds}
 
-
-SourceKind = Literal["random", "matched"]

@@ -61,7 +61,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
 from clareps.clarid.linalg import orthonormal_complement_rows, orthonormal_rows, ritz
-from clareps.diffusion.taps import DEFAULT_TAP, get_module, run_to_tap
+from clareps.taps import DEFAULT_TAP, get_module, run_to_tap
 from clareps.errors import ClarepsError
 
 FeatureFn = Callable[..., torch.Tensor]

@@ -147,7 +147,6 @@ def spatial_path(model: nn.Module) -> str:
 
 
 STUDENTS = {"small-cnn": SmallCNN, "resnet18": ResNet18, "wrn-28-2": WideResNet}
-DEFAULT_STUDENT = "small-cnn"
 
 
 def make_student(name: str, num_classes: int, **kwargs) -> nn.Module:

@@ -35,9 +35,7 @@ def _judge(check: dict) -> str:
 
 def _devices(info: dict) -> str:
     """Where the training time went: per device when recorded, else the last device alone."""
-    from clareps.diffusion.train import time_by_device
-
-    by_device = time_by_device(info) or {"?": {"seconds": info.get("wall_seconds", 0.0)}}
+    by_device = info.get("by_device") or {"?": {"seconds": info.get("wall_seconds", 0.0)}}
     parts = [f"{_fmt(v['seconds'] / 60, 1)} min" + (f" ({v['steps']} steps" if "steps" in v else "")
              + (f", {v['precision']}" if "precision" in v else "") + (")" if "steps" in v else "")
              + f" on {name}" for name, v in by_device.items()]

@@ -57,15 +57,6 @@ def config_hash(cfg: TeacherConfig) -> str:
     return hash_obj({k: v for k, v in plain.items() if k not in RUN_CONTROL_KEYS})
 
 
-def time_by_device(info: dict) -> dict:
-    """train_info's seconds (and steps) per device; a run dir from before per-device accounting
-    had all of its totals on its one recorded device."""
-    if info.get("by_device") or "device" not in info:
-        return info.get("by_device") or {}
-    legacy = {"seconds": info.get("wall_seconds", 0.0)}
-    return {info["device"]: legacy | ({"steps": info["steps"]} if "steps" in info else {})}
-
-
 class TeacherTrainer:
     def __init__(self, cfg: TeacherConfig, data: ImageSet, run_dir: str | Path,
                  data_fingerprint: str = "", quiet: bool = False):
@@ -231,12 +222,11 @@ class TeacherTrainer:
         info = read_json(path) if path.exists() else {"wall_seconds": 0.0}
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
             f"CPU ({cpu_model()}, {cpu_capability()}, {os.cpu_count()} cores)"
-        by_device = time_by_device(info)
+        by_device = info.setdefault("by_device", {})
         entry = by_device.setdefault(name, {"seconds": 0.0, "steps": 0})
         entry["seconds"] += seconds
         entry["steps"] = entry.get("steps", 0) + steps
         entry["precision"] = self.precision
-        info["by_device"] = by_device
         command = " ".join(["clareps"] + sys.argv[1:])
         commands = info.get("commands") or ([info["command"]] if "command" in info else [])
         info["commands"] = commands if commands[-1:] == [command] else commands + [command]

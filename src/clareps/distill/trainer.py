@@ -23,7 +23,7 @@ from clareps.clarid.bank_format import load_bank
 from clareps.config import StrictModel, to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import Precision, autocast, resolve_precision
-from clareps.diffusion.taps import get_module, tap
+from clareps.taps import get_module, tap
 from clareps.distill import losses
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)

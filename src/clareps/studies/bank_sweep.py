@@ -79,7 +79,7 @@ def _settings(base: BankConfig, t_e: float, w: float, tap: str, label: str, ks: 
 def _check_taps(base: BankConfig, taps: list[str]) -> None:
     """A wrong tap is refused before any bank is built."""
     from clareps.adapters.loading import load_teacher_any
-    from clareps.diffusion.taps import get_module
+    from clareps.taps import get_module
 
     model = load_teacher_any(resolved(base).teacher, "cpu", base.teacher_classes)[0]
     for tap in taps:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -56,12 +56,3 @@ def run_to_tap(model: nn.Module, path: str, *args, **kwargs) -> torch.Tensor:
     if "out" not in store:
         raise ClarepsError(f"tap '{path}' did not fire during the forward pass")
     return store["out"]
-
-
-def feature_fn(model: nn.Module, path: str, t: torch.Tensor, y: torch.Tensor) -> Callable:
-    """``f(x) = h_path(x, t, y)`` flattened per item: the map whose Jacobian CLARID studies."""
-
-    def f(x: torch.Tensor) -> torch.Tensor:
-        return run_to_tap(model, path, x, t, y).flatten(1)
-
-    return f
