@@ -29,16 +29,16 @@ def _register() -> None:
     from clareps.demo import demo
     from clareps.diffusion.cli import register as register_teacher
     from clareps.distill.cli import register as register_distill
-    from clareps.evaluate.cli import register as register_evaluate
-    from clareps.evaluate.eval_cli import register as register_eval_suite
+    from clareps.evaluate.teacher_cli import register as register_teacher_check
+    from clareps.evaluate.student_cli import register as register_student_eval
     from clareps.report.cli import register as register_report
     from clareps.studies.cli import register as register_studies
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
     register_teacher(app)
-    register_evaluate(app)
-    register_eval_suite(app)
+    register_teacher_check(app)
+    register_student_eval(app)
     register_distill(app)
     register_report(app)
     register_studies(app, bank_app)

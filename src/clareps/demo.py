@@ -296,7 +296,7 @@ class Pipeline:
 
     def bank_stage(self, kind: str) -> None:
         from clareps.clarid.bank import build_bank, resolved
-        from clareps.clarid.report import measure_bank
+        from clareps.clarid.bank_views import measure_bank
 
         folder = self.run.bank(kind)
         with self.stage(f"bank/{kind}") as info:

@@ -26,7 +26,7 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Build (or resume, or reuse) a canonical bank and measure it."""
     from clareps.clarid.bank import BankConfig, build_bank, resolved
-    from clareps.clarid.report import measure_bank
+    from clareps.clarid.bank_views import measure_bank
     from clareps.distributed import context
     from clareps.errors import interrupt_note
     from clareps.io import check_writable
@@ -55,7 +55,7 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
              per_class: int = typer.Option(4, "--per-class")) -> None:
     """Per class: originals | control | canonical samples, and the singular value spectra."""
     from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.report import comparison_grid, spectra_plot
+    from clareps.clarid.bank_views import comparison_grid, spectra_plot
     from clareps.config import build_config
     from clareps.data.spec import DataSpec, load_data
     from clareps.io import check_writable

@@ -11,7 +11,7 @@ from typing import Callable
 
 from clareps.io import write_text
 from clareps.report import sections as S
-from clareps.report import teacher_sections as T
+from clareps.report import upstream_sections as T
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc
 

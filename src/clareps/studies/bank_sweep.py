@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 
 from clareps.clarid.bank import BankBuilder, BankConfig, build_bank, resolved
-from clareps.clarid.report import comparison_grid, measure_bank
+from clareps.clarid.bank_views import comparison_grid, measure_bank
 from clareps.config import build_config, to_plain
 from clareps.data.spec import load_data
 from clareps.errors import ClarepsError

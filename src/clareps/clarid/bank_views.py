@@ -1,4 +1,5 @@
-"""Metrics and figures of built banks: written beside each bank by the CLI."""
+"""What a built bank looks like: its metrics (metrics.json) and figures, written beside it by
+``bank build | show | sweep``."""
 
 from __future__ import annotations
 
