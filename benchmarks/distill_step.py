@@ -24,7 +24,8 @@ import torch
 from clareps.clarid.bank_format import Bank, save_bank
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
-from clareps.distill.trainer import DistillConfig, DistillTrainer
+from clareps.distill.config import DistillConfig
+from clareps.distill.trainer import DistillTrainer
 from clareps.device import hardware
 from clareps.paths import preset
 

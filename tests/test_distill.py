@@ -17,7 +17,8 @@ from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.taps import tap
 from clareps.distill.methods import carve_validation, select_bank, teacher_targets
 from clareps.classifiers.students import STUDENTS, make_student
-from clareps.distill.trainer import DistillConfig, DistillTrainer
+from clareps.distill.config import DistillConfig
+from clareps.distill.trainer import DistillTrainer
 from clareps.errors import ClarepsError
 from clareps.classifiers.shape_judge import load_judge
 

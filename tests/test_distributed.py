@@ -22,7 +22,8 @@ from clareps.clarid.bank import BankConfig, build_bank
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
 from clareps.diffusion.train import TeacherConfig, TeacherTrainer
-from clareps.distill.trainer import DistillConfig, DistillTrainer
+from clareps.distill.config import DistillConfig
+from clareps.distill.trainer import DistillTrainer
 from clareps.errors import ClarepsError
 from clareps.io import read_jsonl
 from conftest import TINY_UNET

@@ -162,7 +162,8 @@ def test_uniform_saliency_share_equals_the_mask_area(tiny_data_cache):
 @pytest.fixture(scope="module")
 def trained_student(tmp_path_factory, tiny_data_cache):
     """A width-4 small CNN trained briefly (ce) on the tiny benchmark: a real run directory."""
-    from clareps.distill.trainer import DistillConfig, DistillTrainer
+    from clareps.distill.config import DistillConfig
+    from clareps.distill.trainer import DistillTrainer
 
     run = tmp_path_factory.mktemp("ce-s0")
     cfg = build_config(DistillConfig, {

@@ -71,7 +71,8 @@ def test_the_readme_walk_runs_as_written(own_files, run_cli):
 
 def test_evaluates_npz_advice_works_as_written(own_files, tmp_path, run_cli):
     from clareps.config import build_config
-    from clareps.distill.trainer import DistillConfig, DistillTrainer
+    from clareps.distill.config import DistillConfig
+    from clareps.distill.trainer import DistillTrainer
 
     student = tmp_path / "ce-s0"
     cfg = build_config(DistillConfig, {"method": "ce", "data": {"kind": "npz", "path": str(own_files / "train.npz")},

@@ -22,7 +22,7 @@ from clareps.demo import DemoConfig  # noqa: E402
 from clareps.diffusion.cli import SamplingOptions  # noqa: E402
 from clareps.diffusion.train import TeacherConfig  # noqa: E402
 from clareps.distill.methods import KDTeacherConfig  # noqa: E402
-from clareps.distill.trainer import DistillConfig  # noqa: E402
+from clareps.distill.config import DistillConfig  # noqa: E402
 from clareps.errors import ClarepsError  # noqa: E402
 from clareps.classifiers.shape_judge import JudgeConfig  # noqa: E402
 from clareps.evaluate.suite import EvalConfig  # noqa: E402

@@ -12,7 +12,7 @@ from test_distill import _fp, data, make_bank, npz, trainer  # noqa: F401  (tiny
 from clareps.clarid.bank_format import load_bank, save_bank
 from clareps.config import build_config
 from clareps.distill.terms import StepTensors, WeightedTerm, formula, terms_for, total
-from clareps.distill.trainer import KDConfig, LossConfig
+from clareps.distill.config import KDConfig, LossConfig
 from clareps.evaluate.probe import probe
 
 
@@ -87,7 +87,7 @@ def test_unknown_loss_variant_is_a_config_error():
     from clareps.errors import ClarepsError
 
     with pytest.raises(ClarepsError, match="loss.head"):
-        from clareps.distill.trainer import DistillConfig
+        from clareps.distill.config import DistillConfig
         build_config(DistillConfig, {"loss": {"head": "transformer"}})
 
 

@@ -127,7 +127,8 @@ def distill_student(method: str, out: str | Path, bank: str | Path | None = None
                     config: str | Path | None = None, quiet: bool = True, **settings: Any) -> Path:
     """``clareps distill``: train a student by ``method`` (ce, feat-real, control, kd, cadistill) into ``out``;
     returns the student file. ``settings``: keys of the distill preset (epochs=, ``**{"student.width": 16}``)."""
-    from clareps.distill.trainer import DistillConfig, DistillTrainer
+    from clareps.distill.config import DistillConfig
+    from clareps.distill.trainer import DistillTrainer
     from clareps.errors import ClarepsError
     from clareps.paths import resolve_preset
 

@@ -89,7 +89,7 @@ class Pipeline:
     ``__init__``, before any work: a typo fails at once, not twenty minutes in."""
 
     def __init__(self, cfg: DemoConfig, root: str | Path, mode: str, quiet: bool = False):
-        from clareps.distill.trainer import DistillConfig
+        from clareps.distill.config import DistillConfig
         from clareps.evaluate.suite import load_eval_config
 
         self.cfg, self.mode, self.quiet = cfg, mode, quiet
@@ -138,7 +138,7 @@ class Pipeline:
 
     def distill_config(self, method: str, seed: int):
         from clareps.adapters.loading import teacher_fingerprint
-        from clareps.distill.trainer import DistillConfig
+        from clareps.distill.config import DistillConfig
 
         data = merged(self.distill_base, {"method": method, "seed": seed})
         if method in METHOD_BANK:

@@ -18,7 +18,7 @@ def _preset_path(config: Optional[str]) -> Path:
 
 def _load(config: Optional[str], overrides: list[str]):
     from clareps.config import load_config
-    from clareps.distill.trainer import DistillConfig
+    from clareps.distill.config import DistillConfig
 
     return load_config(DistillConfig, _preset_path(config), overrides)
 

@@ -11,20 +11,19 @@ import inspect
 import math
 import time
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 import yaml
-from pydantic import Field
 
 from clareps import distributed
 from clareps.clarid.bank_format import load_bank
-from clareps.config import StrictModel, to_plain
+from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import Precision, autocast, resolve_precision
+from clareps.device import autocast, resolve_precision
 from clareps.taps import get_module, tap
 from clareps.distill import losses
+from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
 from clareps.classifiers.checkpoint import save_classifier
@@ -36,86 +35,6 @@ from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_js
                         save_tensors, write_json, write_jsonl, write_text)
 from clareps.progress import progress_bar
 from clareps.state import load_state, optimizer_tensors, restore_optimizer
-
-# How long or where a run goes, and file paths (their content is hashed instead): not in the hash.
-RUN_CONTROL_KEYS = ("stop_at", "ckpt_every", "log_every", "device", "bank", "expect_teacher", "test_splits",
-                    "test_data")
-
-
-class StudentConfig(StrictModel):
-    name: str = "small-cnn"
-    width: int | None = Field(None, ge=1)  # None: the family's default
-    feature_path: str | None = None  # None: the student's own ``feature_path``
-
-
-class LossConfig(StrictModel):
-    lambda_align: float = Field(1.0, ge=0)
-    lambda_cano: float = Field(0.5, ge=0)
-    lambda_dist: float = Field(1.0, ge=0)
-    temperature: float = Field(0.1, gt=0)
-    align: Literal["cosine", "mse"] = "cosine"
-    cka: Literal["biased", "unbiased"] = "biased"
-    proj_hidden: int = Field(256, ge=0)  # 0: a single linear map
-    teacher_pool: Literal["none", "mean"] = "none"
-    teacher_norm: Literal["center", "none"] = "center"
-    head: Literal["mlp", "linear"] = "mlp"  # the projection into the teacher's space (mlp: proj_hidden units)
-    align_on: Literal["pooled", "spatial"] = "pooled"  # spatial: the student's last map, resized, vs the tap's map
-    ce_on_bank: bool = False  # canonical images also enter the cross-entropy, with their classes
-    scale: float = Field(1.0, ge=0)  # a common factor on lambda_align, lambda_cano and lambda_dist
-
-
-class KDConfig(StrictModel):
-    teacher: str | None = None  # a classifier from `clareps train-kd-teacher`
-    alpha: float = Field(0.9, ge=0, le=1)
-    temperature: float = Field(4.0, gt=0)
-    # how `clareps train-kd-teacher` trains it (same data and validation carve-out as the students)
-    teacher_arch: str = "small-cnn"
-    teacher_width: int = Field(64, ge=1)
-    teacher_epochs: int = Field(15, ge=1)
-    teacher_lr: float = Field(2.0e-3, gt=0)
-
-
-class OptimConfig(StrictModel):
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
-
-
-class AugmentConfig(StrictModel):
-    crop_pad: int = Field(2, ge=0)  # random crop after reflect padding by this many pixels; 0: none
-    flip: bool = True
-    bank: bool = False  # augment the bank's images too (their target features stay as they are)
-
-
-class DistillConfig(StrictModel):
-    method: str = "cadistill"
-    seed: int = Field(0, ge=0)
-    data: DataSpec = Field(default_factory=DataSpec)
-    test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
-    test_data: dict[str, str] = Field(default_factory=dict)  # name -> npz test file, scored once, at the end
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    val_seed: int = Field(0, ge=0)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    bank: str | None = None
-    bank_fraction: float | None = Field(None, gt=0, le=1)  # None: the whole bank
-    bank_source: Literal["random", "matched"] | None = None  # None: whichever the bank holds
-    expect_teacher: str | None = None  # the teacher hash the bank must record
-    bank_batch_size: int = Field(16, ge=1)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    kd: KDConfig = Field(default_factory=KDConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    precision: Precision = "auto"
-    ckpt_every: int = Field(0, ge=0)  # steps between checkpoints besides each epoch's end; 0: epoch ends only
-    log_every: int = Field(20, ge=1)
-    stop_at: int | None = Field(None, ge=0)  # stop (resumably) after this many steps
-    device: str = "auto"
-
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
     """Per-image random crop after reflect padding, and horizontal flip."""

@@ -23,7 +23,8 @@ from pathlib import Path
 from clareps.config import load_config
 from clareps.data.spec import load_data
 from clareps.distill.methods import carve_validation
-from clareps.distill.trainer import DistillConfig, DistillTrainer
+from clareps.distill.config import DistillConfig
+from clareps.distill.trainer import DistillTrainer
 from clareps.errors import ClarepsError
 from clareps.classifiers.training import accuracy
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
