@@ -83,7 +83,7 @@ def add_mce(runs: list[dict]) -> str | None:
 
 
 _KINDS = ("clean", "bg", "robust", "corr", "saliency")
-_ROBUST = ("pgd", "cw", "apgd-ce", "autoattack", "worst-fast", "worst")
+_ROBUST = ("pgd", "cw", "apgd-ce", "autoattack", "autoattack-reduced", "worst-fast", "worst")
 
 
 def metric_order(metric: str) -> tuple:

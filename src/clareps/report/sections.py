@@ -13,7 +13,7 @@ from clareps.report import figures
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc, img, minutes, pct, table
 
-ROBUST_ORDER = ("worst", "pgd", "cw", "apgd-ce", "autoattack")
+ROBUST_ORDER = ("worst", "pgd", "cw", "apgd-ce", "autoattack", "autoattack-reduced")
 
 
 def teacher_box(ctx: ReportContext) -> str:
