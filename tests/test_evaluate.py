@@ -404,3 +404,28 @@ def test_custom_autoattack_is_labelled_and_uses_n_classes():
     assert full.attacks[2].n_target_classes == C - 1 and full.attacks[0].steps == 100
     assert attack_params("autoattack", RobustnessConfig(), C)["version"] == "standard"
     assert attack_params("autoattack", cfg, C)["version"] == "reduced"
+
+
+def test_paired_interval_matches_a_hand_computation():
+    from clareps.evaluate.paired import paired_difference, paired_table
+
+    def cell(seeds, values):
+        return {"seeds": seeds, "values": values}
+
+    # differences 0.02, 0.04, 0.00 (seed 3 has no partner): mean 0.02, sd 0.02, t(0.975, 2) = 4.302653
+    a, b = cell([0, 1, 2, 3], [0.52, 0.64, 0.70, 0.9]), cell([0, 1, 2], [0.50, 0.60, 0.70])
+    d = paired_difference(a, b)
+    half = 4.302652729911275 * 0.02 / 3 ** 0.5
+    assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(0.02) and d["std"] == pytest.approx(0.02)
+    assert (d["low"], d["high"]) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    assert d["verdict"] == "no detectable difference"
+    # 0.05, 0.06, 0.07, 0.05, 0.07: mean 0.06, sd 0.01, t(0.975, 4) = 2.776445 -> [0.04758, 0.07242]
+    a, b = cell(list(range(5)), [0.55, 0.66, 0.77, 0.85, 0.97]), cell(list(range(5)), [0.5, 0.6, 0.7, 0.8, 0.9])
+    d = paired_difference(a, b)
+    assert d["low"] == pytest.approx(0.06 - 2.776445105 * 0.01 / 5 ** 0.5) and d["verdict"] == "better"
+    assert paired_difference(a, b, lower_is_better=True)["verdict"] == "worse"
+    assert paired_difference(b, a)["verdict"] == "worse"
+    assert paired_difference(cell([0], [0.6]), cell([0, 1], [0.5, 0.4]))["verdict"] == "too few seeds"
+    table = paired_table({"corr/mce": {"cadistill": a, "ce": b, "control": b}, "clean/x": {"ce": b}}, ("corr/mce",))
+    assert set(table) == {"cadistill-vs-ce", "cadistill-vs-control"} and list(table["cadistill-vs-ce"]) == ["corr/mce"]
+    assert table["cadistill-vs-ce"]["corr/mce"]["verdict"] == "worse"  # a higher mCE is worse
