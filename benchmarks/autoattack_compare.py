@@ -6,7 +6,9 @@
 - ``clareps``: AutoAttack as ``clareps evaluate`` builds it (torchattacks' parts, 100 iterations).
 
 Only clean-correct points are attacked; a point counts as robust when it is classified correctly
-both clean and on the returned example (clipped into the ball first). Prints one JSON line.
+both clean and on the returned example (clipped into the ball first). Prints one JSON line with
+wall and CPU seconds (with one thread and other processes beside it, the CPU time is the closer to
+an idle machine's wall time).
 
     python benchmarks/autoattack_compare.py --student runs/distill/ce-s0 --images 50 --eps 2
 """
@@ -60,7 +62,7 @@ def main() -> None:
         from pyautoattack import AutoAttack
         aa = AutoAttack(model, eps=eps, norm="Linf", version="standard", seed=args.seed, device="cpu")
         aa.verbose = False
-        return aa.run_standard_evaluation(xs, ys, batch_size=250)
+        return aa.run_standard_evaluation(xs, ys, batch_size=250)[0]  # (examples, their predicted labels)
 
     def torchattacks_aa(xs, ys):
         import torchattacks
@@ -74,11 +76,12 @@ def main() -> None:
     out: dict = {"bench": "autoattack_compare", "student": args.student, "eps_255": args.eps, "images": images,
                  "clean_accuracy": float(clean.float().mean()), **cpu_info(), "torch": torch.__version__}
     for name in args.only:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         adv = runs[name](xc, yc).detach()
         ok = torch.zeros(len(x), dtype=torch.bool)
         ok[clean] = robust(model, xc, yc, adv, eps)
         out[name] = {"robust_accuracy": float(ok.float().mean()), "seconds": round(time.perf_counter() - t0, 1),
+                     "cpu_seconds": round(time.process_time() - c0, 1),
                      "robust_points": torch.nonzero(ok).flatten().tolist()}
     print(json.dumps(out))
 

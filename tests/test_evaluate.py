@@ -379,6 +379,13 @@ def test_shipped_preset_modes_and_config_errors(tmp_path):
     fast = load_eval_config(preset("evaluate-default"), "fast", ["robustness.n_images=10"])
     assert fast.robustness.n_images == 10 and len(fast.robustness.budgets_255) == 1
     assert load_eval_config(preset("evaluate-default"), "demo").robustness.aa_attacks == ["apgd-ce", "apgd-t"]
+    std = load_eval_config(preset("evaluate-default"), "standard")  # the study's declared floor (issue 17)
+    r = std.robustness
+    assert std.clean.n_images is None and len(std.clean.variants) == 5
+    assert {1, 2, 4, 8} <= set(r.budgets_255) and r.pgd_steps >= 20 and r.n_images >= 1000
+    assert r.slow_n_images >= 200 and 2 in r.budgets_255 and {"apgd-ce", "apgd-t"} <= set(r.aa_attacks)
+    assert std.corruptions.n_images >= 500 and len(std.corruptions.types) == 15 and len(std.corruptions.severities) == 5
+    assert std.saliency.n_images >= 200
     assert result_name("full") == "eval.json" and result_name("demo") == "eval-demo.json"
     with pytest.raises(ClarepsError, match="no 'nope' section"):
         load_eval_config(preset("evaluate-default"), "nope")
@@ -396,14 +403,30 @@ def test_custom_autoattack_is_labelled_and_uses_n_classes():
 
     from clareps.evaluate.robustness import attack_params, make_attack
 
-    cfg = tiny_attacks(aa_attacks=["apgd-t"])
+    cfg = tiny_attacks(aa_attacks=["apgd-t"], aa_implementation="torchattacks")
     atk = make_attack("autoattack", Constant(), 8 / 255, cfg, n_classes=C, seed=0)
     assert isinstance(atk, torchattacks.APGDT) and atk.n_target_classes == C - 1
-    full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(), n_classes=C, seed=0)
+    full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(aa_implementation="torchattacks"),
+                       n_classes=C, seed=0)
     assert [type(a).__name__ for a in full.attacks] == ["APGD", "APGDT", "FAB", "Square"]
     assert full.attacks[2].n_target_classes == C - 1 and full.attacks[0].steps == 100
     assert attack_params("autoattack", RobustnessConfig(), C)["version"] == "standard"
     assert attack_params("autoattack", cfg, C)["version"] == "reduced"
+
+
+def test_reference_autoattack_gets_the_config_and_n_classes():
+    from clareps.evaluate.attacks import ReferenceAutoAttack, make_attack
+
+    std = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(), n_classes=C, seed=0)
+    assert isinstance(std, ReferenceAutoAttack) and std.aa.version == "standard"
+    assert std.aa.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"] and std.aa.apgd.n_iter == 100
+    assert std.aa.apgd_targeted.n_target_classes == std.aa.fab.n_target_classes == C - 1
+    red = make_attack("autoattack", Constant(), 8 / 255, tiny_attacks(aa_attacks=["apgd-ce", "apgd-t"]), C, 0)
+    assert red.aa.version == "custom" and red.aa.attacks_to_run == ["apgd-ce", "apgd-t"]
+    assert red.aa.apgd.n_iter == red.aa.apgd_targeted.n_iter == 3 and red.aa.apgd.n_restarts == 1
+    x = torch.rand(6, 3, S, S)
+    adv = red(x, Constant()(x).argmax(1))  # a constant model cannot be fooled: the images come back
+    assert torch.equal(adv, x)
 
 
 def test_paired_interval_matches_a_hand_computation():

@@ -2,8 +2,9 @@
 
 PGD is our own (L-inf, random start, Madry et al.'s step): its random start is drawn per point from
 the point's index, so a point meets the same attack whichever other points share its batch, and it
-keeps the first iterate that fools the model (torchattacks' PGD returns the last one). CW, APGD-CE
-and AutoAttack's parts come from torchattacks.
+keeps the first iterate that fools the model (torchattacks' PGD returns the last one). CW and
+APGD-CE come from torchattacks; AutoAttack from the reference implementation (pyautoattack) or
+from torchattacks' parts.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class RobustnessConfig(StrictModel):
         Field(default_factory=lambda: list(AA_STANDARD), min_length=1)  # all four: AutoAttack "standard"
     aa_steps: int = Field(100, ge=1)  # APGD-CE, APGD-T and FAB-T iterations inside AutoAttack
     aa_square_queries: int = Field(5000, ge=1)
+    # reference: pyautoattack (Croce & Hein's code); torchattacks: the same four parts from torchattacks
+    aa_implementation: Literal["reference", "torchattacks"] = "reference"
     batch_size: int = Field(250, ge=1)
 
 
@@ -63,6 +66,33 @@ def _torchattacks():
         raise ClarepsError("torchattacks is not installed: pip install --no-deps torchattacks==3.5.1 "
                            "(without --no-deps it pulls torchvision and replaces torch)") from None
     return torchattacks
+
+
+class ReferenceAutoAttack:
+    """The reference AutoAttack (pyautoattack 0.2): "standard" as published, or the parts, steps
+    and queries of the config (one restart each) as its "custom" version."""
+
+    def __init__(self, model: nn.Module, eps: float, cfg: RobustnessConfig, n_classes: int, seed: int):
+        try:
+            from pyautoattack import AutoAttack
+        except ImportError:
+            raise ClarepsError("pyautoattack is not installed: pip install --no-deps pyautoattack==0.2 "
+                               "(or set robustness.aa_implementation=torchattacks)") from None
+        device = next(model.parameters()).device
+        standard = aa_is_standard(cfg)
+        aa = AutoAttack(model, eps=eps, norm="Linf", seed=seed, device=device,
+                        version="standard" if standard else "custom",
+                        attacks=None if standard else list(cfg.aa_attacks))
+        aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = min(9, n_classes - 1)
+        if not standard:
+            aa.apgd.n_iter = aa.apgd_targeted.n_iter = aa.fab.n_iter = cfg.aa_steps
+            aa.apgd.n_restarts = aa.apgd_targeted.n_restarts = aa.fab.n_restarts = 1
+            aa.square.n_queries = cfg.aa_square_queries
+        aa.verbose = False
+        self.aa, self.batch_size = aa, cfg.batch_size
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.aa.run_standard_evaluation(x, y, batch_size=self.batch_size)[0]
 
 
 def uniform_start(seed: int, point_ids: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -107,6 +137,8 @@ def make_attack(name: str, model: nn.Module, eps: float, cfg: RobustnessConfig, 
         return ta.CW(model, c=cfg.cw_c, kappa=0, steps=cfg.cw_steps, lr=cfg.cw_lr)
     if name == "apgd-ce":
         return ta.APGD(model, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed, loss="ce")
+    if name == "autoattack" and cfg.aa_implementation == "reference":
+        return ReferenceAutoAttack(model, eps, cfg, n_classes, seed)
     if name == "autoattack":
         # AutoAttack "standard", built from torchattacks' parts so that the iteration counts are
         # the reference's (torchattacks.AutoAttack keeps their defaults of 10); n_classes sets the
@@ -135,7 +167,8 @@ def attack_params(name: str, cfg: RobustnessConfig, n_classes: int) -> dict:
         return {"norm": "Linf", "steps": cfg.apgd_steps, "restarts": 1, "loss": "ce"}
     return {"norm": "Linf", "version": "standard" if aa_is_standard(cfg) else "reduced",
             "attacks": list(cfg.aa_attacks), "steps": cfg.aa_steps, "square_queries": cfg.aa_square_queries,
-            "n_classes": n_classes}
+            "n_classes": n_classes, "implementation": "pyautoattack 0.2" if cfg.aa_implementation == "reference"
+            else "torchattacks 3.5.1 parts"}
 
 
 def attack_points(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, eps: float,
