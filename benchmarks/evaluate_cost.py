@@ -69,6 +69,7 @@ def main() -> None:
         runs[schedule] = {"seconds": round(time.perf_counter() - t0, 1),
                           "cpu_seconds": round(time.process_time() - c0, 1),
                           "attack_seconds": {k: a["seconds"] for k, a in out["attacks"].items()},
+                          "attack_cpu_seconds": {k: a["cpu_seconds"] for k, a in out["attacks"].items()},
                           "attacked": {k: a["attacked"] for k, a in out["attacks"].items() if "attacked" in a},
                           "worst_case": out["worst_case"]["accuracy"],
                           "worst_case_fast": out.get("worst_case_fast", {}).get("accuracy"),
