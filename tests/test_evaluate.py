@@ -417,11 +417,12 @@ def test_custom_autoattack_is_labelled_and_uses_n_classes():
 def test_reference_autoattack_gets_the_config_and_n_classes():
     from clareps.evaluate.attacks import ReferenceAutoAttack, make_attack
 
-    std = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(), n_classes=C, seed=0)
+    std = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(aa_implementation="reference"), C, 0)
     assert isinstance(std, ReferenceAutoAttack) and std.aa.version == "standard"
     assert std.aa.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"] and std.aa.apgd.n_iter == 100
     assert std.aa.apgd_targeted.n_target_classes == std.aa.fab.n_target_classes == C - 1
-    red = make_attack("autoattack", Constant(), 8 / 255, tiny_attacks(aa_attacks=["apgd-ce", "apgd-t"]), C, 0)
+    red = make_attack("autoattack", Constant(), 8 / 255,
+                      tiny_attacks(aa_attacks=["apgd-ce", "apgd-t"], aa_implementation="reference"), C, 0)
     assert red.aa.version == "custom" and red.aa.attacks_to_run == ["apgd-ce", "apgd-t"]
     assert red.aa.apgd.n_iter == red.aa.apgd_targeted.n_iter == 3 and red.aa.apgd.n_restarts == 1
     x = torch.rand(6, 3, S, S)

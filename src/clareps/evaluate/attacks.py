@@ -44,8 +44,9 @@ class RobustnessConfig(StrictModel):
         Field(default_factory=lambda: list(AA_STANDARD), min_length=1)  # all four: AutoAttack "standard"
     aa_steps: int = Field(100, ge=1)  # APGD-CE, APGD-T and FAB-T iterations inside AutoAttack
     aa_square_queries: int = Field(5000, ge=1)
-    # reference: pyautoattack (Croce & Hein's code); torchattacks: the same four parts from torchattacks
-    aa_implementation: Literal["reference", "torchattacks"] = "reference"
+    # torchattacks: the four parts from torchattacks; reference: pyautoattack (Croce & Hein's code).
+    # Which is faster and stronger here is measured by benchmarks/autoattack_compare.py (issue 17).
+    aa_implementation: Literal["reference", "torchattacks"] = "torchattacks"
     batch_size: int = Field(250, ge=1)
 
 
