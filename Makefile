@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0          # the CPU wheel on local disk; first, so nothing pulls a CUDA build
 	$(PY) -m pip install -q --no-deps animal-mnist==0.4  # it declares tensorflow, which we do not need
-	$(PY) -m pip install -q --no-deps torchattacks==3.5.1 imagecorruptions-imaug==1.1.5  # they declare torchvision / opencv-python; their real deps (scipy, numba, opencv-python-headless) are in pyproject
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1 imagecorruptions-imaug==1.1.5 pyautoattack==0.2  # they declare torchvision / opencv-python; their real deps (scipy, numba, opencv-python-headless) are in pyproject; pyautoattack (the reference AutoAttack) needs only torch
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

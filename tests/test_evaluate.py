@@ -200,11 +200,12 @@ def test_worst_case_is_at_most_each_attack(trained_student, tiny_data_cache):
     worst = rob["worst_case"]["accuracy"]
     for att in rob["attacks"].values():
         assert all(w <= a for w, a in zip(worst, att["accuracy"]))
-    assert set(rob["attacks"]) == {"pgd", "cw", "apgd-ce", "autoattack"}
-    assert rob["attacks"]["autoattack"]["params"]["n_classes"] == 10
+    assert set(rob["attacks"]) == {"pgd", "cw", "apgd-ce", "autoattack-reduced"}  # 3 steps: not "standard"
+    assert rob["attacks"]["autoattack-reduced"]["params"]["n_classes"] == 10
 
 
 def test_examples_outside_the_ball_are_clipped_and_counted(monkeypatch):
+    import clareps.evaluate.attacks as attacks
     import clareps.evaluate.robustness as rob
 
     sets, _ = synthetic_variants()
@@ -213,9 +214,9 @@ def test_examples_outside_the_ball_are_clipped_and_counted(monkeypatch):
     clean = (model(d.images).argmax(1) == d.labels).float().mean().item()
 
     def cheat(name, model, eps, cfg, n_classes, seed):  # pushes every pixel far outside the ball
-        return lambda x, y: torch.where(torch.arange(len(x))[:, None, None, None] == 0, float("nan"), x + 0.5)
+        return lambda x, y, *start: torch.where(torch.arange(len(x))[:, None, None, None] == 0, float("nan"), x + 0.5)
 
-    monkeypatch.setattr(rob, "make_attack", cheat)
+    monkeypatch.setattr(attacks, "make_attack", cheat)
     out = rob.evaluate_robustness(model, d.images, d.labels, C, tiny_attacks(("pgd",), (1,)))
     pgd = out["attacks"]["pgd"]
     assert pgd["max_linf_excess_clipped"] == pytest.approx(0.5 - 1 / 255, abs=1e-6)
@@ -379,6 +380,13 @@ def test_shipped_preset_modes_and_config_errors(tmp_path):
     fast = load_eval_config(preset("evaluate-default"), "fast", ["robustness.n_images=10"])
     assert fast.robustness.n_images == 10 and len(fast.robustness.budgets_255) == 1
     assert load_eval_config(preset("evaluate-default"), "demo").robustness.aa_attacks == ["apgd-ce", "apgd-t"]
+    std = load_eval_config(preset("evaluate-default"), "standard")  # the study's declared floor (issue 17)
+    r = std.robustness
+    assert std.clean.n_images is None and len(std.clean.variants) == 5
+    assert {1, 2, 4, 8} <= set(r.budgets_255) and r.pgd_steps >= 20 and r.n_images >= 1000
+    assert r.slow_n_images >= 200 and 2 in r.budgets_255 and {"apgd-ce", "apgd-t"} <= set(r.aa_attacks)
+    assert std.corruptions.n_images >= 500 and len(std.corruptions.types) == 15 and len(std.corruptions.severities) == 5
+    assert std.saliency.n_images >= 200
     assert result_name("full") == "eval.json" and result_name("demo") == "eval-demo.json"
     with pytest.raises(ClarepsError, match="no 'nope' section"):
         load_eval_config(preset("evaluate-default"), "nope")
@@ -396,11 +404,53 @@ def test_custom_autoattack_is_labelled_and_uses_n_classes():
 
     from clareps.evaluate.robustness import attack_params, make_attack
 
-    cfg = tiny_attacks(aa_attacks=["apgd-t"])
+    cfg = tiny_attacks(aa_attacks=["apgd-t"], aa_implementation="torchattacks")
     atk = make_attack("autoattack", Constant(), 8 / 255, cfg, n_classes=C, seed=0)
     assert isinstance(atk, torchattacks.APGDT) and atk.n_target_classes == C - 1
-    full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(), n_classes=C, seed=0)
+    full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(aa_implementation="torchattacks"),
+                       n_classes=C, seed=0)
     assert [type(a).__name__ for a in full.attacks] == ["APGD", "APGDT", "FAB", "Square"]
     assert full.attacks[2].n_target_classes == C - 1 and full.attacks[0].steps == 100
     assert attack_params("autoattack", RobustnessConfig(), C)["version"] == "standard"
-    assert attack_params("autoattack", cfg, C)["version"] == "custom"
+    assert attack_params("autoattack", cfg, C)["version"] == "reduced"
+
+
+def test_reference_autoattack_gets_the_config_and_n_classes():
+    from clareps.evaluate.attacks import ReferenceAutoAttack, make_attack
+
+    std = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(aa_implementation="reference"), C, 0)
+    assert isinstance(std, ReferenceAutoAttack) and std.aa.version == "standard"
+    assert std.aa.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"] and std.aa.apgd.n_iter == 100
+    assert std.aa.apgd_targeted.n_target_classes == std.aa.fab.n_target_classes == C - 1
+    red = make_attack("autoattack", Constant(), 8 / 255,
+                      tiny_attacks(aa_attacks=["apgd-ce", "apgd-t"], aa_implementation="reference"), C, 0)
+    assert red.aa.version == "custom" and red.aa.attacks_to_run == ["apgd-ce", "apgd-t"]
+    assert red.aa.apgd.n_iter == red.aa.apgd_targeted.n_iter == 3 and red.aa.apgd.n_restarts == 1
+    x = torch.rand(6, 3, S, S)
+    adv = red(x, Constant()(x).argmax(1))  # a constant model cannot be fooled: the images come back
+    assert torch.equal(adv, x)
+
+
+def test_paired_interval_matches_a_hand_computation():
+    from clareps.evaluate.paired import paired_difference, paired_table
+
+    def cell(seeds, values):
+        return {"seeds": seeds, "values": values}
+
+    # differences 0.02, 0.04, 0.00 (seed 3 has no partner): mean 0.02, sd 0.02, t(0.975, 2) = 4.302653
+    a, b = cell([0, 1, 2, 3], [0.52, 0.64, 0.70, 0.9]), cell([0, 1, 2], [0.50, 0.60, 0.70])
+    d = paired_difference(a, b)
+    half = 4.302652729911275 * 0.02 / 3 ** 0.5
+    assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(0.02) and d["std"] == pytest.approx(0.02)
+    assert (d["low"], d["high"]) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    assert d["verdict"] == "no detectable difference"
+    # 0.05, 0.06, 0.07, 0.05, 0.07: mean 0.06, sd 0.01, t(0.975, 4) = 2.776445 -> [0.04758, 0.07242]
+    a, b = cell(list(range(5)), [0.55, 0.66, 0.77, 0.85, 0.97]), cell(list(range(5)), [0.5, 0.6, 0.7, 0.8, 0.9])
+    d = paired_difference(a, b)
+    assert d["low"] == pytest.approx(0.06 - 2.776445105 * 0.01 / 5 ** 0.5) and d["verdict"] == "better"
+    assert paired_difference(a, b, lower_is_better=True)["verdict"] == "worse"
+    assert paired_difference(b, a)["verdict"] == "worse"
+    assert paired_difference(cell([0], [0.6]), cell([0, 1], [0.5, 0.4]))["verdict"] == "too few seeds"
+    table = paired_table({"corr/mce": {"cadistill": a, "ce": b, "control": b}, "clean/x": {"ce": b}}, ("corr/mce",))
+    assert set(table) == {"cadistill-vs-ce", "cadistill-vs-control"} and list(table["cadistill-vs-ce"]) == ["corr/mce"]
+    assert table["cadistill-vs-ce"]["corr/mce"]["verdict"] == "worse"  # a higher mCE is worse

@@ -64,7 +64,7 @@ def test_results_table_shows_the_aggregated_numbers(tiny_run):
         for cell, method in zip(cells, agg["methods"]):
             s = agg["metrics"][metric][method]
             assert cell == f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}", (metric, method)
-    assert "CaDistill against the best baseline" in table
+    assert "CaDistill against ce" in table and "paired by seed" in table
     # the overlays show the same test images for every method: one row per method below the images
     assert "ce" in section(html, "saliency") and "cadistill" in section(html, "saliency")
 

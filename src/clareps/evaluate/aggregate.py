@@ -3,7 +3,9 @@
 The input is one evaluation results file per student (``clareps evaluate``). mCE needs the ``ce``
 students: each run is compared with the ``ce`` run of the same training seed, or, when there is
 none, with the ``ce`` runs' mean accuracies. The std is the sample std (ddof = 1) over seeds;
-with one seed it is left empty rather than shown as 0.
+with one seed it is left empty rather than shown as 0. CaDistill against ``ce`` and against
+``control`` is also compared seed by seed (paired.py): the mean difference, its 95 % t-interval and
+the verdict that interval gives.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from clareps.errors import ClarepsError
 from clareps.evaluate.background import VARIANTS
 from clareps.evaluate.corruptions import COMMON, mce
+from clareps.evaluate.paired import CONFIDENCE, interval_text, paired_table
 from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
@@ -83,7 +86,7 @@ def add_mce(runs: list[dict]) -> str | None:
 
 
 _KINDS = ("clean", "bg", "robust", "corr", "saliency")
-_ROBUST = ("pgd", "cw", "apgd-ce", "autoattack", "worst-fast", "worst")
+_ROBUST = ("pgd", "cw", "apgd-ce", "autoattack", "autoattack-reduced", "worst-fast", "worst")
 
 
 def metric_order(metric: str) -> tuple:
@@ -125,6 +128,7 @@ def aggregate(runs: list[dict]) -> dict:
         table[metric] = row
     first = runs[0]
     return {"methods": methods, "metrics": table, "mce_reference": mce_ref,
+            "paired": paired_table(table, LOWER_IS_BETTER),
             "fg_area": (first.get("saliency") or {}).get("fg_area"),
             "eval": {"mode": first["mode"], "config_hash": first["config_hash"], "eval_seed": first["eval_seed"]},
             "images": _images(first), "runs": [{"file": r["file"], "method": r.get("method"),
@@ -191,7 +195,27 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
                      "that an attribution spread evenly would put on it.")
     if agg.get("mce_reference"):
         notes.append(f"mCE relative to {agg['mce_reference']}.")
-    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n" + _paired_markdown(agg, all_rows)
+
+
+def _paired_markdown(agg: dict, all_rows: bool) -> str:
+    paired = agg.get("paired") or {}
+    if not paired:
+        return ""
+    names = list(paired)
+    lines = ["", "| metric (points) | " + " | ".join(f"{n.replace('-vs-', ' − ')}, {int(100 * CONFIDENCE)} % CI | verdict"
+                                                  for n in names) + " |",
+             "|---|" + "---:|---|" * len(names)]
+    metrics = [m for m in agg["metrics"] if any(m in paired[n] for n in names) and (all_rows or headline(m))]
+    for metric in metrics:
+        cells = []
+        for n in names:
+            d = paired[n].get(metric)
+            cells += [interval_text(d), d["verdict"]] if d else ["–", "–"]
+        lines.append(f"| {label(metric)} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nPaired by training seed: the mean of the per-seed differences (same seed, same "
+            "data order) with its 95 % Student-t interval; the verdict reads the interval only (better / worse "
+            "when it excludes 0, in the metric's good direction).\n")
 
 
 def _describe(block: str, images: dict) -> str:

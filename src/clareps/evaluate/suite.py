@@ -150,6 +150,8 @@ def summarize(results: dict) -> dict[str, float]:
     rob = results.get("robustness")
     if rob:
         for name, a in rob["attacks"].items():
+            if a.get("over", [name]) != [name]:
+                continue  # a cascade's later attack: its accuracy is a worst case over it and the ones before
             s.update({f"robust/{name}@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], a["accuracy"])})
         s.update({f"robust/worst@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], rob["worst_case"]["accuracy"])})
         if "worst_case_fast" in rob:

@@ -1,0 +1,66 @@
+"""Paired comparison of two methods over seeds: the difference per seed and its 95 % t-interval.
+
+Runs of the same training seed share their data order and initialisation, so the per-seed
+difference removes what the seed does to both; its mean has a Student-t interval with n - 1
+degrees of freedom. The verdict reads the interval only: "better" or "worse" when it excludes 0
+(in the metric's good direction), "no detectable difference" when it holds 0, and "too few seeds"
+below 2 pairs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict | None:
+    """``a`` minus ``b`` per shared seed, from two cells of an aggregate table (their "seeds" and
+    "values"); None when they share no seed."""
+    vb = dict(zip(b["seeds"], b["values"]))
+    pairs = [(s, v - vb[s]) for s, v in zip(a["seeds"], a["values"]) if s is not None and s in vb]
+    if not pairs:
+        return None
+    d = [x for _, x in pairs]
+    n = len(d)
+    mean = sum(d) / n
+    out = {"seeds": [s for s, _ in pairs], "differences": d, "n": n, "mean": mean,
+           "std": None, "t": None, "low": None, "high": None, "verdict": "too few seeds"}
+    if n < 2:
+        return out
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+    half = t * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if low > 0 or high < 0:
+        good = (high < 0) if lower_is_better else (low > 0)
+        verdict = "better" if good else "worse"
+    else:
+        verdict = "no detectable difference"
+    return dict(out, std=sd, t=t, low=low, high=high, verdict=verdict)
+
+
+def paired_table(metrics: dict, lower_is_better: tuple[str, ...], method: str = "cadistill",
+                 baselines: tuple[str, ...] = ("ce", "control")) -> dict:
+    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each baseline present."""
+    out: dict = {}
+    for base in baselines:
+        rows = {}
+        for metric, row in metrics.items():
+            if method in row and base in row:
+                diff = paired_difference(row[method], row[base], metric in lower_is_better)
+                if diff is not None:
+                    rows[metric] = diff
+        if rows:
+            out[f"{method}-vs-{base}"] = rows
+    return out
+
+
+def interval_text(d: dict) -> str:
+    """'+1.2 [-0.3, +2.7]' in points of %, or '+1.2 (n = 1)' without an interval."""
+    mean = f"{100 * d['mean']:+.1f}"
+    if d["low"] is None:
+        return f"{mean} (n = {d['n']})"
+    return f"{mean} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"

@@ -1,0 +1,134 @@
+"""The attack cascade: never a weaker worst case than every attack on every point at every budget;
+its carry-over, our PGD against torchattacks', and the naming of a reduced AutoAttack."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import clareps.evaluate.attacks as attacks
+from clareps.evaluate.attacks import LinfPGD, RobustnessConfig, attack_key, uniform_start
+from clareps.evaluate.robustness import evaluate_robustness
+from clareps.evaluate.suite import summarize
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(6 * 8 * 8, 10)).eval().requires_grad_(False)
+
+
+def tiny_points(model: nn.Module, n: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 3, 8, 8, generator=gen)
+    y = model(x).argmax(1)
+    y[::6] = (y[::6] + 1) % 10  # some points wrong before any attack
+    return x, y
+
+
+def cfg(schedule: str, attacks=("pgd", "cw"), **over) -> RobustnessConfig:
+    base = dict(attacks=list(attacks), budgets_255=[0.5, 1, 2, 4, 8], pgd_steps=6, cw_steps=15, apgd_steps=5,
+                aa_steps=3, aa_square_queries=20, batch_size=7, schedule=schedule)
+    return RobustnessConfig(**dict(base, **over))
+
+
+def run(model, x, y, c: RobustnessConfig) -> tuple[dict, dict]:
+    points: dict = {}
+    out = evaluate_robustness(model, x, y, 10, c, seed=3, points=points)
+    return out, points
+
+
+def test_cascade_worst_case_is_never_weaker_than_attacking_everything():
+    model = tiny_model()
+    x, y = tiny_points(model)
+    old, p_old = run(model, x, y, cfg("independent"))
+    new, p_new = run(model, x, y, cfg("cascade"))
+    weaker = p_new["worst"] & ~p_old["worst"]
+    assert not weaker.any()
+    assert all(n <= o for n, o in zip(new["worst_case"]["accuracy"], old["worst_case"]["accuracy"]))
+    assert 0 < new["worst_case"]["accuracy"][0] < new["clean_accuracy"]  # the attacks bite, but not fully
+    # the saving: CW ran only on the points PGD left robust at the smallest budget
+    robust_after_pgd = int(p_new["after/pgd"][0].sum())
+    assert new["attacks"]["cw"]["ran_on"] == robust_after_pgd < int((model(x).argmax(1) == y).sum())
+    assert new["attacks"]["pgd"]["over"] == ["pgd"] and new["attacks"]["cw"]["over"] == ["pgd", "cw"]
+    assert new["carry_failed"] == 0
+
+
+class MeanThreshold(nn.Module):
+    """Class 1 when the mean pixel exceeds 0.5, else class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1000.0))
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1, keepdim=True) - 0.5
+        return torch.cat([torch.zeros_like(m), self.scale * m], 1)
+
+
+def test_a_point_broken_at_a_small_budget_is_carried_to_the_larger_ones(monkeypatch):
+    """An attack that fools point 0 only at the smaller budget: the old order calls the point
+    robust at the larger one (a violation); the cascade carries the example over, checks it once,
+    and never attacks the point there."""
+    model = MeanThreshold().eval().requires_grad_(False)
+    x = torch.full((6, 3, 4, 4), 0.2)
+    x[0] = 0.5 - 0.5 / 255  # class 0, half a grey level below the boundary
+    y = torch.zeros(6, dtype=torch.long)
+    calls: list[tuple[float, int]] = []
+
+    def fake(name, model, eps, c, n_classes, seed):
+        def attack(xb, yb):
+            calls.append((eps, len(xb)))
+            adv = xb.clone()
+            if eps < 1.5 / 255:
+                adv += eps  # crosses the boundary only for point 0
+            return adv
+        return attack
+
+    monkeypatch.setattr(attacks, "make_attack", fake)
+    c = dict(attacks=["apgd-ce"], budgets_255=[1, 2])
+    old, _ = run(model, x, y, cfg("independent", **c))
+    calls.clear()
+    new, p_new = run(model, x, y, cfg("cascade", **c))
+    assert old["attacks"]["apgd-ce"]["accuracy"] == pytest.approx([5 / 6, 1.0])  # the attack's own miss at 2/255 ...
+    assert old["attacks"]["apgd-ce"]["point_violations"] == 1
+    assert new["worst_case"]["accuracy"] == pytest.approx([5 / 6, 5 / 6])  # ... is not a miss of the cascade
+    assert not p_new["worst"][1, 0] and new["attacks"]["apgd-ce"]["carried"] == [0, 1]
+    assert new["attacks"]["apgd-ce"]["attacked"] == [6, 5] and calls == [(1 / 255, 6), (2 / 255, 5)]
+    assert new["carry_failed"] == 0
+
+
+def test_our_pgd_breaks_every_point_torchattacks_pgd_breaks_and_ignores_its_batch():
+    import torchattacks
+
+    model = tiny_model()
+    x, y = tiny_points(model)
+    eps = 2 / 255
+    zero = torch.zeros_like(x)
+    ours = LinfPGD(model, eps, 5, 2.5)(x, y, zero)
+    theirs = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / 5, steps=5, random_start=False)(x, y)
+    fooled_ours, fooled_theirs = model(ours).argmax(1) != y, model(theirs).argmax(1) != y
+    assert fooled_theirs.any() and not (fooled_theirs & ~fooled_ours).any()
+    assert (ours - x).abs().max() <= eps + 1e-6
+    start = uniform_start(0, torch.arange(len(x)), tuple(x.shape[1:]))
+    full = LinfPGD(model, eps, 5, 2.5)(x, y, start)
+    part = LinfPGD(model, eps, 5, 2.5)(x[10:20], y[10:20], uniform_start(0, torch.arange(10, 20), tuple(x.shape[1:])))
+    assert torch.allclose(full[10:20], part, atol=1e-6)
+
+
+def test_a_reduced_autoattack_is_never_called_autoattack():
+    assert attack_key("autoattack", RobustnessConfig()) == "autoattack"
+    for over in ({"aa_attacks": ["apgd-ce", "apgd-t"]}, {"aa_steps": 10}, {"aa_square_queries": 100}):
+        assert attack_key("autoattack", RobustnessConfig(**over)) == "autoattack-reduced"
+    model = tiny_model()
+    x, y = tiny_points(model, 12)
+    for schedule in ("independent", "cascade"):
+        out, _ = run(model, x, y, cfg(schedule, ("pgd", "autoattack"), aa_attacks=["apgd-ce", "apgd-t"]))
+        assert "autoattack" not in out["attacks"] and out["attacks"]["autoattack-reduced"]["params"]["version"] == \
+            "reduced"
+        assert out["worst_case"]["over"] == ["pgd", "autoattack-reduced"]
+        keys = summarize({"robustness": out})
+        assert not any(k.startswith("robust/autoattack@") for k in keys)
+        # the cascade's later attacks hold a worst case up to them, so they get no row of their own
+        assert any(k.startswith("robust/autoattack-reduced@") for k in keys) == (schedule == "independent")
