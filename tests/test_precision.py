@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -126,3 +127,12 @@ def test_threads_option_sets_torch_threads(run_cli):
         assert code == 2 and "--threads" in err
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise(run_cli, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    run_cli("--help")
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    run_cli("--help")
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

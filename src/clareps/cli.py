@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
@@ -48,6 +49,9 @@ def _register() -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2; CTRL-C exits 130 with one
     line saying what was kept."""
+    # Idle OpenMP threads sleep instead of spinning: alone as fast, and two jobs on one small machine no
+    # longer slow each other 3x (benchmarks/threads.py). Set before torch loads; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         _register()
         code = app(standalone_mode=False)  # typer turns CTRL-C into a returned 130
