@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 
 import torch
@@ -27,13 +25,7 @@ from clareps.data.spec import DataSpec, load_data
 from clareps.classifiers.training import predict
 from clareps.evaluate.robustness import RobustnessConfig, make_attack
 from clareps.evaluate.suite import load_student, select
-
-
-def cpu_info() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), None)
-    return {"cpu": model or platform.processor(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads()}
+from clareps.device import hardware
 
 
 def robust(model, x, y, adv, eps) -> torch.Tensor:
@@ -74,7 +66,7 @@ def main() -> None:
 
     runs = {"reference": reference, "torchattacks": torchattacks_aa, "clareps": clareps_aa}
     out: dict = {"bench": "autoattack_compare", "student": args.student, "eps_255": args.eps, "images": images,
-                 "clean_accuracy": float(clean.float().mean()), **cpu_info(), "torch": torch.__version__}
+                 "clean_accuracy": float(clean.float().mean()), "hardware": hardware(torch.device("cpu"), "fp32")}
     for name in args.only:
         t0, c0 = time.perf_counter(), time.process_time()
         adv = runs[name](xc, yc).detach()

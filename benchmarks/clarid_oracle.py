@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from clarid_engine import full_jacobian, latents  # noqa: E402  (same teacher lo
 
 from clareps.clarid.bank import BankConfig  # noqa: E402
 from clareps.clarid.directions import project  # noqa: E402
+from clareps.device import hardware  # noqa: E402
 from clareps.clarid.engine import jacobian_mode, top_subspace  # noqa: E402
 from clareps.clarid.linalg import principal_angles  # noqa: E402
 from clareps.config import load_config  # noqa: E402
@@ -36,14 +35,6 @@ from clareps.diffusion.checkpoint import load_teacher  # noqa: E402
 from clareps.diffusion.sampler import decode  # noqa: E402
 from clareps.errors import ClarepsError  # noqa: E402
 from clareps.paths import default_teacher, preset  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def rmse01(a: torch.Tensor, b: torch.Tensor) -> list[float]:
@@ -110,8 +101,7 @@ def main() -> None:
         "sample_rmse_control_vs_true": [round(v, 4) for v in rmse01(dec["control"], dec["true"])],
         "k": k, "tap": tap, "t_e": cfg.t_e, "t": t, "steps": cfg.steps, "w": cfg.w, "labels": y.tolist(),
         "latents": made, "teacher": args.teacher, "d_in": x[0].numel(), "precision": "fp32",
-        "cpu": cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "hardware": hardware(torch.device("cpu"), "fp32"),  # the engine and its oracle run in fp32
     }))
 
 

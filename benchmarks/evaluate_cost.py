@@ -26,12 +26,9 @@ import torch
 from clareps.data.spec import load_data
 from clareps.evaluate.robustness import ATTACKS, evaluate_robustness
 from clareps.evaluate.suite import _student_data, load_eval_config, load_student, resolve_student, select
+from clareps.device import hardware
 from clareps.paths import preset
 
-try:
-    from autoattack_compare import cpu_info
-except ImportError:  # run from another directory
-    from benchmarks.autoattack_compare import cpu_info
 
 
 def main() -> None:
@@ -77,7 +74,7 @@ def main() -> None:
     result = {"bench": "evaluate_cost", "student": str(path), "mode": args.mode, "overrides": overrides,
               "budgets_255": rc.budgets_255, "attacks": rc.attacks, "images": images["n"],
               "slow_images": slow_images["n"], "clean_accuracy": out["clean_accuracy"], **runs,
-              **cpu_info(), "loadavg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
+              "hardware": hardware(torch.device("cpu"), "fp32"), "loadavg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
     if len(runs) == 2:
         old, new = points["independent"], points["cascade"]
         common = old["common"]
