@@ -20,21 +20,22 @@ from clareps import distributed
 from clareps.clarid.bank_format import load_bank
 from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
+from clareps.classifiers.checkpoint import save_classifier
+from clareps.classifiers.students import STUDENTS, make_student, spatial_path
+from clareps.classifiers.training import accuracy
 from clareps.device import autocast, resolve_precision
-from clareps.taps import get_module, tap
 from clareps.distill import losses
 from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
-from clareps.classifiers.checkpoint import save_classifier
-from clareps.classifiers.students import STUDENTS, make_student, spatial_path
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
-from clareps.classifiers.training import accuracy
 from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
                         save_tensors, write_json, write_jsonl, write_text)
 from clareps.progress import progress_bar
 from clareps.state import load_state, optimizer_tensors, restore_optimizer
+from clareps.taps import get_module, tap
+
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
     """Per-image random crop after reflect padding, and horizontal flip."""
