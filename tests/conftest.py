@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 import torch
 
 from clareps.diffusion.unet import UNet, UNetConfig
+
+# Tiny tensors gain nothing from a second OpenMP thread, and `make test` runs two pytest-xdist workers
+# on two cores: one thread each (and in the subprocesses they start) keeps them from fighting.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 TINY_UNET = dict(base_channels=8, channel_mult=[1, 2], groups=4, image_size=8, attn_resolutions=[4])
 

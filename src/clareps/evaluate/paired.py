@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
-
 CONFIDENCE = 0.95
 
 
@@ -31,6 +29,8 @@ def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict |
     if n < 2:
         return out
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    from scipy import stats  # here, not at the top: importing scipy.stats costs seconds at every CLI start
+
     t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
     half = t * sd / math.sqrt(n)
     low, high = mean - half, mean + half
