@@ -52,3 +52,14 @@ def test_bank_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clareps", "bank", "show", "--bank", str(tmp_path / "none")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no bank at" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_refuses_a_tap_the_forward_never_calls_before_any_bank(tiny_teacher, tiny_data_cache, tmp_path,
+                                                                     run_cli):
+    """`down.1` is a level whose blocks the U-Net calls one by one: its hook never fires."""
+    preset = _preset(tmp_path, tiny_teacher, tiny_data_cache)
+    code, _, err = run_cli("bank", "sweep", "-c", preset, "--t-e", "0.3", "--k", "1", "--w", "2", "--variants",
+                           "plain", "--tap", "mid,down.1", "--per-class", "1", "--out", tmp_path / "sweep", "-q")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "tap 'down.1' did not fire" in err and "down.1.blocks.0" in err
+    assert not any((tmp_path / "sweep").glob("*/bank.safetensors"))

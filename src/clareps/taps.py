@@ -54,5 +54,16 @@ def run_to_tap(model: nn.Module, path: str, *args, **kwargs) -> torch.Tensor:
         except _TapReached:
             pass
     if "out" not in store:
-        raise ClarepsError(f"tap '{path}' did not fire during the forward pass")
+        raise ClarepsError(f"tap '{path}' did not fire during the forward pass{_inner_hint(model, path)}")
     return store["out"]
+
+
+def _inner_hint(model: nn.Module, path: str) -> str:
+    """A container (e.g. a level whose blocks the forward calls one by one) never fires: name its parts."""
+    parts = [n for n, m in get_module(model, path).named_modules()
+             if n and not isinstance(m, (nn.ModuleList, nn.ModuleDict))]
+    if not parts:
+        return ""
+    depth = min(n.count(".") for n in parts)
+    names = [f"{path}.{n}" for n in parts if n.count(".") == depth]
+    return f": the forward never calls it as a whole; try one of its parts ({', '.join(names[:6])})"

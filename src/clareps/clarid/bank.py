@@ -132,12 +132,13 @@ class BankBuilder:
                 "sampler_precision_resolved": self.sampler_precision,
                 "feature_shape": self.feature_shape()}
 
-    def feature_shape(self) -> list[int]:
-        """Shape of one item's tap output before flattening, e.g. [64, 8, 8] for ``mid``."""
+    def feature_shape(self, tap: str | None = None) -> list[int]:
+        """Shape of one item's output at ``tap`` (default: the config's) before flattening, e.g. [64, 8, 8]
+        for ``mid``; a tap the forward never reaches is refused here."""
         x = to_latent(self.model, self.data.images[:1].to(self.device) * 2 - 1)
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         with torch.no_grad():
-            return list(run_to_tap(self.model, self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
+            return list(run_to_tap(self.model, tap or self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
 
     def shard_ranges(self) -> list[range]:
         n, s = len(self.labels), self.cfg.shard_size

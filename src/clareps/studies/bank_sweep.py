@@ -42,10 +42,10 @@ def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws:
     axes = itertools.product(t_es, ws, taps or [base.clarid.tap], feature_labels)
     configs = [setting for t_e, w, tap, label in axes
                for setting in _settings(base, t_e, w, tap, label, ks, variants, directions, taps is not None)]
-    if taps:
-        _check_taps(base, taps)
     name, widest = max(configs, key=lambda item: item[1].clarid.k)
-    BankBuilder(widest, out / name, quiet=True)  # loads the teacher and data: refuses a k above the latent size
+    builder = BankBuilder(widest, out / name, quiet=True)  # loads the teacher and data: refuses a k above the latent size
+    for tap in taps or []:  # a tap that names no module, or one the forward never calls, is refused here
+        builder.feature_shape(tap)
     for folder_name, cfg in configs:
         c = cfg.clarid
         folder = out / folder_name
@@ -74,16 +74,6 @@ def _settings(base: BankConfig, t_e: float, w: float, tap: str, label: str, ks: 
         out.append((setting_name(t_e, k, w, variant, kind, label, tap if name_tap else None),
                     build_config(BankConfig, to_plain(cfg), "bank sweep")))
     return out
-
-
-def _check_taps(base: BankConfig, taps: list[str]) -> None:
-    """A wrong tap is refused before any bank is built."""
-    from clareps.adapters.loading import load_teacher_any
-    from clareps.taps import get_module
-
-    model = load_teacher_any(resolved(base).teacher, "cpu", base.teacher_classes)[0]
-    for tap in taps:
-        get_module(model, tap)
 
 
 def _key(r: dict) -> tuple:
