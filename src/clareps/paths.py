@@ -1,4 +1,4 @@
-"""Where shipped models and presets live (the repository root, or $CLAREPS_HOME)."""
+"""Where shipped models (the repository root, or $CLAREPS_HOME) and presets (the package) live."""
 
 from __future__ import annotations
 
@@ -33,8 +33,15 @@ def default_judge() -> Path:
     return repo_root() / "models" / "judge-default" / "judge.safetensors"
 
 
+PACKAGE_PRESETS = Path(__file__).resolve().parent / "configs"  # package data; the repository's configs/ links here
+
+
 def preset(name: str) -> Path:
-    return repo_root() / "configs" / f"{name}.yaml"
+    """``configs/<name>.yaml`` of $CLAREPS_HOME when it has one, else the preset shipped in the package."""
+    home = os.environ.get("CLAREPS_HOME")
+    if home and (Path(home) / "configs" / f"{name}.yaml").is_file():
+        return Path(home) / "configs" / f"{name}.yaml"
+    return PACKAGE_PRESETS / f"{name}.yaml"
 
 
 def resolve_preset(config: str | None, default: str) -> Path:
