@@ -37,3 +37,10 @@ def test_a_preset_resolves_from_another_folder(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     # the shipped preset was found (the bad value is its key's), not "no such file configs/..."
     assert proc.returncode == 2 and "bad value for 'n_train'" in proc.stderr, proc.stderr
+
+
+def test_a_home_without_the_shipped_models_says_where_they_live(tmp_path, monkeypatch, run_cli):
+    monkeypatch.setenv("CLAREPS_HOME", str(tmp_path))
+    code, _, err = run_cli("bank", "build", "--out", tmp_path / "bank")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "missing checkpoint" in err and "set CLAREPS_HOME" in err and not (tmp_path / "bank").exists()
