@@ -57,6 +57,38 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path, tiny_data_cache):
     assert (out / "checkpoint.safetensors").exists()
 
 
+def _tiny_npz(tmp_path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 4
+    images = rng.integers(0, 120, (48, 8, 8, 3), dtype=np.uint8)
+    images[..., labels % 3] += 100
+    np.savez(tmp_path / "tiny.npz", images=images, labels=labels)
+    return tmp_path / "tiny.npz"
+
+
+def test_ctrl_c_in_a_bank_build_and_a_distill_exits_130_too(tmp_path, tiny_teacher, tiny_data_cache):
+    cfg = dict(_bank_config(tiny_teacher, tiny_data_cache), per_class=20)
+    (tmp_path / "bank.yaml").write_text(yaml.safe_dump(cfg))
+    bank = tmp_path / "bank"
+    distill = tmp_path / "student"
+    runs = [(start("bank", "build", "-c", tmp_path / "bank.yaml", "--out", bank, "--no-metrics", "-q"),
+             lambda: any((bank / "shards").glob("*.json")),
+             f"interrupted: finished shards are in {bank / 'shards'}; rerun the same command to resume"),
+            (start("distill", "--method", "ce", "--set", f"data={{kind: npz, path: {_tiny_npz(tmp_path)}}}",
+                   "--set", "student.width=4", "--set", "epochs=10000", "--set", "batch_size=8", "--set",
+                   "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "test_splits=[]",
+                   "--out", distill, "-q"),
+             lambda: (distill / "metrics.jsonl").exists(),
+             f"interrupted: the last checkpoint is in {distill}; rerun the same command to resume")]
+    for proc, ready, line in runs:
+        wait_for(proc, ready)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.strip().splitlines() == [line], err
+
+
 def _bank_config(teacher: str, cache: str) -> dict:
     return {"teacher": teacher, "device": "cpu", "per_class": 1, "shard_size": 2, "source": "random",
             "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": cache},
@@ -91,14 +123,7 @@ def test_same_bank_config_same_bytes_even_killed_and_resumed(tmp_path, tiny_teac
 
 
 def test_a_killed_distill_resumes_to_the_same_student(tmp_path, run_cli):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    labels = np.arange(48) % 4
-    images = rng.integers(0, 120, (48, 8, 8, 3), dtype=np.uint8)
-    images[..., labels % 3] += 100
-    np.savez(tmp_path / "tiny.npz", images=images, labels=labels)
-    args = ["distill", "--method", "ce", "--set", f"data={{kind: npz, path: {tmp_path / 'tiny.npz'}}}",
+    args = ["distill", "--method", "ce", "--set", f"data={{kind: npz, path: {_tiny_npz(tmp_path)}}}",
             "--set", "student.width=4", "--set", "epochs=10", "--set", "batch_size=8", "--set", "ckpt_every=1",
             "--set", "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "val_fraction=0.25",
             "--set", "test_splits=[]", "-q"]
