@@ -369,3 +369,38 @@ def test_banks_from_the_builder_feed_the_trainer(tiny_teacher, tiny_data_cache, 
 def test_an_unknown_option_is_a_usage_error_not_a_traceback(run_cli):
     code, _, err = run_cli("distill", "--bogus")
     assert code == 2 and "No such option: --bogus" in err and "Traceback" not in err
+
+
+def test_a_bank_keeps_features_read_with_both_labels_and_students_pick_one(tiny_teacher, tiny_data_cache,
+                                                                           tmp_path):
+    """`loss.target_label`: the bank stores f(x~, t_e, class) and f(x~, t_e, null); the student aims at either."""
+    from clareps.adapters.loading import load_teacher_any
+    from clareps.clarid.bank import BankConfig, build_bank
+    from clareps.clarid.canonical import features, timestep
+
+    data = {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache}
+    cfg = build_config(BankConfig, {"teacher": tiny_teacher, "device": "cpu", "per_class": 1, "shard_size": 10,
+                                    "data": data, "clarid": {"k": 2, "steps": 5, "max_iter": 3, "t_e": 0.3}})
+    bank, _ = build_bank(cfg, tmp_path / "bank", quiet=True)
+    model, sched, _ = load_teacher_any(tiny_teacher, "cpu", None)
+    t = timestep(sched, cfg.clarid)
+    null = torch.full_like(bank.labels, model.null_class)
+    loaded = load_bank(tmp_path / "bank")
+    assert torch.allclose(loaded.other_features, features(model, bank.latents, t, null, "mid"), atol=1e-5)
+    assert torch.allclose(loaded.features, features(model, bank.latents, t, bank.labels, "mid"), atol=1e-5)
+    assert loaded.read_with("class") is loaded
+    assert torch.equal(loaded.read_with("null").features, loaded.other_features)
+
+    runs = {}
+    for label in ("bank", "null"):
+        dcfg = build_config(DistillConfig, tiny_config(
+            "unused", data=data, method="cadistill", bank=str(tmp_path / "bank"), epochs=1, batch_size=30,
+            test_splits=[], val_fraction=0.0, loss={"proj_hidden": 8, "target_label": label}))
+        runs[label] = DistillTrainer(dcfg, tmp_path / f"run-{label}", quiet=True)
+    assert torch.equal(runs["bank"].bank.features, loaded.features)
+    assert torch.equal(runs["null"].bank.features, loaded.other_features)
+
+    old = Bank(**{n: getattr(loaded, n) for n in ("images", "features", "labels", "source_index", "latents",
+                                                  "singular_values", "seconds")}, meta=loaded.meta)
+    with pytest.raises(ClarepsError, match="rebuild it to read them with the null label"):
+        old.read_with("null")

@@ -172,8 +172,11 @@ class BankBuilder:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
             out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain,
                                controls=self._controls(idx, shape))
+        other = c.clarid.model_copy(update={"feature_label": "null" if c.clarid.feature_label == "class" else "class"})
+        other_features = features(self.model, out["latents"], t, feature_labels(self.model, y, other), c.clarid.tap)
         seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
-        tensors = {"images": out["images"], "features": out["features"], "labels": y,
+        tensors = {"images": out["images"], "features": out["features"], "other_features": other_features,
+                   "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
                    "input_features": plain, **out["record"]}

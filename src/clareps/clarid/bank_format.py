@@ -10,7 +10,7 @@ with the teacher's features of their inversion).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +39,9 @@ class Bank:
     # energy ||J V||_F^2, largest principal angle between its last two iterates, removed share of
     # ||x_te||, directions removed and the projection's scale. Empty for banks built before it existed.
     record: dict[str, torch.Tensor] = field(default_factory=dict)
+    # (N, D): the same items' features read with the other label (the null class when `features` read
+    # the class, and the reverse), for the students' `loss.target_label`. None in older banks.
+    other_features: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
@@ -51,6 +54,9 @@ class Bank:
                 raise ClarepsError(f"bank record '{name}' is not one of {RECORD} with shape ({n},)")
         if self.features.dim() != 2:
             raise ClarepsError(f"bank features must be (N, D), got shape {tuple(self.features.shape)}")
+        if self.other_features is not None and self.other_features.shape != self.features.shape:
+            raise ClarepsError(f"bank other_features have shape {tuple(self.other_features.shape)}, "
+                               f"features {tuple(self.features.shape)}")
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -58,6 +64,21 @@ class Bank:
     @property
     def feature_dim(self) -> int:
         return self.features.shape[1]
+
+    @property
+    def feature_label(self) -> str:
+        """The label `features` were read with: the items' class, or the null class."""
+        return self.meta.get("config", {}).get("clarid", {}).get("feature_label", "class")
+
+    def read_with(self, label: str) -> Bank:
+        """This bank with its features read with ``label`` ("class" or "null")."""
+        if label == self.feature_label:
+            return self
+        if self.other_features is None:
+            raise ClarepsError(f"this bank holds features read with the {self.feature_label} label only (built "
+                               f"before banks kept both): rebuild it to read them with the {label} label")
+        return replace(self, features=self.other_features, other_features=self.features,
+                       meta=dict(self.meta, features_read_with=label))
 
     def prototypes(self, num_classes: int) -> torch.Tensor:
         """Mean canonical feature per class, (num_classes, D); a class with no item is an error."""
@@ -78,6 +99,8 @@ def save_bank(folder: str | Path, bank: Bank, timing: dict | None = None) -> Pat
     write_json(Path(folder) / TIMING_FILE, dict(timing or {}, item_seconds=seconds, items=len(seconds),
                                                 total_item_seconds=sum(seconds)))
     tensors = {name: getattr(bank, name) for name in _TENSORS} | bank.record
+    if bank.other_features is not None:
+        tensors["other_features"] = bank.other_features
     return save_tensors(Path(folder) / BANK_FILE, tensors, dict(bank.meta, kind=BANK_KIND))
 
 
@@ -103,4 +126,5 @@ def load_bank(folder: str | Path) -> Bank:
         raise ClarepsError(f"bank {path} lacks tensor '{missing[0]}'")
     seconds = _item_seconds(Path(folder), tensors, tensors["labels"].shape[0])
     return Bank(**{name: tensors[name] for name in _TENSORS}, seconds=seconds, meta=meta,
-                record={name: tensors[name] for name in RECORD if name in tensors})
+                record={name: tensors[name] for name in RECORD if name in tensors},
+                other_features=tensors.get("other_features"))

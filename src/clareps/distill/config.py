@@ -37,6 +37,9 @@ class LossConfig(StrictModel):
     align_on: Literal["pooled", "spatial"] = "pooled"  # spatial: the student's last map, resized, vs the tap's map
     ce_on_bank: bool = False  # canonical images also enter the cross-entropy, with their classes
     scale: float = Field(1.0, ge=0)  # a common factor on lambda_align, lambda_cano and lambda_dist
+    # the canonical features the terms aim at: as the bank's `clarid.feature_label` read them (bank), or
+    # read with the items' class or the null class (a bank keeps both)
+    target_label: Literal["bank", "class", "null"] = "bank"
 
 
 class KDConfig(StrictModel):

@@ -90,6 +90,8 @@ class DistillTrainer:
         self.hashes = {"data": self.data_fingerprint}
         self.bank = None
         bank = load_bank(cfg.bank) if cfg.bank is not None else None
+        if bank is not None and cfg.loss.target_label != "bank":
+            bank = bank.read_with(cfg.loss.target_label)
         check_bank(self.method, bank, str(cfg.bank), full, self.data_fingerprint, cfg.expect_teacher,
                    cfg.bank_source)
         if bank is not None:
