@@ -9,7 +9,8 @@ from torch.func import jacrev
 from clareps.clarid.canonical import ClaridConfig, canonicalize, features, random_latents
 from clareps.clarid.directions import (ControlInputs, candidates, dct_basis, donors, matched_removal, project,
                                        random_rows, remove, removed_share)
-from clareps.clarid.engine import jacobian_mode, top_subspace
+from clareps.clarid.engine import top_subspace
+from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.taps import run_to_tap
