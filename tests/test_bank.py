@@ -94,7 +94,7 @@ def test_resume_and_ranks_give_identical_banks(tiny_teacher, tiny_data_cache, tm
 
 def test_refuses_a_mismatched_bank_and_bad_requests(tiny_teacher, tiny_data_cache, tmp_path):
     build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "b", quiet=True)
-    with pytest.raises(ClarepsError, match="another config"):
+    with pytest.raises(ClarepsError, match=r"another config, teacher or data \(cfg.seed: 0 there, 1 here\)"):
         build_bank(_cfg(tiny_teacher, tiny_data_cache, seed=1), tmp_path / "b", quiet=True)
     with pytest.raises(ClarepsError, match="fewer than the 50 asked"):
         BankBuilder(_cfg(tiny_teacher, tiny_data_cache, per_class=50), tmp_path / "c")
@@ -142,10 +142,10 @@ def test_background_judge_identifies_real_sources(tiny_data_cache):
 
 def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
     """auto, bf16 and fp32 are three configs (auto is hashed as auto: the bank records what it resolved to)."""
-    from clareps.clarid.bank import bank_hash
+    from clareps.clarid.bank import bank_contract
 
-    hashes = {p: bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
-                           "t", "d") for p in ("auto", "bf16", "fp32")}
+    hashes = {p: bank_contract(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
+                               tmp_path, "t", "d").hash for p in ("auto", "bf16", "fp32")}
     assert len(set(hashes.values())) == 3
 
 

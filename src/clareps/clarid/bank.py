@@ -27,9 +27,10 @@ from clareps.device import hardware, resolve_precision
 from clareps.adapters.loading import load_teacher_any
 from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
-from clareps.io import hash_obj, load_tensors, read_json, save_tensors
+from clareps.io import load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher
 from clareps.progress import progress_bar
+from clareps.runs import RunContract, without
 
 BankKind = Literal["canonical", "control", "feat-real"]
 
@@ -59,9 +60,18 @@ def resolved(cfg: BankConfig) -> BankConfig:
     return cfg.model_copy(update=update)
 
 
-def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
-    plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
-    return hash_obj({"cfg": plain, "teacher": teacher_sha, "data": data_fp})
+NOT_HASHED = ("device", "teacher")  # where it runs; the teacher counts by its content hash, not its path
+
+
+def bank_contract(cfg: BankConfig, out: str | Path, teacher_sha: str, data_fp: str) -> RunContract:
+    """A bank folder's contract, kept in bank.json: the config, the teacher's and the data's hashes."""
+    def as_hashed(meta: dict) -> dict:
+        return {"cfg": without(meta.get("config") or {}, NOT_HASHED), "teacher": meta.get("teacher_sha256"),
+                "data": meta.get("data_fingerprint")}
+
+    hashed = {"cfg": without(to_plain(cfg), NOT_HASHED), "teacher": teacher_sha, "data": data_fp}
+    return RunContract(out, "a bank", hashed, record="bank.json", as_hashed=as_hashed,
+                       differs_in="config, teacher or data")
 
 
 def plan(data: ImageSet, cfg: BankConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +128,8 @@ class BankBuilder:
             raise ClarepsError(f"clarid.k={self.cfg.clarid.k} exceeds the teacher's latent dimension {latent_dim}")
         self.teacher_sha = teacher_fingerprint(self.teacher_path)
         self.data_fp = data_fingerprint(self.cfg.data)
-        self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
+        self.contract = bank_contract(self.cfg, self.out, self.teacher_sha, self.data_fp)
+        self.hash = self.contract.hash
         self.labels, self.sources = plan(self.data, self.cfg)
         self.donors = donors(self.labels) if self.cfg.clarid.directions == "shuffled" else None
 
@@ -201,7 +212,7 @@ class BankBuilder:
 
     def build(self, rank: int = 0, world: int = 1) -> list[int]:
         """Build this rank's missing shards (shard i belongs to rank i % world)."""
-        self._refuse_mismatch()
+        self.contract.refuse_other("use a new --out folder")
         mine = [(i, r) for i, r in enumerate(self.shard_ranges()) if i % world == rank]
         todo = [(i, r) for i, r in mine if not self._shard_done(i)]
         with progress_bar("bank", total=sum(len(r) for _, r in mine),
@@ -211,13 +222,6 @@ class BankBuilder:
                 self.build_shard(i, r)
                 advance(len(r))
         return [i for i, _ in mine]
-
-    def _refuse_mismatch(self) -> None:
-        side = self.out / "bank.json"
-        if side.exists() and read_json(side).get("config_hash") != self.hash:
-            raise ClarepsError(f"{self.out} holds a bank with another config, teacher or data "
-                               f"(hash {read_json(side).get('config_hash')} != {self.hash}); "
-                               "use a new --out folder")
 
     def merge(self, timing: dict | None = None) -> Bank:
         """Concatenate all shards into bank.safetensors (written last, atomically); the items'
@@ -238,8 +242,7 @@ class BankBuilder:
         return bank
 
     def is_complete(self) -> bool:
-        side = self.out / "bank.json"
-        return side.exists() and read_json(side).get("config_hash") == self.hash
+        return self.contract.matches()
 
 
 def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[Bank, bool]:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import Field
 
 from clareps import distributed
-from clareps.config import StrictModel, differing_keys, to_plain
+from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
 from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
@@ -22,10 +21,10 @@ from clareps.diffusion.checkpoint import save_teacher
 from clareps.diffusion.schedule import CosineSchedule
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
-from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
-                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.io import append_jsonl, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from clareps.paths import TEACHER_FILE
 from clareps.progress import progress_bar
+from clareps.runs import RunContract
 from clareps.state import load_state, optimizer_tensors, restore_optimizer
 
 RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
@@ -51,10 +50,16 @@ class TeacherConfig(StrictModel):
     device: str = "auto"
 
 
-def config_hash(cfg: TeacherConfig) -> str:
-    """Hash of everything that changes the result (not how long or where it runs)."""
-    plain = to_plain(cfg)
-    return hash_obj({k: v for k, v in plain.items() if k not in RUN_CONTROL_KEYS})
+def teacher_contract(cfg: TeacherConfig, run_dir: str | Path, record: str = "config.yaml") -> RunContract:
+    """The teacher run's contract: its hash covers everything that changes the result (not how long or
+    where it runs). The teacher's sidecar (``record="teacher.json"``) keeps the hash too, with the step."""
+    return RunContract(run_dir, "a teacher run", to_plain(cfg), leave_out=RUN_CONTROL_KEYS, record=record)
+
+
+def teacher_finished(cfg: TeacherConfig, run_dir: str | Path) -> bool:
+    """``run_dir`` holds this config's teacher, trained to its last step."""
+    sidecar = teacher_contract(cfg, run_dir, record="teacher.json")
+    return sidecar.matches() and sidecar.stored().get("step", 0) >= cfg.steps
 
 
 class TeacherTrainer:
@@ -70,6 +75,7 @@ class TeacherTrainer:
             raise ClarepsError(f"batch_size {cfg.batch_size} is larger than the data ({len(data.labels)} images)")
         self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(run_dir)
+        self.contract = teacher_contract(cfg, self.run_dir)
         self.dist, self.device = distributed.setup(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)  # this machine's, recorded per device
         self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
@@ -134,7 +140,7 @@ class TeacherTrainer:
         return self.run_dir / TEACHER_FILE
 
     def _meta(self) -> dict:
-        return {"config_hash": config_hash(self.cfg), "step": self.step,
+        return {"config_hash": self.contract.hash, "step": self.step,
                 "data_fingerprint": self.data_fingerprint}
 
     def save_checkpoint(self) -> None:
@@ -154,7 +160,7 @@ class TeacherTrainer:
 
     def load_checkpoint(self) -> None:
         tensors, meta = load_tensors(self.ckpt_path)
-        if meta.get("config_hash") != config_hash(self.cfg):
+        if meta.get("config_hash") != self.contract.hash:
             raise ClarepsError(f"checkpoint {self.ckpt_path} was made with another config; "
                                "use a new --out directory")
         pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
@@ -167,13 +173,7 @@ class TeacherTrainer:
 
     def prepare_run_dir(self, resume: bool) -> None:
         """Refuse a run dir holding another config; resume a partial run when asked."""
-        cfg_path = self.run_dir / "config.yaml"
-        existing = read_yaml_or_none(cfg_path)
-        if existing is not None and existing.get("config_hash") != config_hash(self.cfg):
-            hashed = lambda d: {k: v for k, v in d.items() if k not in RUN_CONTROL_KEYS}  # noqa: E731
-            diff = differing_keys(hashed(existing), hashed(to_plain(self.cfg)))
-            raise ClarepsError(f"{self.run_dir} holds a teacher run with another config ({diff}); "
-                               "use a new --out directory, or --set those keys as the run has them")
+        self.contract.refuse_other("use a new --out directory, or --set those keys as the run has them")
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
             rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
@@ -183,9 +183,8 @@ class TeacherTrainer:
         elif self.ckpt_path.exists():
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint at step "
                                f"{load_tensors(self.ckpt_path)[1]['step']}; pass --resume or use a new --out")
-        plain = dict(to_plain(self.cfg), config_hash=config_hash(self.cfg))
         if self.dist.main:
-            write_text(cfg_path, yaml.safe_dump(plain, sort_keys=False))
+            self.contract.write()
         distributed.barrier()
 
     def train(self, resume: bool = True) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from clareps import distributed
 from clareps.clarid.bank_format import load_bank
@@ -30,9 +29,9 @@ from clareps.distill.methods import (carve_validation, check_bank, get_method, l
                                      select_bank, teacher_targets)
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
-from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
-                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.io import append_jsonl, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from clareps.progress import progress_bar
+from clareps.runs import RunContract
 from clareps.state import load_state, optimizer_tensors, restore_optimizer
 from clareps.taps import get_module, tap
 
@@ -128,6 +127,7 @@ class DistillTrainer:
                                     weight_decay=o.weight_decay) if o.name == "sgd"
                     else torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay))
         self.step, self.reused = 0, False
+        self.contract = self._contract()
 
     def _setup_bank(self) -> None:
         cfg = self.cfg
@@ -141,17 +141,16 @@ class DistillTrainer:
         self.bank_y = self.bank.labels.to(self.device)
         self.bank_f, self.protos = feats.to(self.device), protos.to(self.device)
 
-    @property
-    def config_hash(self) -> str:
-        """Hash of what changes the result: the config less run control and unused sections, and the
-        content hashes of the data, bank and KD teacher (not their paths)."""
+    def _contract(self) -> RunContract:
+        """Its hash covers what changes the result: the config less run control and unused sections, and
+        the content hashes of the data, bank and KD teacher (not their paths)."""
         unused = set(RUN_CONTROL_KEYS)
         if not self.method.distill:
             unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
         if not self.method.kd:
             unused.add("kd")
-        plain = {k: v for k, v in to_plain(self.cfg).items() if k not in unused}
-        return hash_obj(dict(plain, inputs=self.hashes))
+        return RunContract(self.run_dir, "a distill run", to_plain(self.cfg), leave_out=unused, inputs=self.hashes,
+                           differs_in="config or bank")
 
     # -- one step -------------------------------------------------------------------------------
     def _gen(self, stream: int, step: int) -> torch.Generator:
@@ -234,7 +233,7 @@ class DistillTrainer:
         return self.run_dir / "student.safetensors"
 
     def _meta(self) -> dict:
-        return {"config_hash": self.config_hash, "step": self.step, "method": self.method.name,
+        return {"config_hash": self.contract.hash, "step": self.step, "method": self.method.name,
                 "data_fingerprint": self.data_fingerprint,
                 "feature_dim": getattr(self, "teacher_dim", None)}
 
@@ -265,10 +264,7 @@ class DistillTrainer:
             if dim is not None and self.proj is not None and dim != self.teacher_dim:
                 raise ClarepsError(f"bank {self.cfg.bank} has {self.teacher_dim}-dim target features; the "
                                    f"projection head in {self.run_dir} maps to {dim}: it does not fit the head")
-        existing = read_yaml_or_none(self.run_dir / "config.yaml")
-        if existing is not None and existing.get("config_hash") != self.config_hash:
-            raise ClarepsError(f"{self.run_dir} holds a distill run with another config or bank "
-                               f"(hash {existing.get('config_hash')} != {self.config_hash}); use a new --out")
+        self.contract.refuse_other()
         metrics = self.run_dir / "metrics.jsonl"
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
@@ -280,17 +276,15 @@ class DistillTrainer:
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint; pass --resume or use a new --out")
         elif metrics.exists() and self.dist.main:
             metrics.unlink()
-        plain = dict(to_plain(self.cfg), config_hash=self.config_hash, inputs=self.hashes)
         if self.dist.main:
-            write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+            self.contract.write()
         distributed.barrier()
 
     def train(self, resume: bool = True) -> dict:
         """Train to the end (or to ``stop_at``); returns the final metrics (empty when stopped early)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         done = self.run_dir / "result.json"
-        if done.exists() and (read_yaml_or_none(self.run_dir / "config.yaml") or {}).get("config_hash") \
-                == self.config_hash and self.student_path.exists():
+        if self.contract.complete(done.name, self.student_path.name):
             self.reused = True
             return read_json(done)
         self.prepare_run_dir(resume)
@@ -337,7 +331,7 @@ class DistillTrainer:
         meta = {"role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,
-                "config_hash": self.config_hash, "inputs": self.hashes, "metrics": result,
+                "config_hash": self.contract.hash, "inputs": self.hashes, "metrics": result,
                 "data_fingerprint": self.data_fingerprint}
         save_classifier(self.student_path, self.model, meta)
         append_jsonl(self.run_dir / "metrics.jsonl", dict(result, final=True))
