@@ -25,7 +25,7 @@ from clareps.io import append_jsonl, load_tensors, read_json, read_jsonl, save_t
 from clareps.paths import TEACHER_FILE
 from clareps.progress import progress_bar
 from clareps.runs import RunContract
-from clareps.state import load_state, optimizer_tensors, restore_optimizer
+from clareps.state import restore_training, training_tensors
 
 RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
 
@@ -149,10 +149,7 @@ class TeacherTrainer:
                                "last good checkpoint is kept (lower lr or use precision fp32)")
         if not self.dist.main:
             return
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        opt_tensors, groups = optimizer_tensors(self.opt)
-        tensors.update(opt_tensors)
+        tensors, groups = training_tensors({"model": self.model, "ema": self.ema}, self.opt)
         tensors["rng"] = self.gen.get_state()
         save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
         save_teacher(self.teacher_path, self.ema, self.cfg.T, self._meta())
@@ -163,11 +160,8 @@ class TeacherTrainer:
         if meta.get("config_hash") != self.contract.hash:
             raise ClarepsError(f"checkpoint {self.ckpt_path} was made with another config; "
                                "use a new --out directory")
-        pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
-        load_state(self.model, pick("model."), str(self.ckpt_path))
-        load_state(self.ema, pick("ema."), str(self.ckpt_path))
-        restore_optimizer(self.opt, {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
-                                     for k, v in tensors.items()}, meta["param_groups"])
+        restore_training(tensors, meta["param_groups"], {"model": self.model, "ema": self.ema}, self.opt,
+                         self.device, str(self.ckpt_path))
         self.gen.set_state(tensors["rng"])
         self.step = int(meta["step"])
 
