@@ -41,7 +41,7 @@ def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
     sched, cfg = CosineSchedule(), ClaridConfig(k=0, steps=4, t_e=0.3)
     x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     plain = features(tiny_unet, x, sched.index(cfg.t_e), y, cfg.tap)
-    reused = canonicalize(tiny_unet, sched, x, y, cfg, plain=plain)["features"]
+    reused = canonicalize(tiny_unet, sched, x, y, cfg, input_features=plain)["features"]
     assert torch.equal(reused, canonicalize(tiny_unet, sched, x, y, cfg)["features"])
     assert reused.data_ptr() != plain.data_ptr()  # safetensors refuses two entries sharing storage
 

@@ -172,21 +172,21 @@ class BankBuilder:
         x_te, real = self._latents(idx, torch.stack(noise))
         t = timestep(self.sched, c.clarid)
         # f(x_te): no projection, no decoding
-        plain = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
+        input_features = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
         if c.kind == "feat-real":
             # a copy: safetensors refuses two entries that share storage
-            out = {"latents": x_te, "images": real, "features": plain.clone(),
+            out = {"latents": x_te, "images": real, "features": input_features.clone(),
                    "singular_values": x_te.new_zeros(len(idx), 0),
                    "record": no_removal(len(idx))}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
-            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain,
+            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, input_features=input_features,
                                controls=self._controls(idx, shape))
         seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
         tensors = {"images": out["images"], "features": out["features"], "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
-                   "input_features": plain, **out["record"]}
+                   "input_features": input_features, **out["record"]}
         save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
                                                         "items": [items.start, items.stop]})
 

@@ -71,10 +71,11 @@ def features(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: st
 
 def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, labels: torch.Tensor,
                  cfg: ClaridConfig, init: torch.Tensor | None = None,
-                 plain: torch.Tensor | None = None, controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
+                 input_features: torch.Tensor | None = None,
+                 controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
     """Remove k extraneous directions (cfg.directions) from x_te, decode, and read features.
 
-    `plain`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
+    `input_features`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
     `init`: the engine's start vectors (B, engine k, ...); `controls`: what a control needs.
 
     Returns latents (x~), images in [0, 1], features f(x~), singular values (B, engine k or 0),
@@ -95,7 +96,10 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
     with autocast(x_te.device, cfg.sampler_precision):  # guided eps is fp32, so the DDIM moves stay fp32
         decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
     images = ((to_pixels(model, decoded) + 1) / 2).clamp(0, 1)
-    feats = plain.clone() if cfg.k == 0 and plain is not None else features(model, x_tilde, t, f_labels, cfg.tap)
+    if cfg.k == 0 and input_features is not None:
+        feats = input_features.clone()
+    else:
+        feats = features(model, x_tilde, t, f_labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
             "record": record, "seconds": seconds}

@@ -1,4 +1,4 @@
-"""Plain supervised training and prediction for classifiers (the shape judge, baselines)."""
+"""Supervised training and prediction for classifiers (the shape judge, baselines)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from clareps.progress import progress_bar
 
 
 class ClassifierRecipe(StrictModel):
-    """How a plain classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
+    """How a supervised classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
     arch: str = "small-cnn"
     width: int = Field(32, ge=1)
     epochs: int = Field(20, ge=1)

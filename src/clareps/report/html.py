@@ -48,7 +48,7 @@ def _sections(ctx: ReportContext, report_cfg: dict) -> list[tuple[str, str, Call
         ("teacher", "Teacher samples per class", lambda: T.teacher_samples_section(ctx, per_class)),
         ("banks", "Originals | control | canonical, and singular-value spectra",
          lambda: T.banks_section(ctx, per_class)),
-        ("features", "Canonical vs control vs plain features", lambda: T.features_section(
+        ("features", "Canonical vs control vs input features", lambda: T.features_section(
             ctx, report_cfg.get("embedding", "auto"))),
         ("terms", "Loss terms while training", lambda: E.terms_section(ctx)),
         ("robust", "Robust accuracy vs budget", lambda: E.robust_section(ctx)),

@@ -37,7 +37,7 @@ def teacher_box(ctx: ReportContext) -> str:
     if st["control_consistency"] is not None:
         chance = 1 / max(1, len(ctx.class_names))
         lines.append(f"Measured by this run: the shape judge assigns {pct(st['control_consistency'])} of the "
-                     f"{st['control_items']} plain guided samples (the control bank) to their intended class "
+                     f"{st['control_items']} guided samples without removal (the control bank) to their intended class "
                      f"(chance: {pct(chance)}).")
     used = {b.get("teacher_sha256") for b in ctx.bank_metas()} - {None}
     if st["sha256"] and used and used != {st["sha256"]}:
