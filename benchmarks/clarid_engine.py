@@ -37,7 +37,7 @@ from clareps.clarid.engine import _Operator, top_subspace
 from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
 from clareps.device import hardware
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
@@ -260,7 +260,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.random_teacher:
-        model, sched, source = UNet(UNetConfig()).to(device).eval(), CosineSchedule(), "random init"
+        model, sched, source = UNet(UNetConfig()).to(device).eval(), Schedule.cosine(), "random init"
     else:
         from clareps.diffusion.checkpoint import load_teacher
 

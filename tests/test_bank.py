@@ -36,9 +36,9 @@ def test_projection_removes_directions_and_can_keep_norm():
 
 
 def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
-    from clareps.diffusion.schedule import CosineSchedule
+    from clareps.diffusion.schedule import Schedule
 
-    sched, cfg = CosineSchedule(), ClaridConfig(k=0, steps=4, t_e=0.3)
+    sched, cfg = Schedule.cosine(), ClaridConfig(k=0, steps=4, t_e=0.3)
     x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     plain = features(tiny_unet, x, sched.index(cfg.t_e), y, cfg.tap)
     reused = canonicalize(tiny_unet, sched, x, y, cfg, input_features=plain)["features"]
@@ -47,9 +47,9 @@ def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
 
 
 def test_bf16_sampler_leaves_the_engine_and_features_in_fp32(tiny_unet):
-    from clareps.diffusion.schedule import CosineSchedule
+    from clareps.diffusion.schedule import Schedule
 
-    sched, x, y = CosineSchedule(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    sched, x, y = Schedule.cosine(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     out = {p: canonicalize(tiny_unet, sched, x, y, ClaridConfig(k=2, steps=6, t_e=0.3, max_iter=3, w=2.0,
                                                                 sampler_precision=p)) for p in ("fp32", "bf16")}
     for key in ("latents", "features", "singular_values"):  # same x_te: the projection is untouched

@@ -15,7 +15,8 @@ import torch
 from pydantic import Field
 
 from clareps import distributed
-from clareps.adapters import pixel_shape, teacher_fingerprint, to_latent
+from clareps.adapters import teacher_fingerprint
+from clareps.diffusion.teacher import from_images, pixel_shape
 from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
                                       random_latents, timestep)
@@ -145,7 +146,7 @@ class BankBuilder:
 
     def feature_shape(self) -> list[int]:
         """Shape of one item's tap output before flattening, e.g. [64, 8, 8] for ``mid``."""
-        x = to_latent(self.model, self.data.images[:1].to(self.device) * 2 - 1)
+        x = from_images(self.model, self.data.images[:1].to(self.device))
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         with torch.no_grad():
             return list(run_to_tap(self.model, self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])

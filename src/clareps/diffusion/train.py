@@ -18,7 +18,8 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
 from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
 from clareps.diffusion.checkpoint import save_teacher
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
+from clareps.diffusion.teacher import from_images
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import append_jsonl, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
@@ -79,12 +80,12 @@ class TeacherTrainer:
         self.dist, self.device = distributed.setup(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)  # this machine's, recorded per device
         self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
-        self.sched = CosineSchedule(cfg.T)
-        self.images = (data.images * 2 - 1).to(self.device)
+        self.sched = Schedule.cosine(cfg.T)
         self.labels = data.labels.to(self.device)
         self.data_fingerprint = data_fingerprint
         torch.manual_seed(cfg.seed)
         self.model = UNet(cfg.model).to(self.device)
+        self.images = from_images(self.model, data.images.to(self.device))
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = distributed.wrap_ddp(self.model, self.device)  # the model itself in one process
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
