@@ -129,10 +129,12 @@ def features_section(ctx: ReportContext, method: str) -> str:
     panels, rows = [], []
     for kind, title, bank in sets:
         c = len(ctx.class_names)
-        nmi = kmeans_nmi(bank.features, bank.labels, c) if len(bank) >= c else None
+        known = ctx.bank_metrics(kind, current=True) or {}  # what the bank-metrics stage measured, if it did
+        nmi = known["nmi_features"] if "nmi_features" in known else \
+            kmeans_nmi(bank.features, bank.labels, c) if len(bank) >= c else None
         xy = embed_2d(bank.features, method, ctx.run.cache)
         panels.append((f"{title}\nNMI {nmi:.3f}" if nmi is not None else title, xy, bank.labels.numpy()))
-        probe = linear_probe(bank.features, bank.labels)
+        probe = known["probe_features"] if "probe_features" in known else linear_probe(bank.features, bank.labels)
         rows.append([kind, str(len(bank)), "–" if nmi is None else f"{nmi:.3f}", pct(probe)])
     png = figures.embeddings(panels, ctx.class_names, NAMES[method])
     note = "" if method == "umap" else (
