@@ -16,7 +16,6 @@ from pydantic import Field
 
 from clareps import distributed
 from clareps.adapters import teacher_fingerprint
-from clareps.diffusion.teacher import from_images, pixel_shape
 from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
                                       random_latents, timestep)
@@ -25,6 +24,7 @@ from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import hardware, resolve_precision
+from clareps.diffusion.teacher import from_images, pixel_shape
 from clareps.adapters.loading import load_teacher_any
 from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
