@@ -28,7 +28,8 @@ from clarid_engine import full_jacobian, latents  # noqa: E402  (same teacher lo
 from clareps.clarid.bank import BankConfig  # noqa: E402
 from clareps.clarid.directions import project  # noqa: E402
 from clareps.device import hardware  # noqa: E402
-from clareps.clarid.engine import jacobian_mode, top_subspace  # noqa: E402
+from clareps.clarid.engine import top_subspace  # noqa: E402
+from clareps.clarid.forward_mode import jacobian_mode  # noqa: E402
 from clareps.clarid.linalg import principal_angles  # noqa: E402
 from clareps.config import load_config  # noqa: E402
 from clareps.diffusion.checkpoint import load_teacher  # noqa: E402

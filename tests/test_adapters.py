@@ -13,7 +13,8 @@ from PIL import Image
 from clareps.adapters import Teacher, pixel_shape, teacher_fingerprint, to_latent, to_pixels
 from clareps.clarid.bank import BankConfig, build_bank
 from clareps.clarid.canonical import ClaridConfig, matched_latents, timestep
-from clareps.clarid.engine import jacobian_mode, top_subspace
+from clareps.clarid.engine import top_subspace
+from clareps.clarid.forward_mode import jacobian_mode
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.adapters.loading import load_teacher_any

@@ -36,20 +36,20 @@ def test_projection_removes_directions_and_can_keep_norm():
 
 
 def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
-    from clareps.diffusion.schedule import CosineSchedule
+    from clareps.diffusion.schedule import Schedule
 
-    sched, cfg = CosineSchedule(), ClaridConfig(k=0, steps=4, t_e=0.3)
+    sched, cfg = Schedule.cosine(), ClaridConfig(k=0, steps=4, t_e=0.3)
     x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     plain = features(tiny_unet, x, sched.index(cfg.t_e), y, cfg.tap)
-    reused = canonicalize(tiny_unet, sched, x, y, cfg, plain=plain)["features"]
+    reused = canonicalize(tiny_unet, sched, x, y, cfg, input_features=plain)["features"]
     assert torch.equal(reused, canonicalize(tiny_unet, sched, x, y, cfg)["features"])
     assert reused.data_ptr() != plain.data_ptr()  # safetensors refuses two entries sharing storage
 
 
 def test_bf16_sampler_leaves_the_engine_and_features_in_fp32(tiny_unet):
-    from clareps.diffusion.schedule import CosineSchedule
+    from clareps.diffusion.schedule import Schedule
 
-    sched, x, y = CosineSchedule(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    sched, x, y = Schedule.cosine(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     out = {p: canonicalize(tiny_unet, sched, x, y, ClaridConfig(k=2, steps=6, t_e=0.3, max_iter=3, w=2.0,
                                                                 sampler_precision=p)) for p in ("fp32", "bf16")}
     for key in ("latents", "features", "singular_values"):  # same x_te: the projection is untouched
@@ -94,7 +94,7 @@ def test_resume_and_ranks_give_identical_banks(tiny_teacher, tiny_data_cache, tm
 
 def test_refuses_a_mismatched_bank_and_bad_requests(tiny_teacher, tiny_data_cache, tmp_path):
     build_bank(_cfg(tiny_teacher, tiny_data_cache), tmp_path / "b", quiet=True)
-    with pytest.raises(ClarepsError, match="another config"):
+    with pytest.raises(ClarepsError, match=r"another config, teacher or data \(cfg.seed: 0 there, 1 here\)"):
         build_bank(_cfg(tiny_teacher, tiny_data_cache, seed=1), tmp_path / "b", quiet=True)
     with pytest.raises(ClarepsError, match="fewer than the 50 asked"):
         BankBuilder(_cfg(tiny_teacher, tiny_data_cache, per_class=50), tmp_path / "c")
@@ -142,10 +142,10 @@ def test_background_judge_identifies_real_sources(tiny_data_cache):
 
 def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
     """auto, bf16 and fp32 are three configs (auto is hashed as auto: the bank records what it resolved to)."""
-    from clareps.clarid.bank import bank_hash
+    from clareps.clarid.bank import bank_contract
 
-    hashes = {p: bank_hash(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
-                           "t", "d") for p in ("auto", "bf16", "fp32")}
+    hashes = {p: bank_contract(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
+                               tmp_path, "t", "d").hash for p in ("auto", "bf16", "fp32")}
     assert len(set(hashes.values())) == 3
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clareps.diffusion.sampler import decode, guided_eps, invert, sample
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap, tap
 from clareps.diffusion.unet import UNetConfig
 from clareps.errors import ClarepsError
@@ -35,7 +35,7 @@ def test_tap_reads_bottleneck_and_stops_early(tiny_unet):
 
 
 def test_schedule_identities():
-    sched = CosineSchedule(1000)
+    sched = Schedule.cosine(1000)
     ab = sched.alpha_bar
     assert ab.shape == (1000,) and torch.all(ab[1:] < ab[:-1])
     assert ab[0] > 0.999 and ab[-1] < 1e-4
@@ -64,7 +64,7 @@ def test_guidance_w1_is_conditional(tiny_unet):
 
 @pytest.mark.parametrize("w", [1.0, 2.0])
 def test_ddim_inversion_then_decoding_returns_input(tiny_unet, w):
-    sched = CosineSchedule(1000)
+    sched = Schedule.cosine(1000)
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
     y = torch.tensor([0, 1, 2, 3])
     xt = invert(tiny_unet, sched, x0, y, t_end=500, steps=100, w=w)
@@ -74,7 +74,7 @@ def test_ddim_inversion_then_decoding_returns_input(tiny_unet, w):
 
 
 def test_sample_is_seeded(tiny_unet):
-    sched = CosineSchedule(1000)
+    sched = Schedule.cosine(1000)
     y = torch.tensor([0, 1])
     a = sample(tiny_unet, sched, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
     b = sample(tiny_unet, sched, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
@@ -94,7 +94,7 @@ def test_unet_config_refuses_shapes_it_cannot_take():
 
 def test_sampling_from_noise_stays_in_range(tiny_unet):
     # near T, alpha_bar ~ 2e-9: without clipping x0, eps errors of a weak model explode
-    sched = CosineSchedule(1000)
+    sched = Schedule.cosine(1000)
     out = sample(tiny_unet, sched, torch.tensor([0, 1, 2]), steps=20, w=3.0,
                  generator=torch.Generator().manual_seed(0))
     assert out.abs().max() < 1.1

@@ -9,9 +9,10 @@ from torch.func import jacrev
 from clareps.clarid.canonical import ClaridConfig, canonicalize, features, random_latents
 from clareps.clarid.directions import (ControlInputs, candidates, dct_basis, donors, matched_removal, project,
                                        random_rows, remove, removed_share)
-from clareps.clarid.engine import jacobian_mode, top_subspace
+from clareps.clarid.engine import top_subspace
+from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 
@@ -125,7 +126,7 @@ def test_jacobian_default_is_the_plain_projection(rough_unet):
 
 
 def test_feature_label_null_reads_the_null_class(tiny_unet):
-    sched, x, y = CosineSchedule(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    sched, x, y = Schedule.cosine(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     cfg = ClaridConfig(k=0, steps=4, t_e=0.3, feature_label="null")
     t = sched.index(cfg.t_e)
     out = canonicalize(tiny_unet, sched, x, y, cfg)
@@ -137,7 +138,7 @@ def test_feature_label_null_reads_the_null_class(tiny_unet):
 
 
 def test_w_to_te_defaults_to_w(tiny_unet):
-    sched, y = CosineSchedule(), torch.tensor([1, 2])
+    sched, y = Schedule.cosine(), torch.tensor([1, 2])
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     base = random_latents(tiny_unet, sched, y, ClaridConfig(steps=6, w=3.0), noise)
     assert torch.equal(base, random_latents(tiny_unet, sched, y, ClaridConfig(steps=6, w=3.0, w_to_te=3.0), noise))

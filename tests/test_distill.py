@@ -256,15 +256,15 @@ def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_
 
 
 def test_sweep_rule_keeps_val_accuracy_and_maximises_robustness():
-    from clareps.studies.distill_sweep import choose
+    from clareps.studies.distill_sweep import best_distill_setting
 
     rows = [{"method": "ce", "setting": "ce", "val": 0.90, "val_rand": 0.5, "val_pgd": 0.1},
             {"method": "cadistill", "setting": "a", "val": 0.80, "val_rand": 0.9, "val_pgd": 0.9},  # too costly
             {"method": "cadistill", "setting": "b", "val": 0.89, "val_rand": 0.6, "val_pgd": 0.3},
             {"method": "cadistill", "setting": "c", "val": 0.95, "val_rand": 0.55, "val_pgd": None}]
-    assert choose(rows, 0.02)["setting"] == "c"  # 0.55 alone beats (0.6 + 0.3) / 2
-    assert choose(rows, 0.2)["setting"] == "a"
-    assert choose(rows[:2], 0.02) is None
+    assert best_distill_setting(rows, 0.02)["setting"] == "c"  # 0.55 alone beats (0.6 + 0.3) / 2
+    assert best_distill_setting(rows, 0.2)["setting"] == "a"
+    assert best_distill_setting(rows[:2], 0.02) is None
 
 
 @pytest.mark.parametrize("case,match", [

@@ -128,6 +128,31 @@ def test_missing_inputs_are_named_not_fatal(tiny_run, tmp_path):
     assert "was not made by <code>clareps demo</code>" in html
 
 
+def test_features_section_reads_the_separability_the_bank_metrics_measured(tiny_run, monkeypatch):
+    """A measured bank's NMI and probe come from its metrics.json (only feat-real's are computed), and
+    are what the report computes when that file is stale."""
+    import os
+
+    import clareps.clarid.metrics as metrics
+
+    calls = []
+    real_nmi = metrics.kmeans_nmi
+    monkeypatch.setattr(metrics, "kmeans_nmi", lambda *a, **k: calls.append(1) or real_nmi(*a, **k))
+    read = section(render_report(tiny_run)[0], "features")
+    canonical = json.loads((tiny_run / "banks" / "canonical" / "metrics.json").read_text())
+    assert f"<td>canonical</td><td>{canonical['items']}</td><td>{canonical['nmi_features']:.3f}</td>" in read
+    assert len(calls) == 1
+    sides = [tiny_run / "banks" / kind / "bank.json" for kind in ("canonical", "control")]
+    times = [side.stat().st_mtime for side in sides]
+    try:
+        for side in sides:
+            os.utime(side, (side.stat().st_atime, side.stat().st_mtime + 3600))
+        assert section(render_report(tiny_run)[0], "features") == read and len(calls) == 4
+    finally:
+        for side, t in zip(sides, times):
+            os.utime(side, (side.stat().st_atime, t))
+
+
 def test_report_cli(tiny_run, tmp_path, run_cli):
     out = tmp_path / "page.html"
     code, stdout, err = run_cli("report", tiny_run, "--out", out)

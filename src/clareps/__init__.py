@@ -4,7 +4,7 @@ The Python API (``clareps.api``; the README's "From Python"): ``load_teacher``, 
 ``canonicalize_images``, ``build_bank``, ``distill_student``, ``evaluate_student``, ``save_grid``.
 """
 
-__version__ = "0.1.0"
+from clareps.version import __version__
 
 API = ("Teacher", "Canonical", "load_teacher", "canonical_samples", "canonicalize_images", "build_bank",
        "distill_student", "evaluate_student", "save_grid")

@@ -14,7 +14,7 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from clareps import __version__
+from clareps.version import __version__
 from clareps.errors import ClarepsError
 
 HEADER_KEY = "clareps"  # the safetensors metadata entry that holds an artifact's description

@@ -40,3 +40,22 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def training_tensors(modules: dict[str, nn.Module], opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],
+                                                                                          list[dict]]:
+    """A training checkpoint's tensors (each module's state under ``NAME.``, then the optimizer's) and
+    the optimizer's param groups."""
+    tensors = {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
+    opt_tensors, groups = optimizer_tensors(opt)
+    tensors.update(opt_tensors)
+    return tensors, groups
+
+
+def restore_training(tensors: dict[str, torch.Tensor], groups: list[dict], modules: dict[str, nn.Module],
+                     opt: torch.optim.Optimizer, device: torch.device, source: str) -> None:
+    """Load what ``training_tensors`` saved; the optimizer's state goes to ``device`` (its step counts stay)."""
+    for name, module in modules.items():
+        load_state(module, {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}, source)
+    restore_optimizer(opt, {k: v if k.endswith(".step") else v.to(device) for k, v in tensors.items()
+                            if k.startswith("opt.")}, groups)

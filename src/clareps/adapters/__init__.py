@@ -1,8 +1,8 @@
 """Teachers from elsewhere: one interface for our U-Net and diffusers models (UNet2DModel, DiT + VAE)."""
 
-from clareps.adapters.base import (ExternalTeacher, TabulatedSchedule, Teacher, TeacherShape, pixel_shape,
-                                   to_latent, to_pixels)
+from clareps.adapters.base import ExternalTeacher
+from clareps.diffusion.teacher import Teacher, TeacherShape, from_images, pixel_shape, to_images, to_latent, to_pixels
 from clareps.adapters.loading import is_external, load_external, load_teacher_any, teacher_fingerprint
 
-__all__ = ["ExternalTeacher", "TabulatedSchedule", "Teacher", "TeacherShape", "pixel_shape", "to_latent",
+__all__ = ["ExternalTeacher", "Teacher", "TeacherShape", "from_images", "pixel_shape", "to_images", "to_latent",
            "to_pixels", "is_external", "load_external", "load_teacher_any", "teacher_fingerprint"]

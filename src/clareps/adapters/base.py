@@ -1,75 +1,12 @@
-"""The teacher interface CLARID, the bank builder and distillation rely on, and its helpers.
-
-A teacher is an ``nn.Module`` with
-
-- ``forward(x, t, y) -> eps``: x (B, C, H, W) in the space diffusion runs in, t (B,) integer
-  timesteps of its schedule, y (B,) class labels where ``null_class`` is the unconditional one;
-- ``null_class`` and ``cfg.in_channels``, ``cfg.image_size``, ``cfg.num_classes``;
-- feature taps by module path (forward hooks, see ``clareps.taps``);
-- optionally ``encode(pixels) -> latents`` and ``decode(latents) -> pixels``, pixels in [-1, 1],
-  when diffusion runs in a VAE's latent space; without them the two spaces are the same.
-
-Our own ``UNet`` satisfies it as it is; external models are wrapped by ``ExternalTeacher``.
-"""
+"""External teachers: ``ExternalTeacher``, the base of the adapters that give diffusers models the
+teacher interface of ``clareps.diffusion.teacher`` (class mapping, prediction type, tap aliases)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from clareps.diffusion.schedule import CosineSchedule
 from clareps.errors import ClarepsError
-
-
-@dataclass(frozen=True)
-class TeacherShape:
-    """What the sampler and bank builder read from ``teacher.cfg`` (latent-space geometry)."""
-
-    in_channels: int
-    image_size: int
-    num_classes: int
-
-
-@runtime_checkable
-class Teacher(Protocol):
-    null_class: int
-    cfg: object
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
-
-
-@torch.no_grad()
-def to_latent(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] to the space the teacher diffuses in (the identity for pixel-space teachers)."""
-    encode = getattr(model, "encode", None)
-    return encode(pixels) if callable(encode) else pixels
-
-
-@torch.no_grad()
-def to_pixels(model: nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """The teacher's clean latents back to pixels in [-1, 1] (the identity for pixel-space teachers)."""
-    decode = getattr(model, "decode", None)
-    return decode(latents) if callable(decode) else latents
-
-
-def pixel_shape(model: nn.Module) -> tuple[int, int, int]:
-    """(C, H, W) of the images the teacher's latents decode to."""
-    shape = getattr(model, "pixel_shape", None)
-    if shape is not None:
-        return tuple(shape)
-    cfg = model.cfg
-    return (cfg.in_channels, cfg.image_size, cfg.image_size)
-
-
-class TabulatedSchedule(CosineSchedule):
-    """A schedule given by its ``alpha_bar`` table (an external model's training schedule)."""
-
-    def __init__(self, alpha_bar: torch.Tensor):  # noqa: D107 - no cosine table to build
-        self.T = int(alpha_bar.shape[0])
-        self.alpha_bar = alpha_bar.detach().float().cpu()
 
 
 class ExternalTeacher(nn.Module):

@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clareps.adapters.base import TabulatedSchedule
 from clareps.diffusion.checkpoint import load_teacher
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj
 from clareps.paths import teacher_file
@@ -114,7 +113,7 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu", classes:
             "prediction_type": prediction, "latent": vae_dir is not None, "classes": classes,
             "schedule": str(sched_path) if sched_path is not None else "diffusers default (linear, 1000)"}
     model = model.to(device).eval().requires_grad_(False)
-    return model, TabulatedSchedule(alpha_bar), meta
+    return model, Schedule.tabulated(alpha_bar), meta
 
 
 def teacher_fingerprint(spec: str | Path) -> str:
@@ -131,7 +130,7 @@ def teacher_fingerprint(spec: str | Path) -> str:
 
 
 def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
-                     classes: list[int] | None = None) -> tuple[nn.Module, CosineSchedule, dict]:
+                     classes: list[int] | None = None) -> tuple[nn.Module, Schedule, dict]:
     """A clareps teacher file, or an external diffusers teacher from a local directory
     (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
     if is_external(spec):

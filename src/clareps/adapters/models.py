@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clareps.adapters.base import ExternalTeacher, TeacherShape
+from clareps.adapters.base import ExternalTeacher
+from clareps.diffusion.teacher import TeacherShape
 from clareps.errors import ClarepsError
 
 

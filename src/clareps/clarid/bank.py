@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from clareps import distributed
-from clareps.adapters import pixel_shape, teacher_fingerprint, to_latent
+from clareps.adapters import teacher_fingerprint
 from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
                                       random_latents, timestep)
@@ -24,12 +24,14 @@ from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import hardware, resolve_precision
+from clareps.diffusion.teacher import from_images, pixel_shape
 from clareps.adapters.loading import load_teacher_any
 from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
-from clareps.io import hash_obj, load_tensors, read_json, save_tensors
+from clareps.io import load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher
 from clareps.progress import progress_bar
+from clareps.runs import RunContract, without
 
 BankKind = Literal["canonical", "control", "feat-real"]
 
@@ -59,9 +61,18 @@ def resolved(cfg: BankConfig) -> BankConfig:
     return cfg.model_copy(update=update)
 
 
-def bank_hash(cfg: BankConfig, teacher_sha: str, data_fp: str) -> str:
-    plain = {k: v for k, v in to_plain(cfg).items() if k not in ("device", "teacher")}
-    return hash_obj({"cfg": plain, "teacher": teacher_sha, "data": data_fp})
+NOT_HASHED = ("device", "teacher")  # where it runs; the teacher counts by its content hash, not its path
+
+
+def bank_contract(cfg: BankConfig, out: str | Path, teacher_sha: str, data_fp: str) -> RunContract:
+    """A bank folder's contract, kept in bank.json: the config, the teacher's and the data's hashes."""
+    def as_hashed(meta: dict) -> dict:
+        return {"cfg": without(meta.get("config") or {}, NOT_HASHED), "teacher": meta.get("teacher_sha256"),
+                "data": meta.get("data_fingerprint")}
+
+    hashed = {"cfg": without(to_plain(cfg), NOT_HASHED), "teacher": teacher_sha, "data": data_fp}
+    return RunContract(out, "a bank", hashed, record="bank.json", as_hashed=as_hashed,
+                       differs_in="config, teacher or data")
 
 
 def plan(data: ImageSet, cfg: BankConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +129,8 @@ class BankBuilder:
             raise ClarepsError(f"clarid.k={self.cfg.clarid.k} exceeds the teacher's latent dimension {latent_dim}")
         self.teacher_sha = teacher_fingerprint(self.teacher_path)
         self.data_fp = data_fingerprint(self.cfg.data)
-        self.hash = bank_hash(self.cfg, self.teacher_sha, self.data_fp)
+        self.contract = bank_contract(self.cfg, self.out, self.teacher_sha, self.data_fp)
+        self.hash = self.contract.hash
         self.labels, self.sources = plan(self.data, self.cfg)
         self.donors = donors(self.labels) if self.cfg.clarid.directions == "shuffled" else None
 
@@ -135,7 +147,7 @@ class BankBuilder:
     def feature_shape(self, tap: str | None = None) -> list[int]:
         """Shape of one item's output at ``tap`` (default: the config's) before flattening, e.g. [64, 8, 8]
         for ``mid``; a tap the forward never reaches is refused here."""
-        x = to_latent(self.model, self.data.images[:1].to(self.device) * 2 - 1)
+        x = from_images(self.model, self.data.images[:1].to(self.device))
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         with torch.no_grad():
             return list(run_to_tap(self.model, tap or self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
@@ -162,15 +174,15 @@ class BankBuilder:
         x_te, real = self._latents(idx, torch.stack(noise))
         t = timestep(self.sched, c.clarid)
         # f(x_te): no projection, no decoding
-        plain = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
+        input_features = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
         if c.kind == "feat-real":
             # a copy: safetensors refuses two entries that share storage
-            out = {"latents": x_te, "images": real, "features": plain.clone(),
+            out = {"latents": x_te, "images": real, "features": input_features.clone(),
                    "singular_values": x_te.new_zeros(len(idx), 0),
                    "record": no_removal(len(idx))}
         else:
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
-            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, plain=plain,
+            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, input_features=input_features,
                                controls=self._controls(idx, shape))
         other = c.clarid.model_copy(update={"feature_label": "null" if c.clarid.feature_label == "class" else "class"})
         other_features = features(self.model, out["latents"], t, feature_labels(self.model, y, other), c.clarid.tap)
@@ -179,7 +191,7 @@ class BankBuilder:
                    "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
-                   "input_features": plain, **out["record"]}
+                   "input_features": input_features, **out["record"]}
         save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
                                                         "items": [items.start, items.stop]})
 
@@ -205,7 +217,7 @@ class BankBuilder:
 
     def build(self, rank: int = 0, world: int = 1) -> list[int]:
         """Build this rank's missing shards (shard i belongs to rank i % world)."""
-        self._refuse_mismatch()
+        self.contract.refuse_other("use a new --out folder")
         mine = [(i, r) for i, r in enumerate(self.shard_ranges()) if i % world == rank]
         todo = [(i, r) for i, r in mine if not self._shard_done(i)]
         with progress_bar("bank", total=sum(len(r) for _, r in mine),
@@ -215,13 +227,6 @@ class BankBuilder:
                 self.build_shard(i, r)
                 advance(len(r))
         return [i for i, _ in mine]
-
-    def _refuse_mismatch(self) -> None:
-        side = self.out / "bank.json"
-        if side.exists() and read_json(side).get("config_hash") != self.hash:
-            raise ClarepsError(f"{self.out} holds a bank with another config, teacher or data "
-                               f"(hash {read_json(side).get('config_hash')} != {self.hash}); "
-                               "use a new --out folder")
 
     def merge(self, timing: dict | None = None) -> Bank:
         """Concatenate all shards into bank.safetensors (written last, atomically); the items'
@@ -242,8 +247,7 @@ class BankBuilder:
         return bank
 
     def is_complete(self) -> bool:
-        side = self.out / "bank.json"
-        return side.exists() and read_json(side).get("config_hash") == self.hash
+        return self.contract.matches()
 
 
 def build_bank(cfg: BankConfig, out: str | Path, quiet: bool = False) -> tuple[Bank, bool]:

@@ -13,12 +13,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from clareps.adapters.base import to_latent, to_pixels
+from clareps.diffusion.teacher import from_images, to_images
 from clareps.clarid.directions import ControlInputs, DirectionKind, no_removal, remove
 from clareps.config import StrictModel
 from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.taps import DEFAULT_TAP, run_to_tap
 
 
@@ -39,7 +39,7 @@ class ClaridConfig(StrictModel):
     # the engine, the features and DDIM inversion stay fp32
 
 
-def timestep(sched: CosineSchedule, cfg: ClaridConfig) -> int:
+def timestep(sched: Schedule, cfg: ClaridConfig) -> int:
     return sched.index(cfg.t_e)
 
 
@@ -48,13 +48,13 @@ def feature_labels(model: nn.Module, labels: torch.Tensor, cfg: ClaridConfig) ->
     return labels if cfg.feature_label == "class" else torch.full_like(labels, model.null_class)
 
 
-def matched_latents(model: nn.Module, sched: CosineSchedule, images: torch.Tensor, labels: torch.Tensor,
+def matched_latents(model: nn.Module, sched: Schedule, images: torch.Tensor, labels: torch.Tensor,
                     cfg: ClaridConfig) -> torch.Tensor:
     """DDIM-invert images in [0, 1] (encoded first for a latent-space teacher) to t_e, given their class."""
-    return invert(model, sched, to_latent(model, images * 2 - 1), labels, timestep(sched, cfg), cfg.steps)
+    return invert(model, sched, from_images(model, images), labels, timestep(sched, cfg), cfg.steps)
 
 
-def random_latents(model: nn.Module, sched: CosineSchedule, labels: torch.Tensor, cfg: ClaridConfig,
+def random_latents(model: nn.Module, sched: Schedule, labels: torch.Tensor, cfg: ClaridConfig,
                    noise: torch.Tensor) -> torch.Tensor:
     """Gaussian noise at T-1 sampled down to t_e with the class and guidance w_to_te (default: w)."""
     grid = sched.grid(timestep(sched, cfg), sched.T - 1, cfg.steps)[::-1]
@@ -69,12 +69,13 @@ def features(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: st
     return run_to_tap(model, tap, x, tt, y).flatten(1).float()
 
 
-def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, labels: torch.Tensor,
+def canonicalize(model: nn.Module, sched: Schedule, x_te: torch.Tensor, labels: torch.Tensor,
                  cfg: ClaridConfig, init: torch.Tensor | None = None,
-                 plain: torch.Tensor | None = None, controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
+                 input_features: torch.Tensor | None = None,
+                 controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
     """Remove k extraneous directions (cfg.directions) from x_te, decode, and read features.
 
-    `plain`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
+    `input_features`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
     `init`: the engine's start vectors (B, engine k, ...); `controls`: what a control needs.
 
     Returns latents (x~), images in [0, 1], features f(x~), singular values (B, engine k or 0),
@@ -94,8 +95,11 @@ def canonicalize(model: nn.Module, sched: CosineSchedule, x_te: torch.Tensor, la
         record = no_removal(b)
     with autocast(x_te.device, cfg.sampler_precision):  # guided eps is fp32, so the DDIM moves stay fp32
         decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
-    images = ((to_pixels(model, decoded) + 1) / 2).clamp(0, 1)
-    feats = plain.clone() if cfg.k == 0 and plain is not None else features(model, x_tilde, t, f_labels, cfg.tap)
+    images = to_images(model, decoded)
+    if cfg.k == 0 and input_features is not None:
+        feats = input_features.clone()
+    else:
+        feats = features(model, x_tilde, t, f_labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
     return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
             "record": record, "seconds": seconds}

@@ -29,15 +29,9 @@ largest principal angle between the last two iterates is reported, never waited 
 Rules for the feature map and the model:
 - f must be batch-independent (item b's output depends on x_b only: GroupNorm, LayerNorm;
   not BatchNorm in train mode) and deterministic; ``top_subspace`` runs the model in eval mode.
-- f must be differentiable in forward mode. ``top_subspace`` arranges this while it runs:
-  PyTorch's math attention backend (``sdpa_kernel(SDPBackend.MATH)``; the fused kernels
-  lack forward-mode rules on CPU), contiguous inputs for ``F.group_norm`` (its fused
-  forward-mode rule fails under vmap on non-contiguous tangents) and, for diffusers models,
-  ``AttnProcessor()`` on every attention module (the previous processors are restored
-  afterwards). Another model with its own fused kernels needs the same by its caller.
-  Our U-Net's ``jvp_friendly()`` decomposed GroupNorm is deliberately not used: with
-  torch 2.13 the fused kernel is as fast in forward mode and faster in reverse mode
-  (benchmarks/clarid_engine.py measures both, ``norm_step_ratio``).
+- f must be differentiable in forward mode. ``top_subspace`` arranges this for our U-Net and
+  diffusers models while it runs (``clarid/forward_mode.py``: ``jacobian_mode``); another model
+  with its own fused kernels needs the same by its caller.
 - The VJP linearisation (one forward that keeps its activations) is built once per set of
   active latents and reused at every step. This is exact because x never changes (tested
   against fresh linearisations); a JVP recomputes its forward, which vmap shares across the
@@ -49,17 +43,14 @@ Rules for the feature map and the model:
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import jvp, vjp, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.overrides import TorchFunctionMode
 
+from clareps.clarid.forward_mode import full_fp32, jacobian_mode
 from clareps.clarid.linalg import orthonormal_complement_rows, orthonormal_rows, ritz
 from clareps.taps import DEFAULT_TAP, get_module, run_to_tap
 from clareps.errors import ClarepsError
@@ -104,59 +95,6 @@ class _Operator:
         b, n = rows.shape[:2]
         (pulled,) = vmap(self._pull)(rows.transpose(0, 1))
         return pulled.reshape(n, b, -1).transpose(0, 1)
-
-
-class _ContiguousGroupNorm(TorchFunctionMode):
-    """Hands ``F.group_norm`` (every ``nn.GroupNorm``) a contiguous input.
-
-    PyTorch's fused group_norm fails under vmap + jvp when the tangent is not contiguous
-    ("view size is not compatible"), as it is after diffusers' attention blocks.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.group_norm:
-            args = (args[0].contiguous(), *args[1:])
-        return func(*args, **(kwargs or {}))
-
-
-@contextlib.contextmanager
-def full_fp32() -> Iterator[None]:
-    """IEEE fp32 on CUDA: cuDNN convolutions otherwise default to TF32 (10-bit mantissa)."""
-    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
-        knobs = [(torch.backends.cudnn.conv, "fp32_precision", "ieee"),
-                 (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
-    else:  # torch < 2.9
-        knobs = [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
-    saved = [getattr(obj, name) for obj, name, _ in knobs]
-    for obj, name, value in knobs:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for (obj, name, _), value in zip(knobs, saved):
-            setattr(obj, name, value)
-
-
-@contextlib.contextmanager
-def jacobian_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode, IEEE fp32 and forward-mode-capable norm/attention for ``model``, restored on exit."""
-    was_training = model.training
-    # diffusers' Attention modules carry a swappable processor; the default one calls fused SDPA.
-    attention = [m for m in model.modules() if hasattr(m, "set_processor") and hasattr(m, "processor")]
-    saved = [m.processor for m in attention]
-    if attention:
-        from diffusers.models.attention_processor import AttnProcessor
-
-        for m in attention:
-            m.set_processor(AttnProcessor())
-    model.eval()
-    try:
-        with _ContiguousGroupNorm(), sdpa_kernel(SDPBackend.MATH), full_fp32():
-            yield
-    finally:
-        model.train(was_training)
-        for m, processor in zip(attention, saved):
-            m.set_processor(processor)
 
 
 def top_subspace(model: nn.Module, x: torch.Tensor, t: int | torch.Tensor, y: int | torch.Tensor, k: int,

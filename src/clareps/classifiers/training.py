@@ -1,4 +1,4 @@
-"""Plain supervised training and prediction for classifiers (the shape judge, baselines)."""
+"""Supervised training and prediction for classifiers (the shape judge, baselines)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from clareps.progress import progress_bar
 
 
 class ClassifierRecipe(StrictModel):
-    """How a plain classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
+    """How a supervised classifier is trained (the shape judge, the KD teacher): `train_classifier`'s knobs."""
     arch: str = "small-cnn"
     width: int = Field(32, ge=1)
     epochs: int = Field(20, ge=1)
@@ -27,18 +27,21 @@ class ClassifierRecipe(StrictModel):
     device: str = "auto"
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random crop after reflect padding, and horizontal flip, per image."""
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2, flip: bool = True) -> torch.Tensor:
+    """Per-image random crop after reflect padding (row shifts drawn first, then column shifts), and
+    horizontal flip: every classifier's augmentation (students, the KD teacher, the judges)."""
     b, _, h, w = x.shape
-    padded = F.pad(x, (pad,) * 4, mode="reflect")
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (b, h)
-    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (b, w)
-    idx_b = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    if pad:
+        padded = F.pad(x, (pad,) * 4, mode="reflect")
+        dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if flip:
+        mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
 
 
 def train_classifier(model: nn.Module, data: ImageSet, epochs: int, batch_size: int = 128,

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from clareps.config import build_config
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, save_tensors
@@ -22,7 +22,7 @@ def save_teacher(path: str | Path, model: UNet, T: int, meta: dict) -> Path:
     return save_tensors(path, model.state_dict(), meta)
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, CosineSchedule, dict]:
+def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, Schedule, dict]:
     """The EMA teacher in eval mode, its schedule and its sidecar metadata."""
     path = teacher_file(path)
     tensors, meta = load_tensors(path)
@@ -30,4 +30,4 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise ClarepsError(f"{path} is not a clareps teacher checkpoint (kind={meta.get('kind')!r})")
     model = UNet(build_config(UNetConfig, meta["unet"], f"{path} sidecar"))
     load_state(model, tensors, str(path))
-    return model.to(device).eval(), CosineSchedule(meta["T"]), meta
+    return model.to(device).eval(), Schedule.cosine(meta["T"]), meta

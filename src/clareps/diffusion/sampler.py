@@ -7,7 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
+from clareps.diffusion.teacher import to_images
 from clareps.progress import progress_bar
 
 
@@ -32,7 +33,7 @@ def _ddim_move(x: torch.Tensor, eps: torch.Tensor, ab_from: torch.Tensor, ab_to:
 
 
 @torch.no_grad()
-def ddim_run(model: nn.Module, sched: CosineSchedule, x: torch.Tensor, y: torch.Tensor,
+def ddim_run(model: nn.Module, sched: Schedule, x: torch.Tensor, y: torch.Tensor,
              timesteps: list[int], w: float = 1.0, clip: bool = False,
              on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Deterministic DDIM along ``timesteps`` (descending: denoise; ascending: invert).
@@ -50,19 +51,19 @@ def ddim_run(model: nn.Module, sched: CosineSchedule, x: torch.Tensor, y: torch.
     return x
 
 
-def invert(model: nn.Module, sched: CosineSchedule, x0: torch.Tensor, y: torch.Tensor,
+def invert(model: nn.Module, sched: Schedule, x0: torch.Tensor, y: torch.Tensor,
            t_end: int, steps: int = 50, w: float = 1.0) -> torch.Tensor:
     """DDIM inversion of clean images ``x0`` (in [-1, 1]) to timestep ``t_end``."""
     return ddim_run(model, sched, x0, y, sched.grid(0, t_end, steps), w)
 
 
-def decode(model: nn.Module, sched: CosineSchedule, x_t: torch.Tensor, y: torch.Tensor,
+def decode(model: nn.Module, sched: Schedule, x_t: torch.Tensor, y: torch.Tensor,
            t_start: int, steps: int = 50, w: float = 1.0, **kw) -> torch.Tensor:
     """DDIM from timestep ``t_start`` down to a clean image (the exact reverse grid of invert)."""
     return ddim_run(model, sched, x_t, y, sched.grid(0, t_start, steps)[::-1], w, **kw)
 
 
-def sample(model: nn.Module, sched: CosineSchedule, y: torch.Tensor, steps: int = 50, w: float = 3.0,
+def sample(model: nn.Module, sched: Schedule, y: torch.Tensor, steps: int = 50, w: float = 3.0,
            generator: torch.Generator | None = None, t_stop: int = 0, shape: tuple | None = None,
            **kw) -> torch.Tensor:
     """Sample from Gaussian noise at T-1 down to ``t_stop`` (0 gives clean images)."""
@@ -73,7 +74,7 @@ def sample(model: nn.Module, sched: CosineSchedule, y: torch.Tensor, steps: int 
     return ddim_run(model, sched, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
 
 
-def sample_per_class(teacher: nn.Module, sched: CosineSchedule, num_classes: int, per_class: int,
+def sample_per_class(teacher: nn.Module, sched: Schedule, num_classes: int, per_class: int,
                      w: float, steps: int, seed: int, batch: int = 250, quiet: bool = False) -> tuple:
     """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
     labels = torch.arange(num_classes).repeat_interleave(per_class)
@@ -83,6 +84,6 @@ def sample_per_class(teacher: nn.Module, sched: CosineSchedule, num_classes: int
     with progress_bar("sampling", total=len(labels), quiet=quiet) as advance:
         for i in range(0, len(labels), batch):
             y = labels[i:i + batch].to(device)
-            out.append(((sample(teacher, sched, y, steps=steps, w=w, generator=gen) + 1) / 2).clamp(0, 1).cpu())
+            out.append(to_images(teacher, sample(teacher, sched, y, steps=steps, w=w, generator=gen)).cpu())
             advance(len(y))
     return torch.cat(out), labels

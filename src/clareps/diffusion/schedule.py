@@ -1,4 +1,5 @@
-"""Cosine variance-preserving noise schedule over ``T`` discrete timesteps."""
+"""A variance-preserving noise schedule over ``T`` discrete timesteps: the cosine one our teachers
+train with, or an external model's own table."""
 
 from __future__ import annotations
 
@@ -7,18 +8,27 @@ import math
 import torch
 
 
-class CosineSchedule:
-    """``alpha_bar[t]`` for t in 0..T-1 (Nichol & Dhariwal's cosine schedule).
+class Schedule:
+    """``alpha_bar[t]`` for t in 0..T-1; ``Schedule.cosine(T)`` (Nichol & Dhariwal) or
+    ``Schedule.tabulated(alpha_bar)`` (an external model's training schedule).
 
     Timestep 0 is the least noisy one (alpha_bar ~ 1); clean images are treated as
     latents at t = 0, which keeps DDIM inversion and decoding exact inverses on a grid.
     """
 
-    def __init__(self, T: int = 1000, s: float = 0.008, max_beta: float = 0.999):
-        self.T = T
+    def __init__(self, alpha_bar: torch.Tensor):
+        self.T = int(alpha_bar.shape[0])
+        self.alpha_bar = alpha_bar.detach().float().cpu()
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
         f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
         betas = [min(1 - f((t + 1) / T) / f(t / T), max_beta) for t in range(T)]
-        self.alpha_bar = torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0).float()
+        return cls(torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0))
+
+    @classmethod
+    def tabulated(cls, alpha_bar: torch.Tensor) -> Schedule:
+        return cls(alpha_bar)
 
     def ab(self, t: torch.Tensor | int) -> torch.Tensor:
         return self.alpha_bar.to(t.device if isinstance(t, torch.Tensor) else "cpu")[t]

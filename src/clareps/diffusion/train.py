@@ -10,23 +10,23 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import Field
 
 from clareps import distributed
-from clareps.config import StrictModel, differing_keys, to_plain
+from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
 from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
 from clareps.diffusion.checkpoint import save_teacher
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.schedule import Schedule
+from clareps.diffusion.teacher import from_images
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
-from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
-                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.io import append_jsonl, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from clareps.paths import TEACHER_FILE
 from clareps.progress import progress_bar
-from clareps.state import load_state, optimizer_tensors, restore_optimizer
+from clareps.runs import RunContract
+from clareps.state import restore_training, training_tensors
 
 RUN_CONTROL_KEYS = ("steps", "ckpt_every", "log_every", "device")
 
@@ -51,10 +51,16 @@ class TeacherConfig(StrictModel):
     device: str = "auto"
 
 
-def config_hash(cfg: TeacherConfig) -> str:
-    """Hash of everything that changes the result (not how long or where it runs)."""
-    plain = to_plain(cfg)
-    return hash_obj({k: v for k, v in plain.items() if k not in RUN_CONTROL_KEYS})
+def teacher_contract(cfg: TeacherConfig, run_dir: str | Path, record: str = "config.yaml") -> RunContract:
+    """The teacher run's contract: its hash covers everything that changes the result (not how long or
+    where it runs). The teacher's sidecar (``record="teacher.json"``) keeps the hash too, with the step."""
+    return RunContract(run_dir, "a teacher run", to_plain(cfg), leave_out=RUN_CONTROL_KEYS, record=record)
+
+
+def teacher_finished(cfg: TeacherConfig, run_dir: str | Path) -> bool:
+    """``run_dir`` holds this config's teacher, trained to its last step."""
+    sidecar = teacher_contract(cfg, run_dir, record="teacher.json")
+    return sidecar.matches() and sidecar.stored().get("step", 0) >= cfg.steps
 
 
 class TeacherTrainer:
@@ -70,15 +76,16 @@ class TeacherTrainer:
             raise ClarepsError(f"batch_size {cfg.batch_size} is larger than the data ({len(data.labels)} images)")
         self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(run_dir)
+        self.contract = teacher_contract(cfg, self.run_dir)
         self.dist, self.device = distributed.setup(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)  # this machine's, recorded per device
         self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
-        self.sched = CosineSchedule(cfg.T)
-        self.images = (data.images * 2 - 1).to(self.device)
+        self.sched = Schedule.cosine(cfg.T)
         self.labels = data.labels.to(self.device)
         self.data_fingerprint = data_fingerprint
         torch.manual_seed(cfg.seed)
         self.model = UNet(cfg.model).to(self.device)
+        self.images = from_images(self.model, data.images.to(self.device))
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = distributed.wrap_ddp(self.model, self.device)  # the model itself in one process
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -134,7 +141,7 @@ class TeacherTrainer:
         return self.run_dir / TEACHER_FILE
 
     def _meta(self) -> dict:
-        return {"config_hash": config_hash(self.cfg), "step": self.step,
+        return {"config_hash": self.contract.hash, "step": self.step,
                 "data_fingerprint": self.data_fingerprint}
 
     def save_checkpoint(self) -> None:
@@ -143,10 +150,7 @@ class TeacherTrainer:
                                "last good checkpoint is kept (lower lr or use precision fp32)")
         if not self.dist.main:
             return
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        opt_tensors, groups = optimizer_tensors(self.opt)
-        tensors.update(opt_tensors)
+        tensors, groups = training_tensors({"model": self.model, "ema": self.ema}, self.opt)
         tensors["rng"] = self.gen.get_state()
         save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
         save_teacher(self.teacher_path, self.ema, self.cfg.T, self._meta())
@@ -154,26 +158,17 @@ class TeacherTrainer:
 
     def load_checkpoint(self) -> None:
         tensors, meta = load_tensors(self.ckpt_path)
-        if meta.get("config_hash") != config_hash(self.cfg):
+        if meta.get("config_hash") != self.contract.hash:
             raise ClarepsError(f"checkpoint {self.ckpt_path} was made with another config; "
                                "use a new --out directory")
-        pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
-        load_state(self.model, pick("model."), str(self.ckpt_path))
-        load_state(self.ema, pick("ema."), str(self.ckpt_path))
-        restore_optimizer(self.opt, {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
-                                     for k, v in tensors.items()}, meta["param_groups"])
+        restore_training(tensors, meta["param_groups"], {"model": self.model, "ema": self.ema}, self.opt,
+                         self.device, str(self.ckpt_path))
         self.gen.set_state(tensors["rng"])
         self.step = int(meta["step"])
 
     def prepare_run_dir(self, resume: bool) -> None:
         """Refuse a run dir holding another config; resume a partial run when asked."""
-        cfg_path = self.run_dir / "config.yaml"
-        existing = read_yaml_or_none(cfg_path)
-        if existing is not None and existing.get("config_hash") != config_hash(self.cfg):
-            hashed = lambda d: {k: v for k, v in d.items() if k not in RUN_CONTROL_KEYS}  # noqa: E731
-            diff = differing_keys(hashed(existing), hashed(to_plain(self.cfg)))
-            raise ClarepsError(f"{self.run_dir} holds a teacher run with another config ({diff}); "
-                               "use a new --out directory, or --set those keys as the run has them")
+        self.contract.refuse_other("use a new --out directory, or --set those keys as the run has them")
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
             rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
@@ -183,9 +178,8 @@ class TeacherTrainer:
         elif self.ckpt_path.exists():
             raise ClarepsError(f"{self.run_dir} already holds a checkpoint at step "
                                f"{load_tensors(self.ckpt_path)[1]['step']}; pass --resume or use a new --out")
-        plain = dict(to_plain(self.cfg), config_hash=config_hash(self.cfg))
         if self.dist.main:
-            write_text(cfg_path, yaml.safe_dump(plain, sort_keys=False))
+            self.contract.write()
         distributed.barrier()
 
     def train(self, resume: bool = True) -> Path:

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import yaml
 
 from clareps import distributed
 from clareps.clarid.bank_format import load_bank
@@ -22,35 +20,19 @@ from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.classifiers.checkpoint import save_classifier
 from clareps.classifiers.students import STUDENTS, make_student, spatial_path
-from clareps.classifiers.training import accuracy
+from clareps.classifiers.training import accuracy, augment
 from clareps.device import autocast, resolve_precision
 from clareps.distill import losses
+from clareps.distill.checkpointing import prepare_run_dir, save_checkpoint
 from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
-from clareps.io import (append_jsonl, hash_obj, load_tensors, read_json, read_jsonl, read_yaml_or_none,
-                        save_tensors, write_json, write_jsonl, write_text)
+from clareps.io import append_jsonl, read_json, write_json
 from clareps.progress import progress_bar
-from clareps.state import load_state, optimizer_tensors, restore_optimizer
+from clareps.runs import RunContract
 from clareps.taps import get_module, tap
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
-    """Per-image random crop after reflect padding, and horizontal flip."""
-    b, _, h, w = x.shape
-    if pad:
-        padded = F.pad(x, (pad,) * 4, mode="reflect")
-        dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device) for _ in range(2))
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        x = padded[torch.arange(b, device=x.device)[:, None, None, None],
-                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
-    if flip:
-        mask = (torch.rand(b, generator=gen) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-    return x
 
 
 def _student_width(cfg: StudentConfig) -> int:
@@ -130,6 +112,7 @@ class DistillTrainer:
                                     weight_decay=o.weight_decay) if o.name == "sgd"
                     else torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay))
         self.step, self.reused = 0, False
+        self.contract = self._contract()
 
     def _setup_bank(self) -> None:
         cfg = self.cfg
@@ -143,17 +126,16 @@ class DistillTrainer:
         self.bank_y = self.bank.labels.to(self.device)
         self.bank_f, self.protos = feats.to(self.device), protos.to(self.device)
 
-    @property
-    def config_hash(self) -> str:
-        """Hash of what changes the result: the config less run control and unused sections, and the
-        content hashes of the data, bank and KD teacher (not their paths)."""
+    def _contract(self) -> RunContract:
+        """Its hash covers what changes the result: the config less run control and unused sections, and
+        the content hashes of the data, bank and KD teacher (not their paths)."""
         unused = set(RUN_CONTROL_KEYS)
         if not self.method.distill:
             unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
         if not self.method.kd:
             unused.add("kd")
-        plain = {k: v for k, v in to_plain(self.cfg).items() if k not in unused}
-        return hash_obj(dict(plain, inputs=self.hashes))
+        return RunContract(self.run_dir, "a distill run", to_plain(self.cfg), leave_out=unused, inputs=self.hashes,
+                           differs_in="config or bank")
 
     # -- one step -------------------------------------------------------------------------------
     def _gen(self, stream: int, step: int) -> torch.Generator:
@@ -236,66 +218,22 @@ class DistillTrainer:
         return self.run_dir / "student.safetensors"
 
     def _meta(self) -> dict:
-        return {"config_hash": self.config_hash, "step": self.step, "method": self.method.name,
+        return {"config_hash": self.contract.hash, "step": self.step, "method": self.method.name,
                 "data_fingerprint": self.data_fingerprint,
                 "feature_dim": getattr(self, "teacher_dim", None)}
 
-    def save_checkpoint(self) -> None:
-        if not self.dist.main:
-            return
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if self.proj is not None:
-            tensors.update({f"proj.{k}": v for k, v in self.proj.state_dict().items()})
-        opt_tensors, groups = optimizer_tensors(self.opt)
-        tensors.update(opt_tensors)
-        save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
-
-    def load_checkpoint(self) -> None:
-        tensors, meta = load_tensors(self.ckpt_path)
-        pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
-        load_state(self.model, pick("model."), str(self.ckpt_path))
-        if self.proj is not None:
-            load_state(self.proj, pick("proj."), str(self.ckpt_path))
-        restore_optimizer(self.opt, {k: v if k.endswith(".step") else v.to(self.device)
-                                     for k, v in tensors.items()}, meta["param_groups"])
-        self.step = int(meta["step"])
-
-    def prepare_run_dir(self, resume: bool) -> None:
-        """Refuse a run dir of another config or bank; resume a partial run when asked."""
-        if self.ckpt_path.exists():
-            dim = load_tensors(self.ckpt_path)[1].get("feature_dim")
-            if dim is not None and self.proj is not None and dim != self.teacher_dim:
-                raise ClarepsError(f"bank {self.cfg.bank} has {self.teacher_dim}-dim target features; the "
-                                   f"projection head in {self.run_dir} maps to {dim}: it does not fit the head")
-        existing = read_yaml_or_none(self.run_dir / "config.yaml")
-        if existing is not None and existing.get("config_hash") != self.config_hash:
-            raise ClarepsError(f"{self.run_dir} holds a distill run with another config or bank "
-                               f"(hash {existing.get('config_hash')} != {self.config_hash}); use a new --out")
-        metrics = self.run_dir / "metrics.jsonl"
-        if self.ckpt_path.exists() and resume:
-            self.load_checkpoint()
-            rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.step and not r.get("final")] \
-                if metrics.exists() else []
-            if self.dist.main:
-                write_jsonl(metrics, rows)
-        elif self.ckpt_path.exists():
-            raise ClarepsError(f"{self.run_dir} already holds a checkpoint; pass --resume or use a new --out")
-        elif metrics.exists() and self.dist.main:
-            metrics.unlink()
-        plain = dict(to_plain(self.cfg), config_hash=self.config_hash, inputs=self.hashes)
-        if self.dist.main:
-            write_text(self.run_dir / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
-        distributed.barrier()
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """What a checkpoint holds besides the optimizer: the student and its projection head."""
+        return {"model": self.model} if self.proj is None else {"model": self.model, "proj": self.proj}
 
     def train(self, resume: bool = True) -> dict:
         """Train to the end (or to ``stop_at``); returns the final metrics (empty when stopped early)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         done = self.run_dir / "result.json"
-        if done.exists() and (read_yaml_or_none(self.run_dir / "config.yaml") or {}).get("config_hash") \
-                == self.config_hash and self.student_path.exists():
+        if self.contract.complete(done.name, self.student_path.name):
             self.reused = True
             return read_json(done)
-        self.prepare_run_dir(resume)
+        prepare_run_dir(self, resume)
         cfg, sums, n_since, t0 = self.cfg, {}, 0, time.time()
         end = min(self.total_steps, cfg.stop_at if cfg.stop_at is not None else self.total_steps)
         self.model.train()
@@ -320,7 +258,7 @@ class DistillTrainer:
                         "val_acc": accuracy(self.model, self.val_set)})
                     self.model.train()
                 if epoch_end or self.step == end or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
-                    self.save_checkpoint()
+                    save_checkpoint(self)
         if self.step < self.total_steps:
             return {}
         result = self._finish() if self.dist.main else {}
@@ -339,7 +277,7 @@ class DistillTrainer:
         meta = {"role": "student", "arch": cfg.student.name,
                 "width": _student_width(cfg.student), "in_channels": self.x.shape[1],
                 "num_classes": self.num_classes, "feature_path": self.feature_path, "method": self.method.name,
-                "config_hash": self.config_hash, "inputs": self.hashes, "metrics": result,
+                "config_hash": self.contract.hash, "inputs": self.hashes, "metrics": result,
                 "data_fingerprint": self.data_fingerprint}
         save_classifier(self.student_path, self.model, meta)
         append_jsonl(self.run_dir / "metrics.jsonl", dict(result, final=True))

@@ -28,8 +28,9 @@ from clareps.evaluate.background import VARIANTS, background_metrics
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
-from clareps.io import hash_file, hash_obj, read_json, read_yaml_or_none, save_tensors, write_json
+from clareps.io import hash_file, read_yaml_or_none, save_tensors, write_json
 from clareps.progress import progress_bar
+from clareps.runs import RunContract, config_hash
 
 FORMAT = "clareps-eval/1"
 COMPONENTS = ("clean", "robustness", "corruptions", "saliency")
@@ -208,7 +209,7 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
                     "method": meta.get("method"), "config_hash": meta.get("config_hash"), "role": meta.get("role")},
         "data": {"spec": to_plain(spec), "from": spec_from, "fingerprint": fp,
                  "matches_student": None if train_fp is None else train_fp.split(":")[0] == fp.split(":")[0]},
-        "config": to_plain(cfg), "config_hash": hash_obj(to_plain(cfg)),
+        "config": to_plain(cfg), "config_hash": config_hash(to_plain(cfg)),
         "device": str(device), "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "seconds": {},
     }
@@ -292,9 +293,10 @@ def maps_path(out: str | Path) -> Path:
 
 def results_current(out: str | Path, student: str | Path, cfg: EvalConfig, need_mce: bool = False) -> bool:
     """Whether `out` already holds this student's results under these settings (so they can be reused)."""
-    if not Path(out).exists():
+    out = Path(out)
+    contract = RunContract(out.parent, "an evaluation", to_plain(cfg), record=out.name)
+    if not contract.matches():
         return False
-    old = read_json(out)
-    return (old.get("config_hash") == hash_obj(to_plain(cfg))
-            and old.get("student", {}).get("sha256") == hash_file(resolve_student(student))
+    old = contract.stored()
+    return (old.get("student", {}).get("sha256") == hash_file(resolve_student(student))
             and (not need_mce or old.get("corruptions", {}).get("mce") is not None))

@@ -11,7 +11,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from clareps.data.imageset import ImageSet
 from clareps.diffusion.sampler import decode, invert, sample_per_class
-from clareps.diffusion.schedule import CosineSchedule
+from clareps.diffusion.teacher import from_images, to_images
+from clareps.diffusion.schedule import Schedule
 from clareps.classifiers.training import predict
 
 
@@ -27,7 +28,7 @@ class JudgeFeatures(nn.Module):
         return self.judge.features(self.judge.normalize(x.to(next(self.judge.parameters()).device))).float()
 
 
-def check_teacher(teacher: nn.Module, sched: CosineSchedule, judge: nn.Module, real: ImageSet,
+def check_teacher(teacher: nn.Module, sched: Schedule, judge: nn.Module, real: ImageSet,
                   per_class: int = 100, w: float = 3.0, steps: int = 50, recon_t: float = 0.5,
                   n_recon: int = 100, seed: int = 0, quiet: bool = False) -> tuple[dict, torch.Tensor]:
     t0 = time.time()
@@ -43,11 +44,11 @@ def check_teacher(teacher: nn.Module, sched: CosineSchedule, judge: nn.Module, r
     device = next(teacher.parameters()).device
     fewest = int(torch.bincount(real.labels, minlength=real.num_classes).min())
     x0 = real.per_class(max(1, min(fewest, n_recon // real.num_classes)), seed)
-    x = (x0.images * 2 - 1).to(device)
+    x = from_images(teacher, x0.images.to(device))
     y = x0.labels.to(device)
     t_e = sched.index(recon_t)
-    rec = (decode(teacher, sched, invert(teacher, sched, x, y, t_e, steps), y, t_e, steps) + 1) / 2
-    err = (rec.clamp(0, 1).cpu() - x0.images)
+    rec = to_images(teacher, decode(teacher, sched, invert(teacher, sched, x, y, t_e, steps), y, t_e, steps))
+    err = rec.cpu() - x0.images
     return {
         "class_consistency": (pred == labels).float().mean().item(),
         "class_consistency_per_class": per_class_acc,

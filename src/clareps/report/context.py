@@ -64,9 +64,14 @@ class ReportContext:
         sides = [self.run.bank(kind) / "bank.json" for kind in BANK_KINDS]
         return [read_json(side) for side in sides if side.exists()]
 
-    def bank_metrics(self, kind: str) -> dict | None:
+    def bank_metrics(self, kind: str, current: bool = False) -> dict | None:
+        """The bank's metrics.json; with ``current``, only when measured after the bank was last written."""
         path = self.run.bank(kind) / "metrics.json"
-        return read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        if current and path.stat().st_mtime < (self.run.bank(kind) / "bank.json").stat().st_mtime:
+            return None
+        return read_json(path)
 
     @cached_property
     def data_spec(self):

@@ -14,7 +14,8 @@ from clareps.io import atomic_write
 NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 
 
-def choose(method: str) -> str:
+def embedding_method(method: str) -> str:
+    """The embedding ``auto`` stands for: UMAP when umap-learn is installed, else t-SNE."""
     if method != "auto":
         return method
     return "umap" if importlib.util.find_spec("umap") is not None else "tsne"

@@ -11,6 +11,7 @@ from typing import Callable
 
 from clareps.io import write_text
 from clareps.report import sections as S
+from clareps.report import student_sections as E
 from clareps.report import upstream_sections as T
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc
@@ -47,14 +48,14 @@ def _sections(ctx: ReportContext, report_cfg: dict) -> list[tuple[str, str, Call
         ("teacher", "Teacher samples per class", lambda: T.teacher_samples_section(ctx, per_class)),
         ("banks", "Originals | control | canonical, and singular-value spectra",
          lambda: T.banks_section(ctx, per_class)),
-        ("features", "Canonical vs control vs plain features", lambda: T.features_section(
+        ("features", "Canonical vs control vs input features", lambda: T.features_section(
             ctx, report_cfg.get("embedding", "auto"))),
-        ("terms", "Loss terms while training", lambda: S.terms_section(ctx)),
-        ("robust", "Robust accuracy vs budget", lambda: S.robust_section(ctx)),
-        ("corruptions", "Corruption accuracy per type", lambda: S.corruption_section(ctx)),
-        ("background", "Background tests", lambda: S.background_section(ctx)),
+        ("terms", "Loss terms while training", lambda: E.terms_section(ctx)),
+        ("robust", "Robust accuracy vs budget", lambda: E.robust_section(ctx)),
+        ("corruptions", "Corruption accuracy per type", lambda: E.corruption_section(ctx)),
+        ("background", "Background tests", lambda: E.background_section(ctx)),
         ("saliency", "Saliency: where each student looks",
-         lambda: S.saliency_section(ctx, int(report_cfg.get("overlays", 6)))),
+         lambda: E.saliency_section(ctx, int(report_cfg.get("overlays", 6)))),
         ("compute", "Compute", lambda: S.compute_section(ctx)),
     ]
 

@@ -6,7 +6,7 @@ import torch
 
 from clareps.report import figures
 from clareps.report.context import Missing, ReportContext
-from clareps.report.embed import NAMES, choose, embed_2d
+from clareps.report.embed import NAMES, embed_2d, embedding_method
 from clareps.report.html_parts import esc, img, pct, table
 
 
@@ -117,7 +117,7 @@ def features_section(ctx: ReportContext, method: str) -> str:
 
     sets = []
     for kind, title in (("canonical", "canonical f(x~)"), ("control", "control f(x_te), k = 0"),
-                        ("feat-real", "plain: real images' f(x_te)")):
+                        ("feat-real", "input: real images' f(x_te)")):
         try:
             bank = ctx.bank(kind)
         except Missing:
@@ -125,14 +125,16 @@ def features_section(ctx: ReportContext, method: str) -> str:
         sets.append((kind, title, bank))
     if len(sets) < 2:
         raise Missing("fewer than two banks: nothing to compare")
-    method = choose(method)
+    method = embedding_method(method)
     panels, rows = [], []
     for kind, title, bank in sets:
         c = len(ctx.class_names)
-        nmi = kmeans_nmi(bank.features, bank.labels, c) if len(bank) >= c else None
+        known = ctx.bank_metrics(kind, current=True) or {}  # what the bank-metrics stage measured, if it did
+        nmi = known["nmi_features"] if "nmi_features" in known else \
+            kmeans_nmi(bank.features, bank.labels, c) if len(bank) >= c else None
         xy = embed_2d(bank.features, method, ctx.run.cache)
         panels.append((f"{title}\nNMI {nmi:.3f}" if nmi is not None else title, xy, bank.labels.numpy()))
-        probe = linear_probe(bank.features, bank.labels)
+        probe = known["probe_features"] if "probe_features" in known else linear_probe(bank.features, bank.labels)
         rows.append([kind, str(len(bank)), "–" if nmi is None else f"{nmi:.3f}", pct(probe)])
     png = figures.embeddings(panels, ctx.class_names, NAMES[method])
     note = "" if method == "umap" else (
@@ -142,7 +144,7 @@ def features_section(ctx: ReportContext, method: str) -> str:
     return (img(png, "2-D embeddings of features") +
             f"<p class='small'>{NAMES[method]} of the teacher's {esc(tap)} features (L2-normalised), coloured by "
             f"class.{esc(note)} NMI: normalised mutual information between k-means clusters (k = number of "
-            "classes) and the classes; higher means the classes separate better. The plain features are those of "
+            "classes) and the classes; higher means the classes separate better. The input features are those of "
             "real training images inverted to t_e (the feat-real bank). Linear probe: 5-fold cross-validated "
             "accuracy of a logistic regression on the same features. The teacher reads the class as an input, "
             "so both measure how much the features carry it, not what a classifier could learn from images."

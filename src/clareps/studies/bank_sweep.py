@@ -56,7 +56,7 @@ def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws:
         comparison_grid([bank], [f"k={c.k} {variant} {c.directions}"], train, folder / "grid.png", per_class=4)
         rows.append({"t_e": c.t_e, "k": c.k, "w": c.w, "variant": variant, "directions": c.directions,
                      "feature_label": c.feature_label, "tap": c.tap, **{m: metrics.get(m) for m in METRICS}})
-    best = choose(rows)
+    best = best_bank_setting(rows)
     write_json(out / "sweep.json", {"rows": rows, "chosen": best})
     write_text(out / "sweep.csv", csv_text(rows, COLUMNS))
     write_text(out / "sweep.md", _markdown(rows, best))
@@ -80,7 +80,7 @@ def _key(r: dict) -> tuple:
     return r["t_e"], r["w"], r.get("tap"), r.get("feature_label", "class")
 
 
-def choose(rows: list[dict]) -> dict | None:
+def best_bank_setting(rows: list[dict]) -> dict | None:
     """Most background removal (lowest share of backgrounds whose source survives) among
     Jacobian settings whose class consistency is within 2 points of their control's."""
     control = {_key(r): r["class_consistency"] for r in rows if r["k"] == 0}

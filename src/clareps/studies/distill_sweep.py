@@ -87,7 +87,7 @@ def objective(row: dict) -> float:
     return sum(parts) / len(parts)
 
 
-def choose(rows: list[dict], tolerance: float) -> dict | None:
+def best_distill_setting(rows: list[dict], tolerance: float) -> dict | None:
     """The best objective among settings whose mean val accuracy is within ``tolerance`` of ce's."""
     ce = next(r for r in rows if r["method"] == "ce")
     ok = [r for r in rows if r["method"] != "ce" and r["val"] >= ce["val"] - tolerance]
@@ -121,7 +121,7 @@ def run_sweep(preset: Path, overrides: list[str], grid: dict[str, list[str]], se
             row[metric] = statistics.mean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         rows.append(row)
-    best = choose(rows, tolerance)
+    best = best_distill_setting(rows, tolerance)
     columns = ["method", "setting", *grid, *(c for m in METRICS for c in (m, f"{m}_std")), "seeds"]
     rule = (f"pick: highest mean of val_rand and val_pgd (PGD-20 at {pgd_eps_255:g}/255 on {pgd_images} "
             f"validation images) among settings within {tolerance:g} of ce's val accuracy; seeds {seeds}")

@@ -4,84 +4,30 @@ data -> teacher (shipped, or a tiny one trained here) -> canonical, control and 
 KD classifier teacher -> students (methods x seeds, each evaluated as soon as it exists) ->
 aggregation -> HTML report. Every stage is the library's own function, which reuses a complete
 artifact with the same config hash, so a rerun only re-reads; each stage's seconds and whether it
-was reused go to RUN/demo.json (see ``clareps.report.layout``).
-
-A demo config (``configs/demo-*.yaml``) has one section per mode: ``demo`` (what ``clareps demo``
-runs) and optionally ``full`` (``--full``). A section names the data, the teacher and overrides
-of the stage presets; whatever it does not override is the stage preset as shipped.
+was reused go to RUN/demo.json (see ``clareps.report.layout``). The config is in ``demo.spec``,
+the run root's reuse and refusals in ``demo.reuse``, the command in ``demo.cli``.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal, Optional
 
 import typer
 import yaml
-from pydantic import Field
 
 from clareps.adapters.loading import is_external
-from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
-from clareps.data.spec import DataSpec
+from clareps.config import build_config, read_yaml, to_plain
+from clareps.demo.reuse import bank_metrics_current, kd_teacher_current, refuse_foreign_root, snapshot_teacher
+from clareps.demo.spec import DemoConfig, merged
 from clareps.device import hardware, resolve_device, resolve_precision
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
 from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
 from clareps.report.layout import BANK_KINDS, METHOD_BANK, RunLayout
-
-ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
-
-
-class TeacherSpec(StrictModel):
-    path: Optional[str] = None  # a teacher .safetensors; None: the shipped one (models/teacher-default)
-    train: Optional[dict] = None  # or train one into RUN/teacher: overrides of configs/teacher-default.yaml
-
-
-class EvalSpec(StrictModel):
-    preset: str = "evaluate-default"
-    mode: str = "full"  # the preset's section
-    overrides: list[str] = Field(default_factory=list)  # key=value inside that section
-
-
-class ReportSpec(StrictModel):
-    embedding: Literal["auto", "umap", "tsne", "pca"] = "auto"  # auto: UMAP when umap-learn is installed
-    per_class: int = Field(8, ge=1)  # images per class in the grids
-    overlays: int = Field(6, ge=1)  # test images in the saliency overlays
-
-
-class DemoConfig(StrictModel):
-    out: str = "runs/demo"
-    data: DataSpec = Field(default_factory=DataSpec)
-    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
-    judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
-    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (all three banks)
-    distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
-    methods: list[Literal["ce", "feat-real", "control", "kd", "cadistill"]] = Field(
-        default_factory=lambda: list(ALL_METHODS), min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    evaluate: EvalSpec = Field(default_factory=EvalSpec)
-    report: ReportSpec = Field(default_factory=ReportSpec)
-    device: str = "auto"
-
-
-def load_demo_config(path: str | Path, section: str, overrides: list[str] | None = None) -> DemoConfig:
-    data = read_yaml(path)
-    if section not in data:
-        raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
-    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]")
-
-
-def merged(base: dict, over: dict) -> dict:
-    """``base`` with ``over`` merged in, nested dicts key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 class Pipeline:
@@ -181,31 +127,8 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------------
     def refuse_foreign_root(self) -> None:
-        """The refusals a later stage would make, made before the run root is touched: a teacher or
-        a bank there that another config (or another version of the teacher) made."""
-        from clareps.adapters.loading import teacher_fingerprint
-        from clareps.clarid.bank import bank_hash, resolved
-        from clareps.data.spec import data_fingerprint
-        from clareps.diffusion.train import config_hash
-        from clareps.io import hash_file, read_yaml_or_none
-
-        why = None
-        if self.teacher_cfg is not None:
-            then = (read_yaml_or_none(self.run.teacher_dir / "config.yaml") or {}).get("config_hash")
-            if then not in (None, config_hash(self.teacher_cfg)):
-                why = "a teacher trained with another config"
-        elif self.source != self.teacher and self.teacher.exists() and self.source.is_file() \
-                and hash_file(self.teacher) != hash_file(self.source):
-            why = f"a copy of another version of the teacher {self.source}"
-        for kind, cfg in self.banks.items():
-            side = self.run.bank(kind) / "bank.json"
-            if why is None and side.exists():
-                want = bank_hash(resolved(cfg), teacher_fingerprint(self.teacher), data_fingerprint(cfg.data)) \
-                    if self.teacher.exists() else None
-                if read_json(side).get("config_hash") != want:
-                    why = f"a {kind} bank of another config, teacher or data"
-        if why:
-            raise ClarepsError(f"{self.run.root} holds {why}: use a new --out, or delete {self.run.root}")
+        """The refusals a later stage would make, made before the run root is touched."""
+        refuse_foreign_root(self.run, self.teacher_cfg, self.source, self.teacher, self.banks)
 
     def run_all(self) -> tuple[Path, dict]:
         self.refuse_foreign_root()
@@ -250,11 +173,9 @@ class Pipeline:
         with self.stage("teacher") as info:
             if self.teacher_cfg is not None:
                 from clareps.data.spec import data_fingerprint, load_data
-                from clareps.diffusion.train import TeacherTrainer, config_hash
+                from clareps.diffusion.train import TeacherTrainer, teacher_finished
 
-                side = self.run.teacher_dir / "teacher.json"
-                done = side.exists() and read_json(side).get("config_hash") == config_hash(self.teacher_cfg) \
-                    and read_json(side).get("step", 0) >= self.teacher_cfg.steps
+                done = teacher_finished(self.teacher_cfg, self.run.teacher_dir)
                 if not done:
                     TeacherTrainer(self.teacher_cfg, load_data(self.cfg.data), self.run.teacher_dir,
                                    data_fingerprint(self.cfg.data), quiet=self.quiet).train()
@@ -262,37 +183,9 @@ class Pipeline:
             elif self.source == self.teacher:
                 info["reused"] = True  # a folder teacher (diffusers / DiT): read where it is
             else:
-                info["reused"] = self._snapshot(self.source)
+                info["reused"] = snapshot_teacher(self.source, self.teacher, self.run.root)
             info.update(path=str(self.teacher), sha256=teacher_fingerprint(self.teacher),
                         source=str(self.source or self.teacher))
-
-    def _snapshot(self, src: Path) -> bool:
-        """Copy a teacher file with its sidecar and model-card inputs into RUN/teacher; True when the run
-        root already holds this very teacher. A run root made from another version of it is refused."""
-        from clareps.io import atomic_write, hash_file, load_tensors, sidecar_path
-
-        if not src.is_file() or not sidecar_path(src).is_file():
-            raise ClarepsError(f"teacher not found: {src} (with its sidecar {sidecar_path(src).name})")
-        if self.teacher.exists():
-            then, now = hash_file(self.teacher), hash_file(src)
-            if then != now:
-                raise ClarepsError(f"the teacher {src} has changed since {self.run.root} was made from it "
-                                   f"({then} then, {now} now): use a new --out, or delete {self.run.root}")
-            return True
-        files = {src.parent / n: n for n in ("config.yaml", "train_info.json", "teacher_check.json",
-                                             "MODEL_CARD.md", "samples.png", "metrics.jsonl")}
-        files.update({sidecar_path(src): "teacher.json", src: TEACHER_FILE})  # the weights last
-        for _ in range(5):  # a training job may replace the file between our copies of it and its sidecar
-            for path, name in files.items():
-                if path.is_file():
-                    atomic_write(self.run.teacher_dir / name, lambda p, path=path: shutil.copyfile(path, p))
-            try:
-                load_tensors(self.teacher)  # checks the copy against its sidecar's hash
-                return False
-            except ClarepsError:
-                self.teacher.unlink()
-                time.sleep(2)
-        raise ClarepsError(f"could not take a consistent copy of {src}: it keeps changing")
 
     def bank_stage(self, kind: str) -> None:
         from clareps.clarid.bank import build_bank, resolved
@@ -305,9 +198,7 @@ class Pipeline:
         if kind == "feat-real" or (self.cfg.data.kind != "benchmark" and self.cfg.judge is None):
             return  # feat-real's features are measured in the report; the judge knows the benchmark only
         with self.stage(f"bank-metrics/{kind}") as info:
-            old = folder / "metrics.json"
-            info["reused"] = old.exists() and read_json(old).get("judge") == str(self.judge) \
-                and old.stat().st_mtime >= (folder / "bank.json").stat().st_mtime
+            info["reused"] = bank_metrics_current(folder, self.judge)
             if not info["reused"]:
                 measure_bank(folder, resolved(self.banks[kind]), self.judge)
 
@@ -316,9 +207,8 @@ class Pipeline:
 
         cfg = self.distill_config("ce", 0)  # the shared parts: data, carve-out, kd.teacher_*, precision
         tcfg = KDTeacherConfig.from_distill(cfg)
-        side = self.run.kd_teacher.with_suffix(".json")
         with self.stage("kd-teacher") as info:
-            info["reused"] = side.exists() and read_json(side).get("config") == to_plain(tcfg)
+            info["reused"] = kd_teacher_current(self.run.kd_teacher, tcfg)
             if not info["reused"]:
                 train_kd_teacher(tcfg, self.run.kd_teacher.parent, quiet=self.quiet)
 
@@ -351,29 +241,3 @@ class Pipeline:
             agg = aggregate(load_runs(find_results(runs, self.cfg.evaluate.mode)))
             write_tables(agg, self.run.results)
         return agg
-
-
-def demo(config: Optional[str] = typer.Option(None, "--config", "-c",
-                                              help="demo preset name or YAML path (default: demo-default)"),
-         full: bool = typer.Option(False, "--full", help="the config's 'full' section: the complete protocol"),
-         set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value (e.g. seeds=[0])"),
-         out: Optional[Path] = typer.Option(None, "--out", "-o", help="run root (default: the config's 'out')"),
-         device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
-         quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """The whole pipeline: data, banks, five methods x seeds, evaluation, table and HTML report."""
-    from clareps.errors import interrupt_note
-    from clareps.evaluate.aggregate import to_markdown
-    from clareps.io import check_writable
-
-    mode = "full" if full else "demo"
-    overrides = list(set_) + ([f"device={device}"] if device is not None else [])
-    cfg = load_demo_config(resolve_preset(config, "demo-default"), mode, overrides)
-    pipeline = Pipeline(cfg, out or Path(cfg.out), mode, quiet=quiet)
-    check_writable(pipeline.run.root)
-    interrupt_note(f"finished stages are kept in {pipeline.run.root}; rerun the same command to resume")
-    report, agg = pipeline.run_all()
-    wall = time.perf_counter() - pipeline.t0
-    reused = sum(info["reused"] for info in pipeline.stages.values())
-    typer.echo(to_markdown(agg))
-    typer.echo(f"{len(pipeline.stages)} stages ({reused} reused) in {wall / 60:.1f} min\n"
-               f"table: {pipeline.run.results / 'results.md'}\nreport: {report}")

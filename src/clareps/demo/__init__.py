@@ -1,0 +1,8 @@
+"""``clareps demo``: the whole pipeline in one run root (``pipeline``), its config (``spec``), what it
+reuses and refuses (``reuse``) and its command (``cli``)."""
+
+from clareps.demo.cli import demo
+from clareps.demo.pipeline import Pipeline
+from clareps.demo.spec import ALL_METHODS, DemoConfig, load_demo_config, merged
+
+__all__ = ["ALL_METHODS", "DemoConfig", "Pipeline", "demo", "load_demo_config", "merged"]

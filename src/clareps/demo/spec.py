@@ -1,0 +1,63 @@
+"""A demo config (``configs/demo-*.yaml``) has one section per mode: ``demo`` (what ``clareps demo``
+runs) and optionally ``full`` (``--full``). A section names the data, the teacher and overrides
+of the stage presets; whatever it does not override is the stage preset as shipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field
+
+from clareps.config import StrictModel, apply_overrides, build_config, read_yaml
+from clareps.data.spec import DataSpec
+from clareps.errors import ClarepsError
+
+ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
+
+
+class TeacherSpec(StrictModel):
+    path: Optional[str] = None  # a teacher .safetensors; None: the shipped one (models/teacher-default)
+    train: Optional[dict] = None  # or train one into RUN/teacher: overrides of configs/teacher-default.yaml
+
+
+class EvalSpec(StrictModel):
+    preset: str = "evaluate-default"
+    mode: str = "full"  # the preset's section
+    overrides: list[str] = Field(default_factory=list)  # key=value inside that section
+
+
+class ReportSpec(StrictModel):
+    embedding: Literal["auto", "umap", "tsne", "pca"] = "auto"  # auto: UMAP when umap-learn is installed
+    per_class: int = Field(8, ge=1)  # images per class in the grids
+    overlays: int = Field(6, ge=1)  # test images in the saliency overlays
+
+
+class DemoConfig(StrictModel):
+    out: str = "runs/demo"
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
+    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (all three banks)
+    distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
+    methods: list[Literal["ce", "feat-real", "control", "kd", "cadistill"]] = Field(
+        default_factory=lambda: list(ALL_METHODS), min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    evaluate: EvalSpec = Field(default_factory=EvalSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    device: str = "auto"
+
+
+def load_demo_config(path: str | Path, section: str, overrides: list[str] | None = None) -> DemoConfig:
+    data = read_yaml(path)
+    if section not in data:
+        raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
+    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]")
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, nested dicts key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
