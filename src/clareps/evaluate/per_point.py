@@ -1,4 +1,4 @@
-"""Per-point randomness for APGD(-T) and Square (torchattacks 3.5.1 and pyautoattack 0.2).
+"""Per-point randomness for APGD(-T), Square and CW (torchattacks 3.5.1 and pyautoattack 0.2).
 
 Both libraries seed one global generator per call and draw the random numbers of a whole batch
 at once, so a point's random start (APGD) or random search (Square) depends on which other points
@@ -7,8 +7,8 @@ draws than the old order. Here every point draws from its own stream, keyed by t
 attack and the point's image, so its result is the same in any batch, order or subset.
 
 - APGD and APGD-T: the only random draw of an L-inf run is the start ``torch.rand(x.shape)`` at the
-  top of ``attack_single_run``; that call is served from the points' streams and any other draw
-  fails. The rest of APGD is per point: the step size, its halving checkpoints (``k`` is a
+  top of ``attack_single_run``; that call is served from the points' streams and any other
+  ``torch.rand`` call there fails. The rest of APGD is per point: the step size, its halving checkpoints (``k`` is a
   schedule of the iteration counter, the same for every point) and the best iterate are kept per
   point, and the loss is summed only to get per-point gradients.
 - Square: the libraries draw one square (position and signs) per iteration for the whole batch, so
