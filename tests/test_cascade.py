@@ -1,5 +1,6 @@
 """The attack cascade: never a weaker worst case than every attack on every point at every budget;
-its carry-over, our PGD against torchattacks', and the naming of a reduced AutoAttack."""
+its carry-over, every attack's randomness drawn per point (a point meets the same attack in any
+batch), our PGD and Square against the libraries', and the naming of a reduced AutoAttack."""
 
 from __future__ import annotations
 
