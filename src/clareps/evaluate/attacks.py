@@ -3,9 +3,9 @@
 PGD is our own (L-inf, random start, Madry et al.'s step): its random start is drawn per point from
 the point's index, and it keeps the first iterate that fools the model (torchattacks' PGD returns
 the last one). CW and APGD-CE come from torchattacks; AutoAttack from the reference implementation
-(pyautoattack) or from torchattacks' parts. Their random draws are made per point (per_point.py),
-so every attack meets a point the same way whichever other points share its batch: the cascade,
-which attacks only the survivors, sees each point exactly as the old order does.
+(pyautoattack) or from torchattacks' parts. Their random draws, and CW's early stop, are made per
+point (per_point.py), so every attack meets a point the same way whichever other points share its
+batch: the cascade, which attacks only the survivors, sees each point exactly as the old order does.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def attack_params(name: str, cfg: RobustnessConfig, n_classes: int) -> dict:
                 "random_start": "uniform, drawn per point index", "returns": "first fooling iterate"}
     if name == "cw":
         return {"norm": "L2", "steps": cfg.cw_steps, "c": cfg.cw_c, "lr": cfg.cw_lr, "kappa": 0,
-                "scored_at_budget": "perturbation clipped into the L-inf ball"}
+                "scored_at_budget": "perturbation clipped into the L-inf ball", "early_stop": "per point"}
     if name == "apgd-ce":
         return {"norm": "Linf", "steps": cfg.apgd_steps, "restarts": 1, "loss": "ce",
                 "random_start": "drawn per point (seed, attack, image)"}
