@@ -3,7 +3,8 @@
 - ``reference``: the reference implementation (``pyautoattack`` 0.2, ``version="standard"``);
 - ``torchattacks``: ``torchattacks.AutoAttack(version="standard")``, which keeps torchattacks'
   defaults of 10 iterations for APGD-CE, APGD-T and FAB-T (the reference uses 100);
-- ``clareps``: AutoAttack as ``clareps evaluate`` builds it (torchattacks' parts, 100 iterations).
+- ``clareps``: AutoAttack as ``clareps evaluate`` builds it (torchattacks' parts, 100 iterations,
+  random starts and Square's search drawn per point; the other two draw them per batch).
 
 Only clean-correct points are attacked; a point counts as robust when it is classified correctly
 both clean and on the returned example (clipped into the ball first). Prints one JSON line with

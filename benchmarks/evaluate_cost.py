@@ -5,9 +5,11 @@ Prints one JSON line: the seconds of each schedule (wall and this process's CPU 
 thread and other processes beside it, CPU time is the closer to an idle machine's wall time) and
 their ratio, the seconds per attack, the
 worst-case accuracies, and the per-point check: `weaker` counts (point, budget) pairs robust in the
-cascade that the old order broke (must be 0), `stronger` the reverse. Both schedules draw the same
-per-point PGD starts; APGD's and Square's random draws depend on which points share a batch, so
-those attacks alone can differ point by point between the two runs.
+cascade that the old order broke (must be 0), `stronger` the reverse. Every attack draws its
+randomness per point (attacks.py, per_point.py), so a point attacked at a budget in both runs meets
+the same attack in both: `weaker` must be 0 (only a floating-point difference between batch
+sizes could flip a point), and `stronger` counts the points the cascade's carry-over broke at a
+budget where the old order's attack missed.
 
     python benchmarks/evaluate_cost.py --student runs/distill/ce-s0                    # full mode's sizes
     python benchmarks/evaluate_cost.py --student runs/s --images 100 --slow-images 20  # a sample of them

@@ -1,5 +1,6 @@
 """The attack cascade: never a weaker worst case than every attack on every point at every budget;
-its carry-over, our PGD against torchattacks', and the naming of a reduced AutoAttack."""
+its carry-over, every attack's randomness drawn per point (a point meets the same attack in any
+batch), our PGD and Square against the libraries', and the naming of a reduced AutoAttack."""
 
 from __future__ import annotations
 
@@ -132,3 +133,96 @@ def test_a_reduced_autoattack_is_never_called_autoattack():
         assert not any(k.startswith("robust/autoattack@") for k in keys)
         # the cascade's later attacks hold a worst case up to them, so they get no row of their own
         assert any(k.startswith("robust/autoattack-reduced@") for k in keys) == (schedule == "independent")
+
+
+AA_ALL = ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+@pytest.mark.parametrize("name,over", [("apgd-ce", {}), ("autoattack", {"aa_implementation": "torchattacks"}),
+                                       ("autoattack", {"aa_implementation": "reference"})])
+def test_every_attack_meets_a_point_the_same_way_in_any_batch(name, over):
+    """Batches of all, of one, and of five in another order give each point the same example
+    (each part of AutoAttack draws per point; the old per-batch seeds changed every example)."""
+    model = tiny_model()
+    x, y = tiny_points(model, 12)
+    y = model(x).argmax(1)  # all clean-correct: every point is attacked
+    ids = torch.arange(len(x))
+    results = []
+    for bs, order in ((12, ids), (1, ids), (5, torch.randperm(12, generator=torch.Generator().manual_seed(2)))):
+        c = cfg("independent", [name], aa_attacks=AA_ALL, aa_square_queries=30, batch_size=bs, **over)
+        adv, ok, _ = attacks.attack_points(name, model, x[order], y[order], ids[order], 2 / 255, c, 10, seed=3)
+        back = torch.argsort(order)
+        results.append((adv[back], ok[back]))
+    assert 0 < int(results[0][1].sum()) < len(x)  # the attack bites, but not fully
+    for adv, ok in results[1:]:
+        assert torch.equal(ok, results[0][1]) and torch.allclose(adv, results[0][0], atol=1e-6)
+
+
+def test_cw_stops_each_point_on_its_own_cost():
+    """torchattacks stops the whole batch when the batch's cost rises; ours stops each point on its
+    own, so a point's CW example is the same in any batch."""
+    model = tiny_model()
+    x, y = tiny_points(model, 12)
+    whole, l2_whole = attacks.cw_run(model, x, y, cfg("independent", batch_size=12, cw_steps=30), 10, seed=3)
+    alone, l2_alone = attacks.cw_run(model, x, y, cfg("independent", batch_size=1, cw_steps=30), 10, seed=3)
+    assert len(l2_whole) == len(l2_alone) > 0 and torch.allclose(whole, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("library", ["torchattacks", "pyautoattack"])
+def test_our_square_is_the_library_loop_run_on_each_point_alone(library):
+    """square_linf, batched, gives each point what the library's own L-inf loop gives it when the
+    point is its only one and draws the same numbers."""
+    from clareps.evaluate.per_point import PointStreams, square_linf
+
+    model = tiny_model()
+    x, y = tiny_points(model, 10)
+    y = model(x).argmax(1)
+    eps, queries, (c, _, w) = 12 / 255, 25, x.shape[1:]
+    if library == "torchattacks":
+        import torchattacks
+
+        lib = torchattacks.Square(model, eps=eps, n_queries=queries, n_restarts=1)
+    else:
+        from pyautoattack.square import SquareAttack
+
+        lib = SquareAttack(model, eps=eps, n_queries=queries, resc_schedule=False, device=torch.device("cpu"))
+    lib.init_hyperparam(x)
+    _, ours = square_linf(lib, x, y, PointStreams(5, "square"))
+    fooled = model(ours).argmax(1) != y
+    assert 0 < int(fooled.sum()) < len(x)
+    for i in range(len(x)):
+        streams = PointStreams(5, "square")  # the point's own numbers, in the order the loop uses them
+        stripes, draws = streams.uniform(x[i:i + 1], (c, 1, w)), streams.uniform(x[i:i + 1], (queries, 2 + c))[0]
+        queue = [stripes] + [v for row in draws for v in (row[0], row[1], row[2:])]
+        lib.random_choice = lambda shape, q=queue: torch.sign(2 * q.pop(0) - 1).reshape(shape)
+        lib.random_int = lambda low, high, shape=(1,), q=queue: (low + (high - low) * q.pop(0)).long().reshape(shape)
+        _, theirs = lib.attack_single_run(x[i:i + 1], y[i:i + 1])
+        assert torch.equal(theirs[0], ours[i])
+
+
+def test_a_random_draw_other_than_the_start_fails():
+    from clareps.evaluate.per_point import rand_served
+
+    start = torch.rand(2, 3)
+    with rand_served(start):
+        assert torch.equal(torch.rand(torch.Size([2, 3])), start)
+        with pytest.raises(RuntimeError, match="unexpected random draw"):
+            torch.rand(2, 3)  # a second draw would come from the shared generator
+    with rand_served(start), pytest.raises(RuntimeError):
+        torch.rand(4)
+    assert torch.rand(4).shape == (4,)  # restored
+
+
+@pytest.mark.parametrize("name,over", [("apgd-ce", {"apgd_steps": 2}), ("cw", {"cw_steps": 10}),
+                                       ("autoattack", {"aa_attacks": ["square"], "aa_square_queries": 10}),
+                                       ("autoattack", {"aa_attacks": ["square"], "aa_square_queries": 10,
+                                                       "aa_implementation": "reference"})])
+def test_the_cascade_of_a_random_attack_is_never_weaker(name, over):
+    """The cascade meets each point in other batches than the old order; with per-batch seeds a
+    10-query Square left a point robust that the old order broke (weaker 1 here)."""
+    model = tiny_model()
+    x, y = tiny_points(model)
+    _, p_old = run(model, x, y, cfg("independent", [name], **over))
+    new, p_new = run(model, x, y, cfg("cascade", [name], **over))
+    assert not (p_new["worst"] & ~p_old["worst"]).any()
+    assert 0 < new["worst_case"]["accuracy"][-1] < new["clean_accuracy"]

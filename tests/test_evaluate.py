@@ -409,7 +409,7 @@ def test_custom_autoattack_is_labelled_and_uses_n_classes():
     assert isinstance(atk, torchattacks.APGDT) and atk.n_target_classes == C - 1
     full = make_attack("autoattack", Constant(), 8 / 255, RobustnessConfig(aa_implementation="torchattacks"),
                        n_classes=C, seed=0)
-    assert [type(a).__name__ for a in full.attacks] == ["APGD", "APGDT", "FAB", "Square"]
+    assert [type(a).__name__ for a in full.attacks] == ["PerPointAPGD", "PerPointAPGDT", "FAB", "PerPointSquare"]
     assert full.attacks[2].n_target_classes == C - 1 and full.attacks[0].steps == 100
     assert attack_params("autoattack", RobustnessConfig(), C)["version"] == "standard"
     assert attack_params("autoattack", cfg, C)["version"] == "reduced"

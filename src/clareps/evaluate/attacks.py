@@ -1,10 +1,11 @@
 """The attacks of the robustness evaluation: their settings, one constructor, and one batched runner.
 
 PGD is our own (L-inf, random start, Madry et al.'s step): its random start is drawn per point from
-the point's index, so a point meets the same attack whichever other points share its batch, and it
-keeps the first iterate that fools the model (torchattacks' PGD returns the last one). CW and
-APGD-CE come from torchattacks; AutoAttack from the reference implementation (pyautoattack) or
-from torchattacks' parts.
+the point's index, and it keeps the first iterate that fools the model (torchattacks' PGD returns
+the last one). CW and APGD-CE come from torchattacks; AutoAttack from the reference implementation
+(pyautoattack) or from torchattacks' parts. Their random draws, and CW's early stop, are made per
+point (per_point.py), so every attack meets a point the same way whichever other points share its
+batch: the cascade, which attacks only the survivors, sees each point exactly as the old order does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from clareps.config import StrictModel
 from clareps.errors import ClarepsError
 from clareps.classifiers.training import predict
+from clareps.evaluate.per_point import per_point
 
 ATTACKS = ("pgd", "cw", "apgd-ce", "autoattack")  # also the cascade's order: cheapest per point first
 SLOW = ("autoattack",)  # attacks that run on the (smaller) slow subset
@@ -91,6 +93,9 @@ class ReferenceAutoAttack:
             aa.apgd.n_restarts = aa.apgd_targeted.n_restarts = aa.fab.n_restarts = 1
             aa.square.n_queries = cfg.aa_square_queries
         aa.verbose = False
+        for part, salt in ((aa.apgd, "apgd-ce"), (aa.apgd_targeted, "apgd-t"), (aa.fab, "fab-t"),
+                           (aa.square, "square")):
+            per_point(part, seed, f"autoattack/{salt}")
         self.aa, self.batch_size = aa, cfg.batch_size
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -136,9 +141,10 @@ def make_attack(name: str, model: nn.Module, eps: float, cfg: RobustnessConfig, 
         return LinfPGD(model, eps, cfg.pgd_steps, cfg.pgd_alpha)
     ta = _torchattacks()
     if name == "cw":
-        return ta.CW(model, c=cfg.cw_c, kappa=0, steps=cfg.cw_steps, lr=cfg.cw_lr)
+        return per_point(ta.CW(model, c=cfg.cw_c, kappa=0, steps=cfg.cw_steps, lr=cfg.cw_lr), seed, "cw")
     if name == "apgd-ce":
-        return ta.APGD(model, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed, loss="ce")
+        return per_point(ta.APGD(model, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed,
+                                 loss="ce"), seed, "apgd-ce")
     if name == "autoattack" and cfg.aa_implementation == "reference":
         return ReferenceAutoAttack(model, eps, cfg, n_classes, seed)
     if name == "autoattack":
@@ -153,7 +159,7 @@ def make_attack(name: str, model: nn.Module, eps: float, cfg: RobustnessConfig, 
             "fab-t": lambda: ta.FAB(model, steps=cfg.aa_steps, multi_targeted=True, n_classes=n_classes,
                                     n_restarts=1, **s),
             "square": lambda: ta.Square(model, n_queries=cfg.aa_square_queries, n_restarts=1, **s)}
-        chosen = [parts[p]() for p in cfg.aa_attacks]
+        chosen = [per_point(parts[p](), seed, f"autoattack/{p}") for p in cfg.aa_attacks]
         return chosen[0] if len(chosen) == 1 else ta.MultiAttack(chosen)
     raise ClarepsError(f"unknown attack {name!r} (known: {', '.join(ATTACKS)})")
 
@@ -164,12 +170,14 @@ def attack_params(name: str, cfg: RobustnessConfig, n_classes: int) -> dict:
                 "random_start": "uniform, drawn per point index", "returns": "first fooling iterate"}
     if name == "cw":
         return {"norm": "L2", "steps": cfg.cw_steps, "c": cfg.cw_c, "lr": cfg.cw_lr, "kappa": 0,
-                "scored_at_budget": "perturbation clipped into the L-inf ball"}
+                "scored_at_budget": "perturbation clipped into the L-inf ball", "early_stop": "per point"}
     if name == "apgd-ce":
-        return {"norm": "Linf", "steps": cfg.apgd_steps, "restarts": 1, "loss": "ce"}
+        return {"norm": "Linf", "steps": cfg.apgd_steps, "restarts": 1, "loss": "ce",
+                "random_start": "drawn per point (seed, attack, image)"}
     return {"norm": "Linf", "version": "standard" if aa_is_standard(cfg) else "reduced",
             "attacks": list(cfg.aa_attacks), "steps": cfg.aa_steps, "square_queries": cfg.aa_square_queries,
-            "n_classes": n_classes, "implementation": "pyautoattack 0.2" if cfg.aa_implementation == "reference"
+            "n_classes": n_classes, "random_draws": "per point (seed, attack, image)",
+            "implementation": "pyautoattack 0.2" if cfg.aa_implementation == "reference"
             else "torchattacks 3.5.1 parts"}
 
 
@@ -182,11 +190,10 @@ def attack_points(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     advs, ok, non_finite, max_excess = [], [], 0, 0.0
     for start in range(0, len(x), bs):
         xb, yb = x[start:start + bs].to(device), y[start:start + bs].to(device)
-        attack = make_attack(name, model, eps, cfg, n_classes, seed + start)
+        attack = make_attack(name, model, eps, cfg, n_classes, seed)  # (its draws are per point)
         if name == "pgd":
             adv = attack(xb, yb, uniform_start(seed, ids[start:start + bs], tuple(xb.shape[1:])))
         else:
-            torch.manual_seed(seed + start)
             adv = attack(xb, yb)
         adv = adv.detach()
         bad = ~torch.isfinite(adv).flatten(1).all(1)
