@@ -295,8 +295,8 @@ class Pipeline:
         raise ClarepsError(f"could not take a consistent copy of {src}: it keeps changing")
 
     def bank_stage(self, kind: str) -> None:
-        from clareps.clarid.bank import build_bank, resolved
-        from clareps.clarid.bank_views import measure_bank
+        from clareps.clarid.bank import build_bank
+        from clareps.clarid.bank_views import ensure_metrics
 
         folder = self.run.bank(kind)
         with self.stage(f"bank/{kind}") as info:
@@ -304,12 +304,8 @@ class Pipeline:
             info["items"] = len(bank)
         if kind == "feat-real" or (self.cfg.data.kind != "benchmark" and self.cfg.judge is None):
             return  # feat-real's features are measured in the report; the judge knows the benchmark only
-        with self.stage(f"bank-metrics/{kind}") as info:
-            old = folder / "metrics.json"
-            info["reused"] = old.exists() and read_json(old).get("judge") == str(self.judge) \
-                and old.stat().st_mtime >= (folder / "bank.json").stat().st_mtime
-            if not info["reused"]:
-                measure_bank(folder, resolved(self.banks[kind]), self.judge)
+        with self.stage(f"bank-metrics/{kind}") as info:  # recomputed when stale: new measures, judges
+            info["reused"] = ensure_metrics(folder, self.judge)[1]
 
     def kd_teacher_stage(self) -> None:
         from clareps.distill.methods import KDTeacherConfig, train_kd_teacher

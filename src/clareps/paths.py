@@ -33,6 +33,10 @@ def default_judge() -> Path:
     return repo_root() / "models" / "judge-default" / "judge.safetensors"
 
 
+def default_mask_judge() -> Path:
+    return repo_root() / "models" / "mask-judge-default" / "mask_judge.safetensors"
+
+
 def preset(name: str) -> Path:
     return repo_root() / "configs" / f"{name}.yaml"
 
