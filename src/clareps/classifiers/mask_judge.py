@@ -32,7 +32,8 @@ class MaskJudgeConfig(ClassifierRecipe):
     arch: Literal["mask-net"] = "mask-net"
     width: int = Field(8, ge=1)
     epochs: int = Field(10, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-2, gt=0)
     data: DataSpec = Field(default_factory=lambda: DataSpec(split="train"))
     # test IoU is reported on each of these splits; the first one carries the bar
     eval_splits: list[str] = Field(default_factory=lambda: ["test-original", "test-mixed-rand"], min_length=1)
