@@ -42,6 +42,8 @@ def test_predict_masks_thresholds_the_logit_at_zero():
 
 def test_mask_net_keeps_the_image_size():
     assert MaskNet(width=2)(torch.rand(2, 3, 16, 16)).shape == (2, 1, 16, 16)
+    with pytest.raises(ClarepsError, match="divisible by 4"):  # it pools twice
+        MaskNet(width=2)(torch.rand(1, 3, 18, 18))
 
 
 def test_tiny_mask_judge_trains_saves_and_loads(tiny_mask_judge, tiny_data_cache, tiny_judge):

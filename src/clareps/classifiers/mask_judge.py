@@ -63,8 +63,7 @@ def train_mask_judge(cfg: MaskJudgeConfig, out: str | Path, quiet: bool = False)
     for name, data in {cfg.data.split: train, **tests}.items():
         if data.masks is None:
             raise ClarepsError(f"the mask judge needs foreground masks, and split {name!r} has none")
-    if train.images.shape[-1] % 4:
-        raise ClarepsError(f"the mask judge needs an image side divisible by 4, got {train.images.shape[-1]}")
+    MaskNet.check_size(train.images)  # before training
     torch.manual_seed(cfg.seed)
     model = MaskNet(cfg.width, train.images.shape[1])
     t0 = time.time()

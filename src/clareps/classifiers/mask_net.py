@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from clareps.classifiers.students import _conv_bn, _normalize
+from clareps.errors import ClarepsError
 
 
 def _double(cin: int, cout: int) -> nn.Sequential:
@@ -28,7 +29,13 @@ class MaskNet(nn.Module):
         self.pool, self.up = nn.MaxPool2d(2), nn.Upsample(scale_factor=2, mode="nearest")
         self.out = nn.Conv2d(width, 1, 1)
 
+    @staticmethod
+    def check_size(x: torch.Tensor) -> None:
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ClarepsError(f"the mask judge needs image sides divisible by 4, got {tuple(x.shape[-2:])}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_size(x)
         e1 = self.enc1(self.normalize(x))
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
