@@ -59,7 +59,7 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
              judge: Optional[Path] = typer.Option(None, "--judge", help="shape judge for metrics"),
              mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
              metrics: bool = typer.Option(True, "--metrics/--no-metrics",
-                                          help="print the metrics (recomputed when stale, from the bank itself)")) -> None:
+                                          help="print the metrics (recomputed from the bank when stale)")) -> None:
     """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
     (engine record and measures) of each bank."""
     from clareps.clarid.bank_format import load_bank

@@ -31,7 +31,7 @@ ROLE = "mask-judge"
 class MaskJudgeConfig(ClassifierRecipe):
     arch: Literal["mask-net"] = "mask-net"
     width: int = Field(8, ge=1)
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(12, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
     data: DataSpec = Field(default_factory=lambda: DataSpec(split="train"))

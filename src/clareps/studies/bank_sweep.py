@@ -110,6 +110,6 @@ def choose(rows: list[dict]) -> dict | None:
 def _markdown(rows: list[dict], best: dict | None, train_rate: float | None = None) -> str:
     verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in SETTING)) if best else \
         "no setting kept class consistency within 2 points of its control"
-    rate = "" if train_rate is None else \
-        f"\nbg_correlated: share of samples whose background is the class's correlated source; training set: {train_rate:.3f}\n"
+    rate = "" if train_rate is None else ("\nbg_correlated: share of samples whose background is the class's "
+                                          f"correlated source; training set: {train_rate:.3f}\n")
     return markdown_table(rows, COLUMNS) + f"\n{verdict}\n{rate}"
