@@ -77,6 +77,18 @@ def tiny_judge(tmp_path_factory, tiny_data_cache) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def tiny_mask_judge(tmp_path_factory, tiny_data_cache) -> str:
+    from clareps.config import build_config
+    from clareps.classifiers.mask_judge import MaskJudgeConfig, train_mask_judge
+
+    cfg = build_config(MaskJudgeConfig, {
+        "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache},
+        "width": 2, "epochs": 1, "batch_size": 50, "precision": "fp32", "device": "cpu"})
+    path, _ = train_mask_judge(cfg, tmp_path_factory.mktemp("mask-judge"), quiet=True)
+    return str(path)
+
+
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `clareps ARGS...` in-process; returns (exit code, stdout, stderr)."""

@@ -111,6 +111,7 @@ def _unwritable_places(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("verb", [["train-teacher"], ["bank", "build"], ["distill"], ["train-judge"],
+                                  ["train-mask-judge"],
                                   ["sample", "--teacher", "nope"], ["bank", "sweep"], ["demo", "-c", "demo-tiny"]])
 def test_unwritable_out_is_one_line_before_any_work(verb, tmp_path, run_cli):
     for place in _unwritable_places(tmp_path):

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
+
+from clareps.clarid.metrics import METRICS_VERSION
 
 
 def _preset(tmp_path, teacher, cache) -> str:
@@ -24,22 +27,43 @@ def _run(*args):
     return proc.stdout
 
 
-def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tmp_path):
+def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tiny_mask_judge, tmp_path):
     preset = _preset(tmp_path, tiny_teacher, tiny_data_cache)
-    out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), "--judge", tiny_judge, "-q")
+    judges = ["--judge", tiny_judge, "--mask-judge", tiny_mask_judge]
+    out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), *judges, "-q")
     assert "20 items" in out
     metrics = json.loads((tmp_path / "canon" / "metrics.json").read_text())
     for key in ("class_consistency", "nmi_features", "nmi_input_features", "bg_change", "bg_source_kept",
-                "ami_features", "probe_features_shuffled", "ami_input_features", "removed_share", "engine_iterations"):
+                "ami_features", "probe_features_shuffled", "ami_input_features", "removed_share", "engine_iterations",
+                "engine_energy", "shape_iou", "tint_shift", "texture_change", "bg_source_kept_correlated",
+                "bg_source_kept_other", "bg_correlated", "bg_correlated_train"):
         assert key in metrics
-    _run("bank", "build", "-c", preset, "--control", "--out", str(tmp_path / "ctrl"), "--judge", tiny_judge, "-q")
-    _run("bank", "show", "--bank", str(tmp_path / "canon"), "--control", str(tmp_path / "ctrl"))
+    assert metrics["metrics_version"] == METRICS_VERSION
+    assert metrics["bg_correlated_train"] == pytest.approx(0.55, abs=0.1)
+    _run("bank", "build", "-c", preset, "--control", "--out", str(tmp_path / "ctrl"), *judges, "-q")
+    out = _run("bank", "show", "--bank", str(tmp_path / "canon"), "--control", str(tmp_path / "ctrl"), *judges)
+    assert out.count("(reused)") == 2 and "shape IoU (mask judge vs source mask)" in out
+    assert "engine converged" in out and "captured energy" in out
     assert (tmp_path / "canon" / "comparison.png").stat().st_size > 0
     assert (tmp_path / "canon" / "spectra.png").stat().st_size > 0
+
+    # a bank measured by an older version gets the new measures from the bank itself, not rebuilt
+    bank_file = tmp_path / "canon" / "bank.safetensors"
+    built = bank_file.stat().st_mtime_ns
+    old = {k: v for k, v in metrics.items() if k not in ("shape_iou", "metrics_version")}
+    (tmp_path / "canon" / "metrics.json").write_text(json.dumps(old))
+    out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), *judges, "-q")
+    assert "reused, " in out and "(reused)" not in out  # the bank reused, its metrics recomputed
+    again = json.loads((tmp_path / "canon" / "metrics.json").read_text())
+    assert again["shape_iou"] == metrics["shape_iou"] and bank_file.stat().st_mtime_ns == built
+    out = _run("bank", "show", "--bank", str(tmp_path / "canon"), "--judge", tiny_judge)  # another mask judge
+    assert "(computed)" in out
+
     out = _run("bank", "sweep", "-c", preset, "--t-e", "0.3", "--k", "1", "--w", "2", "--variants", "plain,norm",
-               "--directions", "jacobian,low-frequency", "--per-class", "1", "--judge", tiny_judge,
+               "--directions", "jacobian,low-frequency", "--per-class", "1", *judges,
                "--out", str(tmp_path / "sweep"), "-q")
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
+    assert all(r["shape_iou"] is not None and r["tint_shift"] is not None for r in rows)
     assert [(r["k"], r["variant"], r["directions"]) for r in rows] == [
         (0, "plain", "jacobian"), (1, "plain", "jacobian"), (1, "plain", "low-frequency"),
         (1, "norm", "jacobian"), (1, "norm", "low-frequency")]
@@ -52,6 +76,9 @@ def test_bank_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clareps", "bank", "show", "--bank", str(tmp_path / "none")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no bank at" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "clareps", "bank", "show", "--bank", str(tmp_path),
+                           "--mask-judge", str(tmp_path / "none.safetensors")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--mask-judge" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_sweep_refuses_a_tap_the_forward_never_calls_before_any_bank(tiny_teacher, tiny_data_cache, tmp_path,

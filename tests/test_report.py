@@ -67,6 +67,9 @@ def test_results_table_shows_the_aggregated_numbers(tiny_run):
     assert "CaDistill against ce" in table and "paired by seed" in table
     # the overlays show the same test images for every method: one row per method below the images
     assert "ce" in section(html, "saliency") and "cadistill" in section(html, "saliency")
+    # the banks section carries each bank's engine record and measures, as `bank show` prints them
+    banks = section(html, "banks")
+    assert "engine iterations (mean)" in banks and "removed share of ||x_te||" in banks
 
 
 def test_teacher_state_is_stated_plainly(tiny_run, tmp_path):
@@ -92,6 +95,18 @@ def test_teacher_state_is_stated_plainly(tiny_run, tmp_path):
     assert '<div class="warn">' not in html
     note = re.search(r'<div class="note">(.*?)</div>', html).group(1)
     assert "97.0 %" in note and "96.0 %" in note
+
+    # the teacher is judged by teacher-check alone: the control bank's lower figure (another protocol)
+    # is shown as what it is, not as "below its bar"
+    (run / "banks" / "control" / "metrics.json").write_text(json.dumps(dict(metrics, class_consistency=0.80)))
+    html, _ = render_report(run)
+    assert '<div class="warn">' not in html and "below its bar" not in html
+    note = re.search(r'<div class="note">(.*?)</div>', html).group(1)
+    assert "80.0 %" in note and "another protocol" in note and "not compared with the bar" in note
+    (teacher / "teacher_check.json").write_text(json.dumps(
+        {"class_consistency": 0.70, "fid_judge_features": 3.2, "teacher_step": step}))
+    html, _ = render_report(run)
+    assert "below its bar (class consistency 70.0 %" in re.search(r'<div class="warn">(.*?)</div>', html).group(1)
 
 
 def test_compute_counts_the_teachers_own_training_time(tiny_run, tmp_path):

@@ -24,11 +24,12 @@ from clareps.diffusion.train import TeacherConfig  # noqa: E402
 from clareps.distill.methods import KDTeacherConfig  # noqa: E402
 from clareps.distill.config import DistillConfig  # noqa: E402
 from clareps.errors import ClarepsError  # noqa: E402
+from clareps.classifiers.mask_judge import MaskJudgeConfig  # noqa: E402
 from clareps.classifiers.shape_judge import JudgeConfig  # noqa: E402
 from clareps.evaluate.suite import EvalConfig  # noqa: E402
 
-ROOTS = (TeacherConfig, BankConfig, DistillConfig, EvalConfig, JudgeConfig, KDTeacherConfig, DemoConfig,
-         SamplingOptions)
+ROOTS = (TeacherConfig, BankConfig, DistillConfig, EvalConfig, JudgeConfig, MaskJudgeConfig, KDTeacherConfig,
+         DemoConfig, SamplingOptions)
 # Fields whose valid values also depend on another field (their joint rules are checked by validators
 # with tests of their own): only the refusal of their own range is tested here.
 JOINT = {"base_channels", "groups", "image_size", "n_train", "n_test", "bg_scale_min", "bg_scale_max",

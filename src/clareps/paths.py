@@ -33,6 +33,10 @@ def default_judge() -> Path:
     return repo_root() / "models" / "judge-default" / "judge.safetensors"
 
 
+def default_mask_judge() -> Path:
+    return repo_root() / "models" / "mask-judge-default" / "mask_judge.safetensors"
+
+
 PACKAGE_PRESETS = Path(__file__).resolve().parent / "configs"  # package data; the repository's configs/ links here
 
 

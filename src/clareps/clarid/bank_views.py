@@ -7,34 +7,90 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank import BankConfig
-from clareps.clarid.bank_format import Bank, load_bank
-from clareps.clarid.metrics import bank_metrics
-from clareps.data.spec import load_data
+from clareps.clarid.bank_format import BANK_FILE, Bank, load_bank
+from clareps.clarid.metrics import METRICS_VERSION, bank_metrics
+from clareps.config import build_config
+from clareps.data.spec import DataSpec, load_data
 from clareps.errors import ClarepsError
 from clareps.classifiers.background_judge import train_background_judge
+from clareps.classifiers.mask_judge import load_mask_judge
 from clareps.classifiers.shape_judge import load_judge
-from clareps.io import load_tensors, write_json
+from clareps.io import hash_file, load_tensors, read_json, sidecar_path, write_json
 from clareps.grids import save_grid
+from clareps.paths import default_mask_judge
+
+METRICS_FILE = "metrics.json"
 
 
-def measure_bank(folder: str | Path, cfg: BankConfig, judge_path: str | Path) -> dict:
-    """Compute the bank's metrics against the shape judge and write ``metrics.json``."""
+def bank_data_spec(meta: dict, folder: str | Path) -> DataSpec:
+    """The data a bank was built from, as its bank.json (``meta``) records it."""
+    return build_config(DataSpec, meta["config"]["data"], f"{folder}/bank.json")
+
+
+def mask_judge_for(path: str | Path | None, spec: DataSpec) -> Path | None:
+    """The mask judge to use: the one given, else the shipped one for the default benchmark (if present)."""
+    if path is not None:
+        return Path(path)
+    shipped = default_mask_judge()
+    fits = spec.kind == "benchmark" and spec.benchmark.size % 4 == 0  # the net pools twice
+    return shipped if fits and shipped.is_file() else None
+
+
+def _weights_id(path: Path | None) -> str | None:
+    """The hash of a judge's weights file (from its sidecar when there is one)."""
+    if path is None:
+        return None
+    side = sidecar_path(path)
+    recorded = read_json(side).get("tensors_sha256") if side.exists() else None
+    return recorded or hash_file(path)
+
+
+def _judges(judge_path: str | Path, mask_path: Path | None) -> dict:
+    return {"metrics_version": METRICS_VERSION, "judge": str(judge_path), "judge_sha256": _weights_id(Path(judge_path)),
+            "mask_judge": None if mask_path is None else str(mask_path), "mask_judge_sha256": _weights_id(mask_path)}
+
+
+def measure_bank(folder: str | Path, judge_path: str | Path, mask_judge_path: str | Path | None = None) -> dict:
+    """Compute the bank's metrics against the shape judge (and the mask judge, when there is one) and
+    write ``metrics.json``. Reads only the bank folder and the data its bank.json names."""
     folder = Path(folder)
     bank = load_bank(folder)
-    train = load_data(cfg.data)
-    judge, judge_meta = load_judge(judge_path)
+    spec = bank_data_spec(bank.meta, folder)
+    train = load_data(spec)
+    judge, _ = load_judge(judge_path)
+    mask_path = mask_judge_for(mask_judge_path, spec)
+    mask_judge = load_mask_judge(mask_path)[0] if mask_path is not None else None
     inputs = folder / "input_features.safetensors"
     input_feats = load_tensors(inputs)[0]["input_features"] if inputs.exists() else None
-    bg_judge = train_background_judge(train) if train.masks is not None and (bank.source_index >= 0).all() else None
-    metrics = bank_metrics(bank, train, judge, input_feats, bg_judge)
-    metrics.update(judge=str(judge_path), seconds_per_item=float(bank.seconds.mean()),
+    judge_backgrounds = train.masks is not None and train.bg_source is not None \
+        and ((bank.source_index >= 0).all() or mask_judge is not None)
+    bg_judge = train_background_judge(train) if judge_backgrounds else None
+    metrics = bank_metrics(bank, train, judge, input_feats, bg_judge, mask_judge)
+    metrics.update(_judges(judge_path, mask_path), seconds_per_item=float(bank.seconds.mean()),
                    total_seconds=float(bank.seconds.sum()), bank_kind=bank.meta.get("bank_kind"),
+                   source=bank.meta.get("source"),
                    k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"), tap=bank.meta.get("tap"),
                    **{key: bank.meta.get("config", {}).get("clarid", {}).get(key)
                       for key in ("directions", "match_removed_norm", "feature_label", "w_to_te")})
-    write_json(folder / "metrics.json", metrics)
+    write_json(folder / METRICS_FILE, metrics)
     return metrics
+
+
+def ensure_metrics(folder: str | Path, judge_path: str | Path, mask_judge_path: str | Path | None = None,
+                   force: bool = False) -> tuple[dict, bool]:
+    """The bank's metrics and whether they were reused: metrics.json is recomputed from the bank
+    itself (never rebuilt) when it is missing, older than the bank, of an older metrics version, or
+    made with other judges."""
+    folder = Path(folder)
+    side, bank_file = folder / METRICS_FILE, folder / BANK_FILE
+    if not bank_file.exists():
+        raise ClarepsError(f"no bank at {folder} (missing {BANK_FILE}; build it with `clareps bank build`)")
+    if not force and side.exists() and side.stat().st_mtime >= bank_file.stat().st_mtime:
+        old = read_json(side)
+        spec = bank_data_spec(read_json(sidecar_path(bank_file)), folder)
+        if all(old.get(k) == v for k, v in _judges(judge_path, mask_judge_for(mask_judge_path, spec)).items()):
+            return old, True
+    return measure_bank(folder, judge_path, mask_judge_path), False
 
 
 def comparison_grid(banks: list[Bank], names: list[str], train, out: Path, per_class: int = 4) -> Path:

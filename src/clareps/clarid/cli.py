@@ -11,6 +11,8 @@ from clareps.config import load_config
 from clareps.errors import ClarepsError
 from clareps.paths import default_judge, preset
 
+MASK_HELP = "mask judge for the shape and background measures (default: the shipped one, default benchmark)"
+
 bank_app = typer.Typer(help="Canonical banks: build, show, sweep.", no_args_is_help=True)
 
 
@@ -22,15 +24,17 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
                                                     help="teacher .safetensors or diffusers folder (default: shipped)"),
               control: bool = typer.Option(False, "--control", help="the guidance-only control bank (k = 0)"),
               judge: Optional[Path] = typer.Option(None, "--judge", help="shape judge for metrics"),
+              mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
               metrics: bool = typer.Option(True, "--metrics/--no-metrics"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Build (or resume, or reuse) a canonical bank and measure it."""
-    from clareps.clarid.bank import BankConfig, build_bank, resolved
-    from clareps.clarid.bank_views import measure_bank
+    from clareps.clarid.bank import BankConfig, build_bank
+    from clareps.clarid.bank_views import ensure_metrics
     from clareps.distributed import context
     from clareps.errors import interrupt_note
     from clareps.io import check_writable
 
+    check_judges(judge, mask_judge)
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + (["kind=control"] if control else [])
     cfg = load_config(BankConfig, config or preset("bank-default"), overrides)
     check_writable(out)
@@ -43,25 +47,29 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     if metrics and judge is None and cfg.data.kind != "benchmark":
         typer.echo("metrics: skipped (the default shape judge is for the default benchmark; pass --judge)")
     elif metrics:
-        result = measure_bank(out, resolved(cfg), judge or default_judge())
-        summary = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float))
-        typer.echo(f"metrics: {out / 'metrics.json'}\n{summary}")
+        result, kept = ensure_metrics(out, judge or default_judge(), mask_judge)
+        typer.echo(f"metrics: {out / 'metrics.json'}{' (reused)' if kept else ''}\n{_summary(result)}")
 
 
 @bank_app.command("show")
 def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank folder"),
              control: Optional[Path] = typer.Option(None, "--control", help="control bank folder"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="default: the bank folder"),
-             per_class: int = typer.Option(4, "--per-class")) -> None:
-    """Per class: originals | control | canonical samples, and the singular value spectra."""
+             per_class: int = typer.Option(4, "--per-class"),
+             judge: Optional[Path] = typer.Option(None, "--judge", help="shape judge for metrics"),
+             mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
+             metrics: bool = typer.Option(True, "--metrics/--no-metrics",
+                                          help="print the metrics (recomputed from the bank when stale)")) -> None:
+    """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
+    (engine record and measures) of each bank."""
     from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.bank_views import comparison_grid, spectra_plot
-    from clareps.config import build_config
-    from clareps.data.spec import DataSpec, load_data
+    from clareps.clarid.bank_views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
+    from clareps.data.spec import load_data
     from clareps.io import check_writable
 
     if per_class < 1:
         raise ClarepsError(f"--per-class must be at least 1, got {per_class}")
+    check_judges(judge, mask_judge)
     out = out or bank
     check_writable(out)
     canonical = load_bank(bank)
@@ -76,10 +84,31 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
             raise ClarepsError(f"{control} is not a control of {bank}: its {differ[0]} differs "
                                f"({ctrl.meta.get(differ[0])} vs {canonical.meta.get(differ[0])})")
         banks, names = [ctrl, canonical], ["control", "canonical"]
-    train = load_data(build_config(DataSpec, canonical.meta["config"]["data"], f"{bank}/bank.json"))
+    spec = bank_data_spec(canonical.meta, bank)
+    train = load_data(spec)
     grid = comparison_grid(banks, names, train, out / "comparison.png", per_class)
     spectra = spectra_plot([canonical], [f"k={canonical.meta.get('k')}"], out / "spectra.png")
     typer.echo(f"grid: {grid}\nspectra: {spectra}")
+    if metrics and judge is None and spec.kind != "benchmark":
+        typer.echo("metrics: skipped (the default shape judge is for the default benchmark; pass --judge)")
+    elif metrics:
+        folders = [control, bank] if control is not None else [bank]
+        for name, folder in zip(names, folders):
+            result, kept = ensure_metrics(folder, judge or default_judge(), mask_judge)
+            typer.echo(f"{name}: {folder / 'metrics.json'}{' (reused)' if kept else ' (computed)'}\n{_summary(result)}")
+
+
+def check_judges(judge: Path | None, mask_judge: Path | None) -> None:
+    """A judge given but absent is refused before any work."""
+    for option, path in (("--judge", judge), ("--mask-judge", mask_judge)):
+        if path is not None and not Path(path).is_file():
+            raise ClarepsError(f"{option} {path}: no such file")
+
+
+def _summary(metrics: dict) -> str:
+    from clareps.clarid.metrics import summary_rows
+
+    return "\n".join(f"  {label}: {value}" for label, value in summary_rows(metrics))
 
 
 def torch_equal(a, b) -> bool:

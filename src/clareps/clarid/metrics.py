@@ -1,7 +1,7 @@
 """What a bank shows: class separability of its features (k-means NMI and its chance-corrected
 AMI, a linear probe beside the same probe on shuffled labels), class consistency of its
-samples, how much of each input's background survived (matched banks), and a summary of the
-engine record."""
+samples, how much of each input's background survived (matched banks), the selectivity
+measures (clarid/selectivity.py) and a summary of the engine record."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_s
 from torch import nn
 
 from clareps.clarid.bank_format import Bank
+from clareps.clarid.selectivity import correlated_background_rate, matched_measures
 from clareps.data.imageset import ImageSet
-from clareps.classifiers.background_judge import predict_source
 from clareps.classifiers.training import predict
+
+# Bump when bank_metrics gains or changes a measure: a metrics.json of an older version is recomputed.
+METRICS_VERSION = 2
 
 
 def kmeans_scores(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> tuple[float, float]:
@@ -52,6 +55,7 @@ def record_summary(record: dict[str, torch.Tensor]) -> dict:
         angle = record["engine_max_angle"][ran]
         out.update(engine_iterations=float(record["engine_iterations"][ran].float().mean()),
                    engine_converged=float(record["engine_converged"][ran].float().mean()),
+                   engine_energy=float(record["engine_energy"][ran].mean()),
                    engine_max_angle_deg=float(torch.rad2deg(angle.nan_to_num(0.0)).max()))
     return out
 
@@ -83,10 +87,13 @@ def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:
 
 
 def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: torch.Tensor | None = None,
-                 bg_judge=None) -> dict:
+                 bg_judge=None, mask_judge: nn.Module | None = None) -> dict:
+    """Every measure the inputs allow: the matched ones need a matched bank and the training masks;
+    those of backgrounds the background-source judge, of shapes the mask judge."""
     c = train.num_classes
     pred = predict(judge, bank.images)
-    out = {"items": len(bank), "class_consistency": float((pred == bank.labels).float().mean()),
+    out = {"metrics_version": METRICS_VERSION, "items": len(bank),
+           "class_consistency": float((pred == bank.labels).float().mean()),
            **separability(bank.features, bank.labels, c, "features"), **record_summary(bank.record)}
     if input_features is not None:
         out.update(separability(input_features, bank.labels, c, "input_features"))
@@ -101,7 +108,45 @@ def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: 
         out["bg_variance_per_class"] = [background_variance(bank.images[bank.labels == k], bg[bank.labels == k])
                                         for k in range(c)]
         out["bg_variance"] = sum(out["bg_variance_per_class"]) / c
-        if bg_judge is not None and train.bg_source is not None:
-            kept = predict_source(bg_judge, bank.images, bg) == train.bg_source[src]
-            out["bg_source_kept"] = float(kept.float().mean())
+        source_bg = train.bg_source[src] if train.bg_source is not None else None
+        out.update(matched_measures(bank.images, real, fg, bank.labels, source_bg, bg_judge, mask_judge))
+    if bg_judge is not None and mask_judge is not None and train.bg_source is not None:
+        has_bg = train.bg_source >= 0
+        out["bg_correlated"] = correlated_background_rate(bank.images, bank.labels, bg_judge, mask_judge)
+        out["bg_correlated_train"] = float((train.bg_source[has_bg] == train.labels[has_bg]).float().mean())
+        out["bg_correlated_train_judged"] = correlated_background_rate(train.images[has_bg], train.labels[has_bg],
+                                                                       bg_judge, mask_judge)
+    return out
+
+
+# What `bank show` and the report print of a bank's metrics: (label, key, format).
+SUMMARY = (
+    ("items", "items", "d"), ("class consistency (shape judge)", "class_consistency", "%"),
+    ("AMI of k-means clusters", "ami_features", ".3f"), ("linear probe", "probe_features", "%"),
+    ("linear probe, shuffled labels", "probe_features_shuffled", "%"),
+    ("engine iterations (mean)", "engine_iterations", ".1f"), ("engine converged", "engine_converged", "%"),
+    ("captured energy ||J V||^2 (mean)", "engine_energy", ".4g"),
+    ("max principal angle, last two iterates (deg)", "engine_max_angle_deg", ".2f"),
+    ("removed share of ||x_te||", "removed_share", ".3f"),
+    ("shape IoU (mask judge vs source mask)", "shape_iou", ".3f"),
+    ("shape IoU of the sources themselves", "shape_iou_sources", ".3f"),
+    ("tint shift (mean fg colour)", "tint_shift", ".3f"),
+    ("texture change (fg, tint removed)", "texture_change", ".3f"),
+    ("fg change", "fg_change", ".3f"), ("bg change", "bg_change", ".3f"),
+    ("bg source kept", "bg_source_kept", "%"), ("bg source kept, correlated sources", "bg_source_kept_correlated", "%"),
+    ("bg source kept, other sources", "bg_source_kept_other", "%"),
+    ("bg is the class's correlated source", "bg_correlated", "%"),
+    ("  same, training set (true)", "bg_correlated_train", "%"),
+    ("  same, training set (judged)", "bg_correlated_train_judged", "%"),
+)
+
+
+def summary_rows(metrics: dict) -> list[tuple[str, str]]:
+    """(label, formatted value) of each SUMMARY entry present in ``metrics``."""
+    out = []
+    for label, key, fmt in SUMMARY:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        out.append((label, f"{100 * value:.1f} %" if fmt == "%" else format(value, fmt)))
     return out

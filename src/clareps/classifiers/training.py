@@ -49,21 +49,35 @@ def train_classifier(model: nn.Module, data: ImageSet, epochs: int, batch_size: 
                      precision: str = "auto", device: torch.device = torch.device("cpu"),
                      quiet: bool = False) -> nn.Module:
     """AdamW with a cosine schedule and crop+flip augmentation, cross-entropy."""
+    return fit(model, data.images, data.labels, F.cross_entropy, epochs, batch_size, lr, weight_decay, seed,
+               precision, device, quiet)
+
+
+def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn, epochs: int, batch_size: int,
+        lr: float, weight_decay: float = 5e-4, seed: int = 0, precision: str = "auto",
+        device: torch.device = torch.device("cpu"), quiet: bool = False, label: str = "classifier",
+        spatial_targets: bool = False) -> nn.Module:
+    """The training loop: AdamW, cosine schedule, crop+flip augmentation of the inputs (and of the
+    targets with the same crop and flip when ``spatial_targets``, e.g. masks), ``loss_fn(out, y)``."""
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    x_all, y_all = data.images.to(device), data.labels.to(device)
-    steps_per_epoch = math.ceil(len(data) / batch_size)
+    x_all, y_all = inputs.to(device), targets.to(device)
+    steps_per_epoch = math.ceil(len(x_all) / batch_size)
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    with progress_bar("classifier", total=total, quiet=quiet) as advance:
+    with progress_bar(label, total=total, quiet=quiet) as advance:
         for _ in range(epochs):
-            perm = torch.randperm(len(data), generator=gen).to(device)
+            perm = torch.randperm(len(x_all), generator=gen).to(device)
             for i in range(steps_per_epoch):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                x = augment(x_all[idx], gen)
+                if spatial_targets:
+                    x, y = augment(torch.cat([x_all[idx], y_all[idx]], 1), gen).split(
+                        [x_all.shape[1], y_all.shape[1]], 1)
+                else:
+                    x, y = augment(x_all[idx], gen), y_all[idx]
                 with autocast(device, precision):
-                    loss = F.cross_entropy(model(x).float(), y_all[idx])
+                    loss = loss_fn(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

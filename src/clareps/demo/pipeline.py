@@ -21,7 +21,7 @@ import yaml
 
 from clareps.adapters.loading import is_external
 from clareps.config import build_config, read_yaml, to_plain
-from clareps.demo.reuse import bank_metrics_current, kd_teacher_current, refuse_foreign_root, snapshot_teacher
+from clareps.demo.reuse import kd_teacher_current, refuse_foreign_root, snapshot_teacher
 from clareps.demo.spec import DemoConfig, merged
 from clareps.device import hardware, resolve_device, resolve_precision
 from clareps.errors import ClarepsError
@@ -188,8 +188,8 @@ class Pipeline:
                         source=str(self.source or self.teacher))
 
     def bank_stage(self, kind: str) -> None:
-        from clareps.clarid.bank import build_bank, resolved
-        from clareps.clarid.bank_views import measure_bank
+        from clareps.clarid.bank import build_bank
+        from clareps.clarid.bank_views import ensure_metrics
 
         folder = self.run.bank(kind)
         with self.stage(f"bank/{kind}") as info:
@@ -197,10 +197,8 @@ class Pipeline:
             info["items"] = len(bank)
         if kind == "feat-real" or (self.cfg.data.kind != "benchmark" and self.cfg.judge is None):
             return  # feat-real's features are measured in the report; the judge knows the benchmark only
-        with self.stage(f"bank-metrics/{kind}") as info:
-            info["reused"] = bank_metrics_current(folder, self.judge)
-            if not info["reused"]:
-                measure_bank(folder, resolved(self.banks[kind]), self.judge)
+        with self.stage(f"bank-metrics/{kind}") as info:  # recomputed when stale: new measures, judges
+            info["reused"] = ensure_metrics(folder, self.judge)[1]
 
     def kd_teacher_stage(self) -> None:
         from clareps.distill.methods import KDTeacherConfig, train_kd_teacher

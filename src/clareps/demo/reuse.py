@@ -73,13 +73,6 @@ def snapshot_teacher(src: Path, teacher: Path, root: Path) -> bool:
     raise ClarepsError(f"could not take a consistent copy of {src}: it keeps changing")
 
 
-def bank_metrics_current(folder: Path, judge: Path) -> bool:
-    """The bank's metrics.json was measured with this judge after the bank was last written."""
-    old = folder / "metrics.json"
-    return old.exists() and read_json(old).get("judge") == str(judge) \
-        and old.stat().st_mtime >= (folder / "bank.json").stat().st_mtime
-
-
 def kd_teacher_current(path: Path, cfg) -> bool:
     """``path`` holds the KD teacher of this ``KDTeacherConfig`` (its sidecar records the config)."""
     side = path.with_suffix(".json")

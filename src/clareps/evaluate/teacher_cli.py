@@ -1,4 +1,5 @@
-"""CLI verbs: ``train-judge`` (the reference shape classifier) and ``teacher-check``."""
+"""CLI verbs: ``train-judge`` (the reference shape classifier), ``train-mask-judge`` (the foreground
+segmenter) and ``teacher-check``."""
 
 from __future__ import annotations
 
@@ -18,12 +19,27 @@ def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"
                     quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Train the shape judge on foregrounds over random backgrounds (no spurious cue)."""
     from clareps.classifiers.shape_judge import JudgeConfig, train_judge
+
+    _train("judge", JudgeConfig, train_judge, config or preset("judge-default"), set_, out, quiet)
+
+
+def _train(what: str, config_cls, train, config: Path, set_: list[str], out: Path, quiet: bool) -> None:
     from clareps.io import check_writable
 
-    cfg = load_config(JudgeConfig, config or preset("judge-default"), set_)
+    cfg = load_config(config_cls, config, set_)
     check_writable(out)
-    path, metrics = train_judge(cfg, out, quiet=quiet)
-    typer.echo(f"judge: {path}\n{metrics}")
+    path, metrics = train(cfg, out, quiet=quiet)
+    typer.echo(f"{what}: {path}\n{metrics}")
+
+
+def train_mask_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"),
+                         set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
+                         out: Path = typer.Option(Path("runs/mask-judge"), "--out", "-o"),
+                         quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Train the mask judge (foreground segmentation) on the training split's known masks."""
+    from clareps.classifiers.mask_judge import MaskJudgeConfig, train_mask_judge
+
+    _train("mask judge", MaskJudgeConfig, train_mask_judge, config or preset("mask-judge-default"), set_, out, quiet)
 
 
 def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
@@ -70,4 +86,5 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
 
 def register(app: typer.Typer) -> None:
     app.command("train-judge")(train_judge_cmd)
+    app.command("train-mask-judge")(train_mask_judge_cmd)
     app.command("teacher-check")(teacher_check_cmd)

@@ -36,9 +36,10 @@ def teacher_box(ctx: ReportContext) -> str:
                      f"beside it{'' if st['card'] else ', and no MODEL_CARD.md'}).")
     if st["control_consistency"] is not None:
         chance = 1 / max(1, len(ctx.class_names))
-        lines.append(f"Measured by this run: the shape judge assigns {pct(st['control_consistency'])} of the "
-                     f"{st['control_items']} guided samples without removal (the control bank) to their intended class "
-                     f"(chance: {pct(chance)}).")
+        lines.append(f"Measured by this run with another protocol: the shape judge assigns "
+                     f"{pct(st['control_consistency'])} of the {st['control_items']} guided samples of the control "
+                     f"bank (its sampler steps and guidance) to their intended class (chance: {pct(chance)}). "
+                     "That is not <code>teacher-check</code>'s protocol, so it is not compared with the bar.")
     used = {b.get("teacher_sha256") for b in ctx.bank_metas()} - {None}
     if st["sha256"] and used and used != {st["sha256"]}:
         lines.append(f"<b>The teacher file has changed since the banks were built</b> (they record teacher "
@@ -47,8 +48,7 @@ def teacher_box(ctx: ReportContext) -> str:
     why = []
     if step is not None and plan is not None and step < plan:
         why.append("only partly trained")
-    consistency = st["control_consistency"] if st["control_consistency"] is not None else \
-        (check or {}).get("class_consistency")
+    consistency = (check or {}).get("class_consistency")  # the bar is teacher-check's: judged by it alone
     if consistency is not None and consistency < BAR:
         why.append(f"below its bar (class consistency {pct(consistency)}, the bar is {pct(BAR)})")
     if not check:

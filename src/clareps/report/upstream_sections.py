@@ -109,7 +109,28 @@ def bank_table(ctx: ReportContext) -> str:
         m = ctx.bank_metrics(kind) or {}
         rows.append([kind, str(len(bank)), str(bank.meta.get("k")), bank.meta.get("source", "?"),
                      pct(m.get("class_consistency")), f"{float(bank.seconds.mean()):.2f}"])
-    return table(["bank", "items", "k", "source", "judge class consistency", "s / item"], rows, num_cols=True)
+    return table(["bank", "items", "k", "source", "judge class consistency", "s / item"], rows, num_cols=True) \
+        + bank_measures(ctx)
+
+
+def bank_measures(ctx: ReportContext) -> str:
+    """Each bank's metrics.json as `bank show` prints it: the engine record and the selectivity measures."""
+    from clareps.clarid.metrics import summary_rows
+
+    columns = {kind: dict(summary_rows(m)) for kind in ("canonical", "control", "feat-real")
+               if (m := ctx.bank_metrics(kind))}
+    labels = list(dict.fromkeys(label for rows in columns.values() for label in rows))
+    if not labels:
+        return ""
+    rows = [[esc(label)] + [esc(col.get(label, "–")) for col in columns.values()] for label in labels]
+    return (table(["measure"] + list(columns), rows, num_cols=True) +
+            "<p class='small'>Engine record: means over the items the engine ran on (the angle: the largest). "
+            "Shape IoU: the mask judge's mask of a sample against its source image's mask; tint shift: change "
+            "of the mean foreground colour; texture change: the rest of the foreground change. Background "
+            "source kept: the background-source judge still names the source image's background, split by "
+            "whether that was the class's correlated source. Correlated: the judge names the class's "
+            "correlated source on the region outside the predicted mask (a random-source bank's rate beside the "
+            "training set's).</p>")
 
 
 def features_section(ctx: ReportContext, method: str) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from clareps.clarid.bank import BankBuilder, BankConfig, build_bank, resolved
-from clareps.clarid.bank_views import comparison_grid, measure_bank
+from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
+from clareps.clarid.bank_views import comparison_grid, ensure_metrics
 from clareps.config import build_config, to_plain
 from clareps.data.spec import load_data
 from clareps.errors import ClarepsError
@@ -16,9 +16,11 @@ from clareps.io import write_json, write_text
 from clareps.tables import csv_text, markdown_table
 
 SETTING = ("t_e", "k", "w", "variant", "directions", "feature_label", "tap")
-METRICS = ("class_consistency", "bg_source_kept", "bg_change", "fg_change", "bg_variance", "nmi_features",
-           "ami_features", "nmi_input_features", "ami_input_features", "probe_features", "probe_features_shuffled",
-           "removed_share", "seconds_per_item")
+METRICS = ("class_consistency", "shape_iou", "bg_source_kept", "bg_source_kept_correlated", "bg_source_kept_other",
+           "bg_correlated", "bg_change", "bg_change_correlated", "bg_change_other", "fg_change", "tint_shift",
+           "texture_change", "bg_variance", "nmi_features", "ami_features", "nmi_input_features",
+           "ami_input_features", "probe_features", "probe_features_shuffled", "removed_share", "engine_iterations",
+           "engine_converged", "engine_max_angle_deg", "seconds_per_item")
 COLUMNS = SETTING + METRICS
 
 
@@ -32,13 +34,15 @@ def setting_name(t_e: float, k: int, w: float, variant: str, directions: str = "
 
 def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws: list[float],
               variants: list[str], judge: Path, quiet: bool = False, directions: list[str] = ("jacobian",),
-              feature_labels: list[str] = ("class",), taps: list[str] | None = None) -> tuple[list[dict], dict | None]:
+              feature_labels: list[str] = ("class",), taps: list[str] | None = None,
+              mask_judge: Path | None = None) -> tuple[list[dict], dict | None]:
     """The k = 0 control runs once per (t_e, w, tap, feature label); directions only vary k > 0. Every
-    setting is validated (taps and the largest k against the teacher) before the first bank is built."""
+    setting is validated (taps and the largest k against the teacher) before the first bank is built.
+    A bank already built is reused, and its metrics.json is recomputed only when stale (ensure_metrics)."""
     if not (t_es and ks and ws and variants and directions and feature_labels) or taps == []:
         raise ClarepsError("the sweep grid is empty: give at least one t_e, k, w, variant, direction and label")
     rows = []
-    train = None
+    train, train_rate = None, None
     axes = itertools.product(t_es, ws, taps or [base.clarid.tap], feature_labels)
     configs = [setting for t_e, w, tap, label in axes
                for setting in _settings(base, t_e, w, tap, label, ks, variants, directions, taps is not None)]
@@ -50,16 +54,17 @@ def run_sweep(base: BankConfig, out: Path, t_es: list[float], ks: list[int], ws:
         c = cfg.clarid
         folder = out / folder_name
         bank, _ = build_bank(cfg, folder, quiet=quiet)
-        metrics = measure_bank(folder, resolved(cfg), judge)
+        metrics, _ = ensure_metrics(folder, judge, mask_judge)
         train = train or load_data(cfg.data)
         variant = "norm" if c.norm_preserving else "plain"
         comparison_grid([bank], [f"k={c.k} {variant} {c.directions}"], train, folder / "grid.png", per_class=4)
+        train_rate = metrics.get("bg_correlated_train", train_rate)
         rows.append({"t_e": c.t_e, "k": c.k, "w": c.w, "variant": variant, "directions": c.directions,
                      "feature_label": c.feature_label, "tap": c.tap, **{m: metrics.get(m) for m in METRICS}})
     best = best_bank_setting(rows)
     write_json(out / "sweep.json", {"rows": rows, "chosen": best})
     write_text(out / "sweep.csv", csv_text(rows, COLUMNS))
-    write_text(out / "sweep.md", _markdown(rows, best))
+    write_text(out / "sweep.md", _markdown(rows, best, train_rate))
     return rows, best
 
 
@@ -92,7 +97,9 @@ def best_bank_setting(rows: list[dict]) -> dict | None:
                                   -(r["bg_change"] or 0.0)))
 
 
-def _markdown(rows: list[dict], best: dict | None) -> str:
+def _markdown(rows: list[dict], best: dict | None, train_rate: float | None = None) -> str:
     verdict = ("chosen: " + ", ".join(f"{c}={best[c]}" for c in SETTING)) if best else \
         "no setting kept class consistency within 2 points of its control"
-    return markdown_table(rows, COLUMNS) + f"\n{verdict}\n"
+    rate = "" if train_rate is None else ("\nbg_correlated: share of samples whose background is the class's "
+                                          f"correlated source; training set: {train_rate:.3f}\n")
+    return markdown_table(rows, COLUMNS) + f"\n{verdict}\n{rate}"

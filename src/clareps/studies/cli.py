@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from clareps.clarid.cli import MASK_HELP, check_judges
 from clareps.config import load_config
 from clareps.errors import ClarepsError
 from clareps.paths import default_judge, preset, resolve_preset
@@ -47,6 +48,7 @@ def bank_sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c",
               tap: Optional[str] = typer.Option(None, "--tap", help="comma-separated taps (default: the config's)"),
               per_class: int = typer.Option(10, "--per-class"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
+              mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
               out: Path = typer.Option(Path("runs/sweep"), "--out", "-o"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Grid over t_e, k, w, the variant, the directions, the feature label and the tap on a matched
@@ -66,10 +68,11 @@ def bank_sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c",
     base = load_config(BankConfig, config or preset("bank-default"), overrides)
     grid = _numbers("--t-e", t_e, float), _numbers("--k", k, int), _numbers("--w", w, float)
     taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
+    check_judges(judge, mask_judge)
     check_writable(out)
     interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
     rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet, directions=kinds,
-                           feature_labels=labels, taps=taps)
+                           feature_labels=labels, taps=taps, mask_judge=mask_judge)
     typer.echo((out / "sweep.md").read_text() + f"\ntable: {out / 'sweep.md'} (also .csv, .json)")
 
 
