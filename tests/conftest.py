@@ -18,6 +18,18 @@ torch.set_num_threads(1)
 TINY_UNET = dict(base_channels=8, channel_mult=[1, 2], groups=4, image_size=8, attn_resolutions=[4])
 
 
+def write_tiny_npz(path, n: int = 48, classes: int = 4, darkest: int = 120):
+    """n 8x8 RGB images whose class tints one channel (a cue a tiny student learns), as an npz data set."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, darkest, (n, 8, 8, 3), dtype=np.uint8)
+    images[..., labels % 3] += 100
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
 @pytest.fixture
 def one_thread():
     # Shared 2-core machines: a second OpenMP thread fighting other jobs makes tiny ops 10x slower;

@@ -21,6 +21,7 @@ from clareps.distill.config import DistillConfig
 from clareps.distill.trainer import DistillTrainer
 from clareps.errors import ClarepsError
 from clareps.classifiers.shape_judge import load_judge
+from conftest import write_tiny_npz
 
 C = 4  # classes
 TEACHER = "0123456789abcdef"
@@ -28,13 +29,7 @@ TEACHER = "0123456789abcdef"
 
 @pytest.fixture
 def npz(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = np.arange(48) % C
-    images = rng.integers(0, 120, (48, 8, 8, 3), dtype=np.uint8)
-    images[..., labels % 3] += 100  # a learnable cue: the class tints one channel
-    path = tmp_path / "tiny.npz"
-    np.savez(path, images=images, labels=labels)
-    return path
+    return write_tiny_npz(tmp_path / "tiny.npz", classes=C)
 
 
 @pytest.fixture

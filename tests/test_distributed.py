@@ -26,15 +26,11 @@ from clareps.distill.config import DistillConfig
 from clareps.distill.trainer import DistillTrainer
 from clareps.errors import ClarepsError
 from clareps.io import read_jsonl
-from conftest import TINY_UNET
+from conftest import TINY_UNET, write_tiny_npz
 
 
 def _configs(job: Path) -> None:
-    rng = np.random.default_rng(0)
-    labels = np.arange(40) % 10
-    images = rng.integers(0, 150, (40, 8, 8, 3), dtype=np.uint8)
-    images[..., labels % 3] += 100
-    np.savez(job / "data.npz", images=images, labels=labels)
+    write_tiny_npz(job / "data.npz", n=40, classes=10, darkest=150)
     data = {"kind": "npz", "path": str(job / "data.npz")}
     teacher = {"data": data, "model": TINY_UNET, "steps": 2, "batch_size": 8, "ckpt_every": 2, "log_every": 1,
                "warmup": 1, "precision": "fp32", "device": "cpu"}

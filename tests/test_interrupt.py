@@ -19,6 +19,7 @@ from clareps.clarid.bank import BankConfig, build_bank
 from clareps.config import build_config
 
 import torch  # noqa: E402
+from conftest import write_tiny_npz  # noqa: E402
 
 # the subprocesses compute with as many threads as this process, so their bytes can be compared
 ENV = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
@@ -57,17 +58,6 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path, tiny_data_cache):
     assert (out / "checkpoint.safetensors").exists()
 
 
-def _tiny_npz(tmp_path: Path) -> Path:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    labels = np.arange(48) % 4
-    images = rng.integers(0, 120, (48, 8, 8, 3), dtype=np.uint8)
-    images[..., labels % 3] += 100
-    np.savez(tmp_path / "tiny.npz", images=images, labels=labels)
-    return tmp_path / "tiny.npz"
-
-
 def test_ctrl_c_in_a_bank_build_and_a_distill_exits_130_too(tmp_path, tiny_teacher, tiny_data_cache):
     cfg = dict(_bank_config(tiny_teacher, tiny_data_cache), per_class=20)
     (tmp_path / "bank.yaml").write_text(yaml.safe_dump(cfg))
@@ -76,7 +66,7 @@ def test_ctrl_c_in_a_bank_build_and_a_distill_exits_130_too(tmp_path, tiny_teach
     runs = [(start("bank", "build", "-c", tmp_path / "bank.yaml", "--out", bank, "--no-metrics", "-q"),
              lambda: any((bank / "shards").glob("*.json")),
              f"interrupted: finished shards are in {bank / 'shards'}; rerun the same command to resume"),
-            (start("distill", "--method", "ce", "--set", f"data={{kind: npz, path: {_tiny_npz(tmp_path)}}}",
+            (start("distill", "--method", "ce", "--set", f"data={{kind: npz, path: {write_tiny_npz(tmp_path / 'tiny.npz')}}}",
                    "--set", "student.width=4", "--set", "epochs=10000", "--set", "batch_size=8", "--set",
                    "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "test_splits=[]",
                    "--out", distill, "-q"),
@@ -123,7 +113,7 @@ def test_same_bank_config_same_bytes_even_killed_and_resumed(tmp_path, tiny_teac
 
 
 def test_a_killed_distill_resumes_to_the_same_student(tmp_path, run_cli):
-    args = ["distill", "--method", "ce", "--set", f"data={{kind: npz, path: {_tiny_npz(tmp_path)}}}",
+    args = ["distill", "--method", "ce", "--set", f"data={{kind: npz, path: {write_tiny_npz(tmp_path / 'tiny.npz')}}}",
             "--set", "student.width=4", "--set", "epochs=10", "--set", "batch_size=8", "--set", "ckpt_every=1",
             "--set", "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "val_fraction=0.25",
             "--set", "test_splits=[]", "-q"]
