@@ -7,7 +7,8 @@
 #   stage 2   the taps (16x16 down block, mid, first up block), at the t_e and k of 1a's Jacobian rows (given as TAP_TE, TAP_K)
 # The engine runs at tol 1e-4 (not the preset's 3e-2, where the subspace was up to 65° from the true
 # top-16, benchmarks/clarid_oracle.py) and everything in fp32, so the controls compare like with like.
-#   OMP_NUM_THREADS=1 nice -n 10 scripts/clarid_study.sh 1a      (then 1b; then TAP_TE=.. TAP_K=.. 2)
+#   stage compare  the paired, item-by-item tables of docs/studies/clarid.md (clareps bank compare)
+#   OMP_NUM_THREADS=1 nice -n 10 scripts/clarid_study.sh 1a      (then 1b; then TAP_TE=.. TAP_K=.. 2; compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/studies/clarid}
@@ -19,7 +20,7 @@ COMMON=(--per-class 10 --w 3 --variants plain
 # writes the same setting folders the full grid would, and the last part, the whole grid, reuses them all.
 sweep1a() { clareps bank sweep --out "$OUT/1a" "${COMMON[@]}" --tap mid --feature-label class --t-e "$1" --k "$2" --directions "$3"; }
 ALL=jacobian,random,low-frequency,shuffled,tail
-case "${1:?stage: 1a, 1b or 2}" in
+case "${1:?stage: 1a, 1b, 2 or compare}" in
   1a) sweep1a 0.5 4 "$ALL"
       sweep1a 0.5 16 jacobian,random,low-frequency
       sweep1a 0.7 4 jacobian,random,low-frequency
@@ -31,5 +32,16 @@ case "${1:?stage: 1a, 1b or 2}" in
         --directions jacobian ;;
   2)  clareps bank sweep --out "$OUT/2" "${COMMON[@]}" --t-e "${TAP_TE:?}" --k "${TAP_K:?}" \
         --tap down.1.blocks.0,mid,up.0.blocks.1 --feature-label class,null --directions jacobian,random ;;
-  *) echo "unknown stage $1 (1a, 1b, 2)" >&2; exit 2 ;;
+  compare)  # per (t_e, k) of 1a: the Jacobian bank against the k = 0 control and each control direction, item by item
+      for jac in "$OUT"/1a/te*_k*_w3_plain_tap-mid; do
+        [[ -f $jac/bank.safetensors && $jac != *_k0_* ]] || continue
+        setting=$(basename "$jac"); te=${setting%%_k*}; k=${setting#*_k}; k=${k%%_*}
+        others=("$OUT/1a/${te}_k0_w3_plain_tap-mid")
+        for d in random low-frequency shuffled tail; do
+          [[ -f $OUT/1a/${te}_k${k}_w3_plain_${d}_tap-mid/bank.safetensors ]] && others+=("$OUT/1a/${te}_k${k}_w3_plain_${d}_tap-mid")
+        done
+        clareps bank compare "$jac" "${others[@]}" --out "$OUT/compare/${te}_k${k}" > /dev/null
+        echo "$OUT/compare/${te}_k${k}.md"
+      done ;;
+  *) echo "unknown stage $1 (1a, 1b, 2, compare)" >&2; exit 2 ;;
 esac

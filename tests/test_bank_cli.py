@@ -27,12 +27,14 @@ def _run(*args):
     return proc.stdout
 
 
-def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tiny_mask_judge, tmp_path):
+def test_build_show_sweep_and_compare(tiny_teacher, tiny_data_cache, tiny_judge, tiny_mask_judge, tmp_path,
+                                      run_cli):
     preset = _preset(tmp_path, tiny_teacher, tiny_data_cache)
     judges = ["--judge", tiny_judge, "--mask-judge", tiny_mask_judge]
     out = _run("bank", "build", "-c", preset, "--out", str(tmp_path / "canon"), *judges, "-q")
     assert "20 items" in out
     metrics = json.loads((tmp_path / "canon" / "metrics.json").read_text())
+    assert (tmp_path / "canon" / "items.safetensors").is_file()  # the per-item measures behind them
     for key in ("class_consistency", "nmi_features", "nmi_input_features", "bg_change", "bg_source_kept",
                 "ami_features", "probe_features_shuffled", "ami_input_features", "removed_share", "engine_iterations",
                 "engine_energy", "shape_iou", "tint_shift", "texture_change", "bg_source_kept_correlated",
@@ -70,6 +72,21 @@ def test_build_show_and_sweep(tiny_teacher, tiny_data_cache, tiny_judge, tiny_ma
     assert (tmp_path / "sweep" / "te0.3_k1_w2_plain").is_dir()  # the older folder names are kept
     assert (tmp_path / "sweep" / "te0.3_k1_w2_plain_low-frequency").is_dir()
     assert "| t_e |" in out
+
+    # banks of one sweep, item by item against the k = 0 control; a bank against itself differs by 0
+    sweep = tmp_path / "sweep"
+    ctrl, jac, low = (sweep / n for n in ("te0.3_k0_w2_plain", "te0.3_k1_w2_plain", "te0.3_k1_w2_plain_low-frequency"))
+    out = _run("bank", "compare", str(ctrl), str(jac), str(low), str(ctrl), *judges, "--out", str(tmp_path / "cmp"))
+    rows = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    measured = {(r["bank"], r["measure"]) for r in rows}
+    assert {(jac.name, m) for m in ("class_correct", "shape_iou", "bg_source_kept", "bg_minus_fg_change")} <= measured
+    for r in rows:
+        assert r["difference"] == pytest.approx(r["other"] - r["reference"], abs=1e-9)
+        if r["bank"] == ctrl.name:
+            assert r["difference"] == 0 and r["verdict"] in ("no detectable difference", "bank-level (no interval)")
+    assert "| bank | measure |" in out and (tmp_path / "cmp.md").is_file()
+    code, _, err = run_cli("bank", "compare", ctrl, tmp_path / "canon", *judges)
+    assert code == 2 and "holds other items" in err
 
 
 def test_bank_errors_are_one_line(tmp_path):

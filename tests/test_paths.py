@@ -43,4 +43,4 @@ def test_a_home_without_the_shipped_models_says_where_they_live(tmp_path, monkey
     monkeypatch.setenv("CLAREPS_HOME", str(tmp_path))
     code, _, err = run_cli("bank", "build", "--out", tmp_path / "bank")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "missing checkpoint" in err and "set CLAREPS_HOME" in err and not (tmp_path / "bank").exists()
+    assert "missing shipped model" in err and "set CLAREPS_HOME" in err and not (tmp_path / "bank").exists()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clareps.clarid.metrics import summary_rows
-from clareps.clarid.selectivity import colour_change, correlated_background_rate, matched_measures
+from clareps.clarid.selectivity import colour_change, correlated_background_rate, item_measures, matched_measures
 
 
 class RedMask(torch.nn.Module):
@@ -77,6 +77,24 @@ def test_matched_measures_split_background_removal_by_the_correlated_source():
     out = matched_measures(samples, sources, _fg(4), labels, source_bg, BlueSource(), RedMask())
     assert out["bg_source_kept_correlated"] == 0.0 and out["bg_source_kept_other"] == 1.0
     assert out["bg_change_other"] == 0.0
+
+
+def test_item_measures_are_per_item_and_average_to_the_bank_measures():
+    labels, source_bg = torch.tensor([1, 1, 1, 1]), torch.tensor([1, 1, 0, 0])
+    sources = torch.zeros(4, 3, 4, 4)
+    sources[:, 0] = _fg(4)[:, 0]
+    samples = sources.clone()
+    samples[2, 2] = 1 - _fg(4)[2, 0]  # item 2: a blue background (source 1, was 0)
+    samples[3, 1] += 0.4 * _fg(4)[3, 0]  # item 3: the animal tinted green
+    items = item_measures(samples, sources, _fg(4), source_bg, BlueSource(), RedMask())
+    assert items["bg_source_kept"].tolist() == [0.0, 0.0, 0.0, 1.0]  # 0, 1: blue sources read as 0 (black bg)
+    assert items["bg_change"][2] == pytest.approx(1 / 3) and items["fg_change"][2] == 0
+    assert items["fg_change"][3] == pytest.approx(0.4 / 3) and items["bg_change"][3] == 0
+    assert items["tint_shift"][3] == pytest.approx(0.4 / 3) and items["shape_iou"].tolist() == [1.0] * 4
+    out = matched_measures(samples, sources, _fg(4), labels, source_bg, BlueSource(), RedMask())
+    assert out == matched_measures(samples, sources, _fg(4), labels, source_bg, BlueSource(), RedMask(), items)
+    assert out["bg_source_kept"] == pytest.approx(float(items["bg_source_kept"].mean()))
+    assert out["tint_shift"] == pytest.approx(float(items["tint_shift"].mean()))
 
 
 def test_correlated_background_rate_reads_outside_the_predicted_mask():

@@ -36,7 +36,7 @@ def _register() -> None:
     from clareps.studies.cli import register as register_studies
 
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
-    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep.")
+    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep, compare.")
     register_teacher(app)
     register_teacher_check(app)
     register_student_eval(app)

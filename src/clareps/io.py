@@ -159,10 +159,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Load a safetensors file written by `save_tensors` and its metadata, checking that they belong together."""
     path = Path(path)
     if not path.exists():
-        shipped = "models" in path.parts and not path.parent.parent.is_dir()
-        hint = (" (the shipped models live in the repository: run from a clone, or set CLAREPS_HOME to one)"
-                if shipped else "")
-        raise ClarepsError(f"missing checkpoint: {path}{hint}")
+        raise ClarepsError(f"missing checkpoint: {path}")
     try:
         with safe_open(str(path), "pt") as fh:
             header = fh.metadata() or {}

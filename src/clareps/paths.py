@@ -19,8 +19,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CLAREPS_CACHE") or Path.home() / ".cache" / "clareps")
 
 
+def shipped_model(folder: str, file: str, required: bool = True) -> Path:
+    """``models/<folder>/<file>`` of the repository (or $CLAREPS_HOME); a one-line error when
+    ``required`` and absent, e.g. from a wheel installed outside a clone."""
+    path = repo_root() / "models" / folder / file
+    if required and not path.is_file():
+        from clareps.errors import ClarepsError
+
+        raise ClarepsError(f"missing shipped model {path} (the shipped models live in the repository: run from a "
+                           "clone, or set CLAREPS_HOME to one)")
+    return path
+
+
 def default_teacher() -> Path:
-    return repo_root() / "models" / "teacher-default" / TEACHER_FILE
+    return shipped_model("teacher-default", TEACHER_FILE)
 
 
 def teacher_file(spec: str | Path) -> Path:
@@ -30,11 +42,12 @@ def teacher_file(spec: str | Path) -> Path:
 
 
 def default_judge() -> Path:
-    return repo_root() / "models" / "judge-default" / "judge.safetensors"
+    return shipped_model("judge-default", "judge.safetensors")
 
 
 def default_mask_judge() -> Path:
-    return repo_root() / "models" / "mask-judge-default" / "mask_judge.safetensors"
+    """Optional (the measures it enables are skipped without it): not checked here."""
+    return shipped_model("mask-judge-default", "mask_judge.safetensors", required=False)
 
 
 PACKAGE_PRESETS = Path(__file__).resolve().parent / "configs"  # package data; the repository's configs/ links here

@@ -8,18 +8,19 @@ from pathlib import Path
 import torch
 
 from clareps.clarid.bank_format import BANK_FILE, Bank, load_bank
-from clareps.clarid.metrics import METRICS_VERSION, bank_metrics
+from clareps.clarid.metrics import METRICS_VERSION, bank_measures
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, load_data
 from clareps.errors import ClarepsError
 from clareps.classifiers.background_judge import train_background_judge
 from clareps.classifiers.mask_judge import load_mask_judge
 from clareps.classifiers.shape_judge import load_judge
-from clareps.io import hash_file, load_tensors, read_json, sidecar_path, write_json
+from clareps.io import hash_file, load_tensors, read_json, save_tensors, sidecar_path, write_json
 from clareps.grids import save_grid
 from clareps.paths import default_mask_judge
 
 METRICS_FILE = "metrics.json"
+ITEMS_FILE = "items.safetensors"  # the per-item measures behind metrics.json
 
 
 def bank_data_spec(meta: dict, folder: str | Path) -> DataSpec:
@@ -65,14 +66,15 @@ def measure_bank(folder: str | Path, judge_path: str | Path, mask_judge_path: st
     judge_backgrounds = train.masks is not None and train.bg_source is not None \
         and ((bank.source_index >= 0).all() or mask_judge is not None)
     bg_judge = train_background_judge(train) if judge_backgrounds else None
-    metrics = bank_metrics(bank, train, judge, input_feats, bg_judge, mask_judge)
+    metrics, items = bank_measures(bank, train, judge, input_feats, bg_judge, mask_judge)
     metrics.update(_judges(judge_path, mask_path), seconds_per_item=float(bank.seconds.mean()),
                    total_seconds=float(bank.seconds.sum()), bank_kind=bank.meta.get("bank_kind"),
                    source=bank.meta.get("source"),
                    k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"), tap=bank.meta.get("tap"),
                    **{key: bank.meta.get("config", {}).get("clarid", {}).get(key)
                       for key in ("directions", "match_removed_norm", "feature_label", "w_to_te")})
-    write_json(folder / METRICS_FILE, metrics)
+    save_tensors(folder / ITEMS_FILE, {k: v.contiguous() for k, v in items.items()}, _judges(judge_path, mask_path))
+    write_json(folder / METRICS_FILE, metrics)  # last: a metrics.json newer than the bank vouches for both
     return metrics
 
 
@@ -85,12 +87,20 @@ def ensure_metrics(folder: str | Path, judge_path: str | Path, mask_judge_path: 
     side, bank_file = folder / METRICS_FILE, folder / BANK_FILE
     if not bank_file.exists():
         raise ClarepsError(f"no bank at {folder} (missing {BANK_FILE}; build it with `clareps bank build`)")
-    if not force and side.exists() and side.stat().st_mtime >= bank_file.stat().st_mtime:
+    fresh = side.exists() and (folder / ITEMS_FILE).exists() and side.stat().st_mtime >= bank_file.stat().st_mtime
+    if not force and fresh:
         old = read_json(side)
         spec = bank_data_spec(read_json(sidecar_path(bank_file)), folder)
         if all(old.get(k) == v for k, v in _judges(judge_path, mask_judge_for(mask_judge_path, spec)).items()):
             return old, True
     return measure_bank(folder, judge_path, mask_judge_path), False
+
+
+def bank_items(folder: str | Path, judge_path: str | Path,
+               mask_judge_path: str | Path | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The bank's metrics and its per-item measures (both computed first when stale)."""
+    metrics, _ = ensure_metrics(folder, judge_path, mask_judge_path)
+    return metrics, load_tensors(Path(folder) / ITEMS_FILE)[0]
 
 
 def comparison_grid(banks: list[Bank], names: list[str], train, out: Path, per_class: int = 4) -> Path:

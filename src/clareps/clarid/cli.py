@@ -1,4 +1,4 @@
-"""``clareps bank build | show``: canonical banks and what they look like (``bank sweep``: studies/cli.py)."""
+"""``clareps bank build | show``: canonical banks and what they look like (``bank sweep | compare``: studies/cli.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from clareps.paths import default_judge, preset
 
 MASK_HELP = "mask judge for the shape and background measures (default: the shipped one, default benchmark)"
 
-bank_app = typer.Typer(help="Canonical banks: build, show, sweep.", no_args_is_help=True)
+bank_app = typer.Typer(help="Canonical banks: build, show, sweep, compare.", no_args_is_help=True)
 
 
 @bank_app.command("build")

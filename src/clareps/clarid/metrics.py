@@ -11,12 +11,13 @@ from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_s
 from torch import nn
 
 from clareps.clarid.bank_format import Bank
-from clareps.clarid.selectivity import correlated_background_rate, matched_measures
+from clareps.clarid.selectivity import correlated_background_rate, item_measures, matched_measures
 from clareps.data.imageset import ImageSet
 from clareps.classifiers.training import predict
 
-# Bump when bank_metrics gains or changes a measure: a metrics.json of an older version is recomputed.
-METRICS_VERSION = 2
+# Bump when bank_measures gains or changes a measure: a metrics.json of an older version is recomputed
+# (3: per-item measures in items.safetensors).
+METRICS_VERSION = 3
 
 
 def kmeans_scores(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> tuple[float, float]:
@@ -86,12 +87,15 @@ def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:
     return float((var * (w.sum(0) > 1)).sum() / (w.sum(0) > 1).sum().clamp_min(1))
 
 
-def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: torch.Tensor | None = None,
-                 bg_judge=None, mask_judge: nn.Module | None = None) -> dict:
+def bank_measures(bank: Bank, train: ImageSet, judge: nn.Module, input_features: torch.Tensor | None = None,
+                  bg_judge=None, mask_judge: nn.Module | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Every measure the inputs allow: the matched ones need a matched bank and the training masks;
-    those of backgrounds the background-source judge, of shapes the mask judge."""
+    those of backgrounds the background-source judge, of shapes the mask judge. Returns the bank's
+    metrics and the per-item measures behind them (``class_correct``, ``source_index`` and, for a
+    matched bank, ``selectivity.item_measures``), which paired comparisons of banks read."""
     c = train.num_classes
     pred = predict(judge, bank.images)
+    items = {"class_correct": (pred == bank.labels).float(), "source_index": bank.source_index}
     out = {"metrics_version": METRICS_VERSION, "items": len(bank),
            "class_consistency": float((pred == bank.labels).float().mean()),
            **separability(bank.features, bank.labels, c, "features"), **record_summary(bank.record)}
@@ -109,14 +113,15 @@ def bank_metrics(bank: Bank, train: ImageSet, judge: nn.Module, input_features: 
                                         for k in range(c)]
         out["bg_variance"] = sum(out["bg_variance_per_class"]) / c
         source_bg = train.bg_source[src] if train.bg_source is not None else None
-        out.update(matched_measures(bank.images, real, fg, bank.labels, source_bg, bg_judge, mask_judge))
+        items.update(item_measures(bank.images, real, fg, source_bg, bg_judge, mask_judge))
+        out.update(matched_measures(bank.images, real, fg, bank.labels, source_bg, bg_judge, mask_judge, items))
     if bg_judge is not None and mask_judge is not None and train.bg_source is not None:
         has_bg = train.bg_source >= 0
         out["bg_correlated"] = correlated_background_rate(bank.images, bank.labels, bg_judge, mask_judge)
         out["bg_correlated_train"] = float((train.bg_source[has_bg] == train.labels[has_bg]).float().mean())
         out["bg_correlated_train_judged"] = correlated_background_rate(train.images[has_bg], train.labels[has_bg],
                                                                        bg_judge, mask_judge)
-    return out
+    return out, items
 
 
 # What `bank show` and the report print of a bank's metrics: (label, key, format).

@@ -45,14 +45,37 @@ def _pooled(diff: torch.Tensor, region: torch.Tensor) -> float | None:
     return float((diff * region).sum() / pixels) if pixels > 0 else None
 
 
-def matched_measures(samples: torch.Tensor, sources: torch.Tensor, fg: torch.Tensor, labels: torch.Tensor,
-                     source_bg: torch.Tensor | None, bg_judge=None, mask_judge=None) -> dict:
-    """Measures of samples against their matched source images (fg: the sources' known masks;
-    source_bg: the sources' background source indices)."""
+def _region_mean(diff: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Per item, the mean of ``diff`` over the pixels (and channels) of ``region`` (0 for none)."""
+    return (diff * region).sum((1, 2, 3)) / (region.sum((1, 2, 3)) * diff.shape[1]).clamp_min(1)
+
+
+def item_measures(samples: torch.Tensor, sources: torch.Tensor, fg: torch.Tensor, source_bg: torch.Tensor | None,
+                  bg_judge=None, mask_judge=None) -> dict[str, torch.Tensor]:
+    """Per item (N,): tint_shift, texture_change, fg_change and bg_change (mean absolute change inside
+    the source's foreground / background), and where the judges allow, shape_iou and bg_source_kept
+    (1 when the background-source judge still finds the source's background, else 0)."""
     tint, texture = colour_change(samples, sources, fg)
-    out = {"tint_shift": _mean(tint), "texture_change": _mean(texture)}
+    diff, bg = (samples - sources).abs(), 1 - fg
+    out = {"tint_shift": tint, "texture_change": texture,
+           "fg_change": _region_mean(diff, fg), "bg_change": _region_mean(diff, bg)}
     if mask_judge is not None:
-        out["shape_iou"] = _mean(mask_iou(predict_masks(mask_judge, samples), fg))
+        out["shape_iou"] = mask_iou(predict_masks(mask_judge, samples), fg)
+    if source_bg is not None and bg_judge is not None:
+        out["bg_source_kept"] = (predict_source(bg_judge, samples, bg) == source_bg).float()
+    return out
+
+
+def matched_measures(samples: torch.Tensor, sources: torch.Tensor, fg: torch.Tensor, labels: torch.Tensor,
+                     source_bg: torch.Tensor | None, bg_judge=None, mask_judge=None,
+                     items: dict[str, torch.Tensor] | None = None) -> dict:
+    """Measures of samples against their matched source images (fg: the sources' known masks;
+    source_bg: the sources' background source indices); ``items``: their ``item_measures``, when
+    already computed."""
+    items = items if items is not None else item_measures(samples, sources, fg, source_bg, bg_judge, mask_judge)
+    out = {"tint_shift": _mean(items["tint_shift"]), "texture_change": _mean(items["texture_change"])}
+    if "shape_iou" in items:
+        out["shape_iou"] = _mean(items["shape_iou"])
         out["shape_iou_sources"] = _mean(mask_iou(predict_masks(mask_judge, sources), fg))
     if source_bg is None:
         return out
@@ -61,8 +84,8 @@ def matched_measures(samples: torch.Tensor, sources: torch.Tensor, fg: torch.Ten
     for name, pick in (("correlated", correlated), ("other", ~correlated)):
         out[f"bg_change_{name}"] = _pooled(diff[pick], bg[pick])
         out[f"items_bg_{name}"] = int(pick.sum())
-    if bg_judge is not None:
-        kept = predict_source(bg_judge, samples, bg) == source_bg
+    if "bg_source_kept" in items:
+        kept = items["bg_source_kept"]
         out["bg_source_kept"] = _mean(kept)
         out["bg_source_kept_correlated"] = _mean(kept[correlated])
         out["bg_source_kept_other"] = _mean(kept[~correlated])

@@ -109,6 +109,30 @@ def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
     typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
 
 
+def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference bank folder, then the others"),
+                     judge: Optional[Path] = typer.Option(None, "--judge"),
+                     mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
+                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the table (.md) and .json")
+                     ) -> None:
+    """Banks of the same items against the first, item by item: each measure's paired difference
+    and its 95 % interval (e.g. a sweep's Jacobian bank against its k = 0 control and random directions)."""
+    from clareps.clarid.bank_format import BANK_FILE
+    from clareps.io import write_json, write_text
+    from clareps.studies.bank_compare import compare_banks, compare_markdown
+
+    for folder in banks:
+        if not (folder / BANK_FILE).is_file():
+            raise ClarepsError(f"no bank at {folder} (missing {BANK_FILE})")
+    check_judges(judge, mask_judge)
+    rows = compare_banks(banks, judge or default_judge(), mask_judge)
+    text = compare_markdown(banks, rows)
+    if out is not None:
+        write_text(out.with_suffix(".md"), text)
+        write_json(out.with_suffix(".json"), {"reference": str(banks[0]), "rows": rows})
+    typer.echo(text.rstrip())
+
+
 def register(app: typer.Typer, bank_app: typer.Typer) -> None:
     bank_app.command("sweep")(bank_sweep_cmd)
+    bank_app.command("compare")(bank_compare_cmd)
     app.command("distill-sweep")(distill_sweep_cmd)

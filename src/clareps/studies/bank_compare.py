@@ -1,0 +1,80 @@
+"""``bank compare``: banks built from the same items, compared item by item against a reference.
+
+The CLARID study's banks of one (t_e, k) hold the same matched items (the same sources, seeds and
+classes); they differ only in what was removed from x_te. So each measure is compared per item,
+other minus reference, and the mean difference gets a 95 % t-interval over items (the items are
+the units: the interval says what another draw of items from this data would give, for this
+teacher). ``bg_minus_fg_change`` is the per-item selectivity: background change less foreground
+change (above 0: the background moved more than the animal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from clareps.clarid.bank_views import bank_items
+from clareps.errors import ClarepsError
+from clareps.evaluate.paired import paired_difference
+from clareps.tables import markdown_table
+
+# (measure, what a higher value means)
+MEASURES = (
+    ("class_correct", "the shape judge names the class"),
+    ("shape_iou", "the animal's shape kept (mask judge IoU with the source mask)"),
+    ("bg_source_kept", "the source's background still recognised"),
+    ("bg_change", "mean |change| in the background"),
+    ("fg_change", "mean |change| in the foreground"),
+    ("bg_minus_fg_change", "background changed more than foreground"),
+    ("tint_shift", "the animal's mean colour moved"),
+    ("texture_change", "the animal's texture changed (tint removed)"),
+)
+BANK_LEVEL = ("ami_features", "probe_features", "probe_features_shuffled", "removed_share")
+
+
+def _items(folder: Path, judge: Path, mask_judge: Path | None) -> tuple[dict, dict[str, torch.Tensor]]:
+    metrics, items = bank_items(folder, judge, mask_judge)
+    if "bg_change" in items and "fg_change" in items:
+        items["bg_minus_fg_change"] = items["bg_change"] - items["fg_change"]
+    return metrics, items
+
+
+def _cell(values: torch.Tensor) -> dict:
+    return {"seeds": list(range(len(values))), "values": [float(v) for v in values]}
+
+
+def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = None) -> list[dict]:
+    """One row per (other bank, measure): both means, the paired difference (other - reference, the
+    reference being ``folders[0]``), its 95 % interval and whether it holds 0."""
+    if len(folders) < 2:
+        raise ClarepsError("bank compare needs a reference bank and at least one other")
+    ref_metrics, ref = _items(folders[0], judge, mask_judge)
+    rows = []
+    for folder in folders[1:]:
+        metrics, other = _items(folder, judge, mask_judge)
+        if not torch.equal(other["source_index"], ref["source_index"]):
+            raise ClarepsError(f"{folder} holds other items than {folders[0]}: compare banks of one sweep "
+                               "(same data, per_class, seed and source)")
+        for name, meaning in MEASURES:
+            if name not in ref or name not in other:
+                continue
+            d = paired_difference(_cell(other[name]), _cell(ref[name]))
+            verdict = {"better": "higher", "worse": "lower"}.get(d["verdict"], d["verdict"])
+            rows.append({"bank": folder.name, "measure": name, "reference": float(ref[name].mean()),
+                         "other": float(other[name].mean()), "difference": d["mean"], "low": d["low"],
+                         "high": d["high"], "items": d["n"], "verdict": verdict, "meaning": meaning})
+        for name in BANK_LEVEL:
+            if ref_metrics.get(name) is not None and metrics.get(name) is not None:
+                rows.append({"bank": folder.name, "measure": name, "reference": ref_metrics[name],
+                             "other": metrics[name], "difference": metrics[name] - ref_metrics[name],
+                             "low": None, "high": None, "items": metrics.get("items"),
+                             "verdict": "bank-level (no interval)", "meaning": ""})
+    return rows
+
+
+def compare_markdown(folders: list[Path], rows: list[dict]) -> str:
+    head = (f"reference: `{folders[0]}`; each row: another bank minus the reference, per item, mean and 95 % "
+            "t-interval over the items\n\n")
+    return head + markdown_table(rows, ("bank", "measure", "reference", "other", "difference", "low", "high",
+                                        "items", "verdict")) + "\n"
