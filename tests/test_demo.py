@@ -38,6 +38,7 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
     for kind in ("canonical", "control", "feat-real"):
         meta = json.loads((run / "banks" / kind / "bank.json").read_text())
         assert meta["bank_kind"] == kind and meta["size"] == 20  # 2 per class x 10 classes
+    assert not (run / "banks" / "matched").exists()  # built only for a method that reads it
     assert json.loads((run / "banks" / "canonical" / "bank.json").read_text())["k"] == 2
     assert (run / "kd-teacher" / "kd_teacher.safetensors").is_file()
     students = sorted(p.name for p in (run / "students").iterdir())
@@ -86,6 +87,8 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
 
 @pytest.mark.parametrize("args, match", [
     (["--full"], "has no 'full' section"),
+    (["--section", "nope"], "has no 'nope' section (it has: demo)"),
+    (["--full", "--section", "demo"], "--full is --section full"),
     (["--set", "seeds=oops"], "bad value for 'seeds'"),
     (["--set", "bank.nope=1"], "unknown config key 'nope'"),
     (["--set", "methods=[ce,magic]"], "bad value for 'methods.1'"),
@@ -118,3 +121,68 @@ def test_a_given_teacher_is_copied_and_a_changed_one_refused(tmp_path, tiny_teac
     with pytest.raises(ClarepsError, match="has changed since .* use a new --out"):
         Pipeline(cfg, run, "demo", quiet=True).teacher_stage()
     assert hash_file(copy) != hash_file(src)  # the run's copy is left as it was
+
+
+def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny_data_cache, run_cli):
+    """cadistill-matched: the cadistill method on a canonical bank from matched sources, built because a
+    method reads it; its students, results, paired intervals and report sit beside cadistill's."""
+    tiny = yaml.safe_load(Path(preset("demo-tiny")).read_text())["demo"]
+    config = tmp_path / "study-tiny.yaml"
+    config.write_text(yaml.safe_dump({"study": dict(tiny, methods=["ce", "control", "cadistill", "cadistill-matched"],
+                                                    seeds=[0, 1])}))
+    run = tmp_path / "study"
+    code, out, err = run_cli("demo", "-c", config, "--section", "study", "--out", run,
+                             "--set", f"data.cache_dir={tiny_data_cache}", "-q")
+    assert code == 0, err
+    assert yaml.safe_load((run / "demo.yaml").read_text())["mode"] == "study"
+
+    meta = json.loads((run / "banks" / "matched" / "bank.json").read_text())
+    random = json.loads((run / "banks" / "canonical" / "bank.json").read_text())
+    assert (meta["bank_kind"], meta["source"], meta["k"], meta["size"]) == ("canonical", "matched", 2, 20)
+    assert random["source"] == "random" and meta["tensors_sha256"] != random["tensors_sha256"]
+    stages = json.loads((run / "demo.json").read_text())["history"][-1]["stages"]
+    assert "bank/matched" in stages and "bank-metrics/matched" in stages
+
+    # the two students differ in their bank only, and their contracts tell them apart
+    cfgs = {m: yaml.safe_load((run / "students" / f"{m}-s0" / "config.yaml").read_text())
+            for m in ("cadistill", "cadistill-matched")}
+    assert cfgs["cadistill-matched"]["method"] == "cadistill" and cfgs["cadistill-matched"]["bank_source"] == "matched"
+    assert cfgs["cadistill-matched"]["bank"] == str(run / "banks" / "matched")
+    assert cfgs["cadistill"]["bank"] == str(run / "banks" / "canonical")
+    sides = {m: load_tensors(run / "students" / f"{m}-s0" / "student.safetensors")[1]
+             for m in ("cadistill", "cadistill-matched")}
+    assert sides["cadistill-matched"]["inputs"]["bank"] == meta["tensors_sha256"]
+    assert sides["cadistill"]["config_hash"] != sides["cadistill-matched"]["config_hash"]
+
+    res = json.loads((run / "students" / "cadistill-matched-s1" / "eval-fast.json").read_text())
+    assert res["method"] == "cadistill-matched" and res["student"]["method"] == "cadistill"
+    agg = json.loads((run / "results" / "results.json").read_text())
+    assert agg["methods"] == ["ce", "control", "cadistill", "cadistill-matched"]
+    assert set(agg["paired"]) == {"cadistill-vs-ce", "cadistill-vs-control", "cadistill-matched-vs-ce",
+                                  "cadistill-matched-vs-control"}
+    assert agg["paired"]["cadistill-matched-vs-control"]["clean/test-original"]["seeds"] == [0, 1]
+    table = (run / "results" / "results.md").read_text()
+    assert "| cadistill-matched − ce, 95 % CI | verdict | cadistill-matched − control, 95 % CI |" in table
+    html = (run / "report.html").read_text()
+    assert html.index("CaDistill against ce and control, paired by seed") < \
+        html.index("CaDistill from matched sources against ce and control, paired by seed")
+
+
+def test_the_study_config_validates_without_running(tmp_path):
+    """Every stage config of the shipped study builds (Pipeline's __init__ validates them all)."""
+    from clareps.demo.spec import ALL_METHODS
+
+    cfg = load_demo_config(preset("study-cadistill"), "study")
+    assert cfg.methods == ALL_METHODS + ["cadistill-matched"] and cfg.seeds == [0, 1, 2, 3, 4]
+    pipeline = Pipeline(cfg, tmp_path / "run", "study", quiet=True)
+    assert list(pipeline.banks) == ["canonical", "control", "feat-real", "matched"]
+    matched, canonical = pipeline.banks["matched"], pipeline.banks["canonical"]
+    assert (matched.kind, matched.source, canonical.source) == ("canonical", "matched", "random")
+    assert canonical.fraction == 0.1 and canonical.per_class is None
+    assert {b.clarid.sampler_precision for b in pipeline.banks.values()} == {"fp32"}
+    assert pipeline.distill_base["precision"] == "fp32" and pipeline.distill_base["epochs"] == 10
+    assert pipeline.distill_base["student"] == {"name": "small-cnn", "width": 32, "feature_path": None}
+    assert pipeline.eval_cfg.robustness.slow_n_images == 200  # the standard mode
+    assert not (tmp_path / "run").exists()  # constructing it touches nothing
+    demo = Pipeline(load_demo_config(preset("demo-default"), "demo"), tmp_path / "run", "demo", quiet=True)
+    assert "matched" not in demo.banks

@@ -432,7 +432,7 @@ def test_reference_autoattack_gets_the_config_and_n_classes():
 
 
 def test_paired_interval_matches_a_hand_computation():
-    from clareps.evaluate.paired import paired_difference, paired_table
+    from clareps.evaluate.paired import by_method, paired_difference, paired_table
 
     def cell(seeds, values):
         return {"seeds": seeds, "values": values}
@@ -454,3 +454,9 @@ def test_paired_interval_matches_a_hand_computation():
     table = paired_table({"corr/mce": {"cadistill": a, "ce": b, "control": b}, "clean/x": {"ce": b}}, ("corr/mce",))
     assert set(table) == {"cadistill-vs-ce", "cadistill-vs-control"} and list(table["cadistill-vs-ce"]) == ["corr/mce"]
     assert table["cadistill-vs-ce"]["corr/mce"]["verdict"] == "worse"  # a higher mCE is worse
+    # CaDistill on the matched-source bank gets its own comparisons, grouped after cadistill's
+    both = paired_table({"corr/mce": {"cadistill-matched": b, "cadistill": a, "ce": b}}, ("corr/mce",))
+    assert list(both) == ["cadistill-vs-ce", "cadistill-matched-vs-ce"]
+    assert both["cadistill-matched-vs-ce"]["corr/mce"]["differences"] == [0.0] * 5
+    assert by_method(dict(sorted(both.items()))) == {"cadistill": ["cadistill-vs-ce"],
+                                                     "cadistill-matched": ["cadistill-matched-vs-ce"]}

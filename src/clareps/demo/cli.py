@@ -15,17 +15,21 @@ from clareps.paths import resolve_preset
 
 def demo(config: Optional[str] = typer.Option(None, "--config", "-c",
                                               help="demo preset name or YAML path (default: demo-default)"),
-         full: bool = typer.Option(False, "--full", help="the config's 'full' section: the complete protocol"),
+         section: Optional[str] = typer.Option(None, "--section", help="the config's section to run (default: demo)"),
+         full: bool = typer.Option(False, "--full", help="the config's 'full' section (--section full): the "
+                                                          "complete protocol"),
          set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value (e.g. seeds=[0])"),
          out: Optional[Path] = typer.Option(None, "--out", "-o", help="run root (default: the config's 'out')"),
          device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """The whole pipeline: data, banks, five methods x seeds, evaluation, table and HTML report."""
-    from clareps.errors import interrupt_note
+    """The whole pipeline: data, banks, the methods x seeds, evaluation, table and HTML report."""
+    from clareps.errors import ClarepsError, interrupt_note
     from clareps.evaluate.aggregate import to_markdown
     from clareps.io import check_writable
 
-    mode = "full" if full else "demo"
+    if full and section not in (None, "full"):
+        raise ClarepsError(f"--full is --section full: give one of --full and --section {section}")
+    mode = "full" if full else section or "demo"
     overrides = list(set_) + ([f"device={device}"] if device is not None else [])
     cfg = load_demo_config(resolve_preset(config, "demo-default"), mode, overrides)
     pipeline = Pipeline(cfg, out or Path(cfg.out), mode, quiet=quiet)

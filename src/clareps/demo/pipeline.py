@@ -1,6 +1,7 @@
 """``clareps demo``: the whole pipeline in one run root.
 
-data -> teacher (shipped, or a tiny one trained here) -> canonical, control and feat-real banks ->
+data -> teacher (shipped, or a tiny one trained here) -> canonical, control and feat-real banks (and
+the matched-source canonical bank when a method reads it) ->
 KD classifier teacher -> students (methods x seeds, each evaluated as soon as it exists) ->
 aggregation -> HTML report. Every stage is the library's own function, which reuses a complete
 artifact with the same config hash, so a rerun only re-reads; each stage's seconds and whether it
@@ -27,7 +28,10 @@ from clareps.device import hardware, resolve_device, resolve_precision
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
 from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
-from clareps.report.layout import BANK_KINDS, METHOD_BANK, RunLayout
+from clareps.report.layout import BANK_KINDS, METHOD_BANK, METHOD_DISTILL, ON_DEMAND_BANKS, RunLayout
+
+# the bank config keys a run root's bank kind sets (the others: kind = its own name)
+BANK_SETTINGS = {"matched": {"kind": "canonical", "source": "matched"}}
 
 
 class Pipeline:
@@ -47,7 +51,9 @@ class Pipeline:
         # that goes on training elsewhere cannot mix two versions into one run
         external = self.source is not None and is_external(self.source)
         self.teacher = self.source if external else self.run.teacher_dir / TEACHER_FILE
-        self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS}
+        needed = {METHOD_BANK.get(m) for m in cfg.methods}
+        self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS
+                      if kind not in ON_DEMAND_BANKS or kind in needed}
         self.distill_base = merged(read_yaml(preset("distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
@@ -79,16 +85,22 @@ class Pipeline:
         from clareps.clarid.bank import BankConfig
 
         data = merged(read_yaml(preset("bank-default")), self.cfg.bank)
-        data.update(teacher=str(self.teacher), data=to_plain(self.cfg.data), kind=kind, device=self.cfg.device)
+        data.update(teacher=str(self.teacher), data=to_plain(self.cfg.data), device=self.cfg.device,
+                    **BANK_SETTINGS.get(kind, {"kind": kind}))
         return build_config(BankConfig, data, f"demo config [bank] ({kind})")
 
     def distill_config(self, method: str, seed: int):
+        """The distill config of the method label ``method`` (cadistill-matched: the cadistill method
+        on the matched bank, which it refuses to be of another source)."""
         from clareps.adapters.loading import teacher_fingerprint
         from clareps.distill.config import DistillConfig
 
-        data = merged(self.distill_base, {"method": method, "seed": seed})
+        data = merged(self.distill_base, {"method": METHOD_DISTILL.get(method, method), "seed": seed})
         if method in METHOD_BANK:
-            data.update(bank=str(self.run.bank(METHOD_BANK[method])), expect_teacher=teacher_fingerprint(self.teacher))
+            kind = METHOD_BANK[method]
+            data.update(bank=str(self.run.bank(kind)), expect_teacher=teacher_fingerprint(self.teacher))
+            if "source" in BANK_SETTINGS.get(kind, {}):
+                data["bank_source"] = BANK_SETTINGS[kind]["source"]
         if method == "kd":
             data["kd"] = dict(data.get("kd", {}), teacher=str(self.run.kd_teacher))
         return build_config(DistillConfig, data, f"demo config [distill] ({method})")
@@ -137,7 +149,7 @@ class Pipeline:
         self.say(f"demo ({self.mode}) in {self.run.root}")
         self.data_stage()
         self.teacher_stage()
-        for kind in BANK_KINDS:
+        for kind in self.banks:
             self.bank_stage(kind)
         if "kd" in self.cfg.methods:
             self.kd_teacher_stage()
@@ -229,7 +241,9 @@ class Pipeline:
             if not info["reused"]:
                 results = evaluate_student(run, self.eval_cfg, mode=self.cfg.evaluate.mode, maps_path=maps_path(out),
                                            quiet=self.quiet)
-                write_results(results, out)
+                # the method label is what the aggregate groups by; results["student"]["method"] keeps
+                # the distill method (cadistill for cadistill-matched)
+                write_results(dict(results, method=method), out)
 
     def aggregate_stage(self) -> dict:
         from clareps.evaluate.aggregate import aggregate, find_results, load_runs, write_tables

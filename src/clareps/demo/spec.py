@@ -1,6 +1,7 @@
-"""A demo config (``configs/demo-*.yaml``) has one section per mode: ``demo`` (what ``clareps demo``
-runs) and optionally ``full`` (``--full``). A section names the data, the teacher and overrides
-of the stage presets; whatever it does not override is the stage preset as shipped."""
+"""A demo config (``configs/demo-*.yaml``, ``configs/study-*.yaml``) has one or more sections: ``demo``
+(what ``clareps demo`` runs), optionally ``full`` (``--full``) and any other (``--section NAME``). A
+section names the data, the teacher and overrides of the stage presets; whatever it does not
+override is the stage preset as shipped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from clareps.config import StrictModel, apply_overrides, build_config, read_yaml
 from clareps.data.spec import DataSpec
 from clareps.errors import ClarepsError
 
-ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
+ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]  # the default; cadistill-matched on request
+MethodLabel = Literal["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched"]
 
 
 class TeacherSpec(StrictModel):
@@ -38,10 +40,10 @@ class DemoConfig(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
-    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (all three banks)
+    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (every bank)
     distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
-    methods: list[Literal["ce", "feat-real", "control", "kd", "cadistill"]] = Field(
-        default_factory=lambda: list(ALL_METHODS), min_length=1)
+    # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched)
+    methods: list[MethodLabel] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)

@@ -3,9 +3,9 @@
 The input is one evaluation results file per student (``clareps evaluate``). mCE needs the ``ce``
 students: each run is compared with the ``ce`` run of the same training seed, or, when there is
 none, with the ``ce`` runs' mean accuracies. The std is the sample std (ddof = 1) over seeds;
-with one seed it is left empty rather than shown as 0. CaDistill against ``ce`` and against
-``control`` is also compared seed by seed (paired.py): the mean difference, its 95 % t-interval and
-the verdict that interval gives.
+with one seed it is left empty rather than shown as 0. CaDistill (and cadistill-matched, CaDistill on
+the matched-source bank) against ``ce`` and against ``control`` is also compared seed by seed
+(paired.py): the mean difference, its 95 % t-interval and the verdict that interval gives.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import numpy as np
 from clareps.errors import ClarepsError
 from clareps.evaluate.background import VARIANTS
 from clareps.evaluate.corruptions import COMMON, mce
-from clareps.evaluate.paired import CONFIDENCE, interval_text, paired_table
+from clareps.evaluate.paired import CONFIDENCE, by_method, interval_text, paired_table
 from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
-METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill")
+METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
 
 
@@ -199,23 +199,26 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
 
 
 def _paired_markdown(agg: dict, all_rows: bool) -> str:
+    """One table per compared method: its paired difference from each baseline."""
     paired = agg.get("paired") or {}
     if not paired:
         return ""
-    names = list(paired)
-    lines = ["", "| metric (points) | " + " | ".join(f"{n.replace('-vs-', ' − ')}, {int(100 * CONFIDENCE)} % CI | verdict"
-                                                  for n in names) + " |",
-             "|---|" + "---:|---|" * len(names)]
-    metrics = [m for m in agg["metrics"] if any(m in paired[n] for n in names) and (all_rows or headline(m))]
-    for metric in metrics:
-        cells = []
-        for n in names:
-            d = paired[n].get(metric)
-            cells += [interval_text(d), d["verdict"]] if d else ["–", "–"]
-        lines.append(f"| {label(metric)} | " + " | ".join(cells) + " |")
-    return ("\n".join(lines) + "\n\nPaired by training seed: the mean of the per-seed differences (same seed, same "
-            "data order) with its 95 % Student-t interval; the verdict reads the interval only (better / worse "
-            "when it excludes 0, in the metric's good direction).\n")
+    tables = []
+    for names in by_method(paired).values():
+        lines = ["| metric (points) | " + " | ".join(f"{n.replace('-vs-', ' − ')}, {int(100 * CONFIDENCE)} % CI | "
+                                                      "verdict" for n in names) + " |",
+                 "|---|" + "---:|---|" * len(names)]
+        metrics = [m for m in agg["metrics"] if any(m in paired[n] for n in names) and (all_rows or headline(m))]
+        for metric in metrics:
+            cells = []
+            for n in names:
+                d = paired[n].get(metric)
+                cells += [interval_text(d), d["verdict"]] if d else ["–", "–"]
+            lines.append(f"| {label(metric)} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return ("\n" + "\n\n".join(tables) + "\n\nPaired by training seed: the mean of the per-seed differences (same "
+            "seed, same data order) with its 95 % Student-t interval; the verdict reads the interval only (better / "
+            "worse when it excludes 0, in the metric's good direction).\n")
 
 
 def _describe(block: str, images: dict) -> str:

@@ -42,20 +42,34 @@ def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict |
     return dict(out, std=sd, t=t, low=low, high=high, verdict=verdict)
 
 
-def paired_table(metrics: dict, lower_is_better: tuple[str, ...], method: str = "cadistill",
+# the methods compared with the baselines: CaDistill on the random-source and on the matched-source bank
+TREATED = ("cadistill", "cadistill-matched")
+
+
+def paired_table(metrics: dict, lower_is_better: tuple[str, ...], methods: tuple[str, ...] = TREATED,
                  baselines: tuple[str, ...] = ("ce", "control")) -> dict:
-    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each baseline present."""
+    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each method and baseline present."""
     out: dict = {}
-    for base in baselines:
-        rows = {}
-        for metric, row in metrics.items():
-            if method in row and base in row:
-                diff = paired_difference(row[method], row[base], metric in lower_is_better)
-                if diff is not None:
-                    rows[metric] = diff
-        if rows:
-            out[f"{method}-vs-{base}"] = rows
+    for method in methods:
+        for base in baselines:
+            rows = {}
+            for metric, row in metrics.items():
+                if method in row and base in row:
+                    diff = paired_difference(row[method], row[base], metric in lower_is_better)
+                    if diff is not None:
+                        rows[metric] = diff
+            if rows:
+                out[f"{method}-vs-{base}"] = rows
     return out
+
+
+def by_method(paired: dict) -> dict[str, list[str]]:
+    """The comparisons of a ``paired_table`` grouped by the compared method, in ``TREATED`` order (a
+    results.json keeps its keys sorted)."""
+    out: dict[str, list[str]] = {}
+    for name in paired:
+        out.setdefault(name.rsplit("-vs-", 1)[0], []).append(name)
+    return dict(sorted(out.items(), key=lambda kv: TREATED.index(kv[0]) if kv[0] in TREATED else len(TREATED)))
 
 
 def interval_text(d: dict) -> str:

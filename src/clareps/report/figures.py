@@ -15,7 +15,8 @@ import torch  # noqa: E402
 
 from clareps.grids import save_grid  # noqa: E402
 
-COLORS = {"ce": "#7f7f7f", "feat-real": "#1f77b4", "control": "#ff7f0e", "kd": "#9467bd", "cadistill": "#2ca02c"}
+COLORS = {"ce": "#7f7f7f", "feat-real": "#1f77b4", "control": "#ff7f0e", "kd": "#9467bd", "cadistill": "#2ca02c",
+          "cadistill-matched": "#17becf"}
 
 
 def _png(fig) -> bytes:

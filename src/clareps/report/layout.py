@@ -5,6 +5,7 @@
     RUN/teacher/                    the teacher used: a copy of the given file (with its sidecar, config,
                                     model card and check), or one trained here (tiny runs)
     RUN/banks/{canonical,control,feat-real}/
+    RUN/banks/matched/              the canonical bank from matched sources, only when a method reads it
     RUN/kd-teacher/kd_teacher.safetensors
     RUN/students/<method>-s<seed>/  student.safetensors, eval-<mode>.json, eval-<mode>-maps.safetensors
     RUN/results/results.{md,csv,json}
@@ -16,9 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-BANK_KINDS = ("canonical", "control", "feat-real")
+BANK_KINDS = ("canonical", "control", "feat-real", "matched")
+# banks built only when a run's methods read them (the others are built always: the report shows them)
+ON_DEMAND_BANKS = ("matched",)
 # the bank each method distils from (methods without one are absent)
-METHOD_BANK = {"cadistill": "canonical", "control": "control", "feat-real": "feat-real"}
+METHOD_BANK = {"cadistill": "canonical", "control": "control", "feat-real": "feat-real",
+               "cadistill-matched": "matched"}
+# the distill method behind a method label that is not itself one: the same losses on another bank
+METHOD_DISTILL = {"cadistill-matched": "cadistill"}
 
 
 @dataclass(frozen=True)

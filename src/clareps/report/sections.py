@@ -10,6 +10,7 @@ from clareps.device import describe_hardware
 from clareps.diffusion.model_card import CONSISTENCY_BAR as BAR
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc, minutes, pct, table
+from clareps.report.layout import BANK_KINDS
 
 
 def teacher_box(ctx: ReportContext) -> str:
@@ -120,7 +121,7 @@ def results_table(ctx: ReportContext) -> str:
     head = ["metric (%)"] + methods
     main = table(head, rows(headline) + [["seeds"] + [str(seeds[m]) for m in methods]], num_cols=True)
     extra = table(head, rows(lambda k: not headline(k)), num_cols=True)
-    notes = to_markdown(agg).split("\n\n", 1)[1].strip()
+    notes = to_markdown(agg).split("\n\n")[1].strip()  # the notes paragraph; the paired tables are above, in HTML
     return (versus_baselines(agg) + main +
             f"<p class='small'>{esc(notes)} ↑: higher is better, ↓: lower is better.</p>"
             f"<details><summary>Corruption accuracy per type (all rows)</summary>{extra}</details>"
@@ -129,10 +130,10 @@ def results_table(ctx: ReportContext) -> str:
 
 
 def versus_baselines(agg: dict) -> str:
-    """CaDistill against ``ce`` and against ``control`` on the key metrics, paired by seed: the
-    mean difference, its 95 % t-interval and the verdict that interval gives."""
-    from clareps.evaluate.aggregate import LOWER_IS_BETTER, label, metric_order
-    from clareps.evaluate.paired import interval_text, paired_table
+    """CaDistill (and cadistill-matched) against ``ce`` and against ``control`` on the key metrics,
+    paired by seed: the mean difference, its 95 % t-interval and the verdict that interval gives."""
+    from clareps.evaluate.aggregate import LOWER_IS_BETTER, metric_order
+    from clareps.evaluate.paired import by_method, paired_table
 
     paired = agg.get("paired") or paired_table(agg["metrics"], LOWER_IS_BETTER)
     if not paired:
@@ -143,12 +144,19 @@ def versus_baselines(agg: dict) -> str:
     robust = sorted(scored, key=metric_order)  # by budget
     keys = ["clean/test-original", "clean/test-mixed-rand", "bg/gap", *robust[-1:], "corr/mean",
             "saliency/integrated-gradients"]
-    names = list(paired)
+    out = "".join(_versus(agg, method, names, paired, keys) for method, names in by_method(paired).items())
+    return out + "<h3>All methods</h3>" if out else ""
+
+
+def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[str]) -> str:
+    from clareps.evaluate.aggregate import label
+    from clareps.evaluate.paired import interval_text
+
     rows, verdicts = [], {n: [] for n in names}
     for k in keys:
         if not any(k in paired[n] for n in names):
             continue
-        cells = [esc(label(k)), _mean_std(agg["metrics"][k]["cadistill"])]
+        cells = [esc(label(k)), _mean_std(agg["metrics"][k][method])]
         for n in names:
             d = paired[n].get(k)
             cells += [interval_text(d), d["verdict"]] if d else ["–", "–"]
@@ -157,18 +165,19 @@ def versus_baselines(agg: dict) -> str:
         rows.append(cells)
     if not rows:
         return ""
-    head = ["metric (%)", "cadistill"]
+    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources"}.get(method, method)
+    head = ["metric (%)", method]
     for n in names:
         head += [f"{n.split('-vs-')[1]}: difference, 95 % CI (points)", "verdict"]
     summary = "; ".join(f"against {n.split('-vs-')[1]}: better on {v.count('better')}, worse on "
                         f"{v.count('worse')}, no detectable difference on {v.count('no detectable difference')}"
                         for n, v in verdicts.items())
-    return (f"<h3>CaDistill against {' and '.join(n.split('-vs-')[1] for n in names)}, paired by seed</h3>"
+    return (f"<h3>{esc(name)} against {' and '.join(n.split('-vs-')[1] for n in names)}, paired by seed</h3>"
             + table(head, rows, num_cols=True)
-            + f"<p class='small'>{esc(summary)} of these metrics. Difference: CaDistill minus the baseline, "
+            + f"<p class='small'>{esc(summary)} of these metrics. Difference: {esc(method)} minus the baseline, "
               "mean over training seeds run with both (same seed, same data order), with its 95 % Student-t "
               "interval; the verdict is \"better\" or \"worse\" only when the interval excludes 0 (in the "
-              "metric's good direction: ↓ metrics are better lower).</p><h3>All methods</h3>")
+              "metric's good direction: ↓ metrics are better lower).</p>")
 
 
 # -- compute --------------------------------------------------------------------------------------------
@@ -188,7 +197,7 @@ def compute_section(ctx: ReportContext) -> str:
         rows.append(["teacher training", f"{st['step'] or '?'} steps", minutes(seconds), esc("; ".join(how))])
     except Missing:
         pass
-    for kind in ("canonical", "control", "feat-real"):
+    for kind in BANK_KINDS:
         built = ctx.built(f"bank/{kind}")
         try:
             bank = ctx.bank(kind)
