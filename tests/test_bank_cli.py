@@ -76,15 +76,15 @@ def test_build_show_sweep_and_compare(tiny_teacher, tiny_data_cache, tiny_judge,
     # banks of one sweep, item by item against the k = 0 control; a bank against itself differs by 0
     sweep = tmp_path / "sweep"
     ctrl, jac, low = (sweep / n for n in ("te0.3_k0_w2_plain", "te0.3_k1_w2_plain", "te0.3_k1_w2_plain_low-frequency"))
-    out = _run("bank", "compare", str(ctrl), str(jac), str(low), str(ctrl), *judges, "--out", str(tmp_path / "cmp"))
-    rows = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    out = _run("bank", "compare", str(ctrl), str(jac), str(low), str(ctrl), *judges, "--out", str(tmp_path / "te0.3_k1"))
+    rows = json.loads((tmp_path / "te0.3_k1.json").read_text())["rows"]
     measured = {(r["bank"], r["measure"]) for r in rows}
     assert {(jac.name, m) for m in ("class_correct", "shape_iou", "bg_source_kept", "bg_minus_fg_change")} <= measured
     for r in rows:
         assert r["difference"] == pytest.approx(r["other"] - r["reference"], abs=1e-6)
         if r["bank"] == ctrl.name:
             assert r["difference"] == 0 and r["verdict"] in ("no detectable difference", "bank-level (no interval)")
-    assert "| bank | measure |" in out and (tmp_path / "cmp.md").is_file()
+    assert "| bank | measure |" in out and (tmp_path / "te0.3_k1.md").is_file()
     code, _, err = run_cli("bank", "compare", ctrl, tmp_path / "canon", *judges)
     assert code == 2 and "holds other items" in err
 

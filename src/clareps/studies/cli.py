@@ -126,9 +126,10 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
     check_judges(judge, mask_judge)
     rows = compare_banks(banks, judge or default_judge(), mask_judge)
     text = compare_markdown(banks, rows)
-    if out is not None:
-        write_text(out.with_suffix(".md"), text)
-        write_json(out.with_suffix(".json"), {"reference": str(banks[0]), "rows": rows})
+    if out is not None:  # OUT.md and OUT.json (OUT may hold dots: te0.5_k4)
+        stem = out.with_suffix("") if out.suffix in (".md", ".json") else out
+        write_text(stem.with_name(stem.name + ".md"), text)
+        write_json(stem.with_name(stem.name + ".json"), {"reference": str(banks[0]), "rows": rows})
     typer.echo(text.rstrip())
 
 
