@@ -41,14 +41,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     cfg = load_config(BankConfig, preset("bank-default")).clarid
-    model, sched, meta = load_teacher(args.teacher)
+    model, meta = load_teacher(args.teacher)
     y = torch.arange(args.batch) % model.cfg.num_classes
     shape = (args.batch, model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
-    t = timestep(sched, cfg)
+    t = timestep(model, cfg)
 
     t0 = time.perf_counter()
-    x = random_latents(model, sched, y, cfg, noise)
+    x = random_latents(model, y, cfg, noise)
     out = {"teacher_step": meta.get("step"), "batch": args.batch,
            "hardware": hardware(torch.device("cpu"), cfg.sampler_precision),
            "k": cfg.k, "t_e": cfg.t_e, "w": cfg.w, "steps": cfg.steps,
@@ -59,7 +59,7 @@ def main() -> None:
         sub = top_subspace(model, x, t, y, cfg.k, cfg.tap, tol, cfg.max_iter)
         t1 = time.perf_counter()
         with torch.no_grad(), autocast(torch.device("cpu"), cfg.sampler_precision):  # as the bank decodes
-            images[tol] = (decode(model, sched, project(x, sub.vectors), y, t, cfg.steps, cfg.w), sub.energy)
+            images[tol] = (decode(model, project(x, sub.vectors), y, t, cfg.steps, cfg.w), sub.energy)
         out["engine"][f"{tol:g}"] = {"engine_s": round(t1 - t0, 3), "decode_s": round(time.perf_counter() - t1, 3),
                                      "iterations": sub.iterations.tolist()}
     ref_tol = min(images)
@@ -68,7 +68,7 @@ def main() -> None:
         out["engine"][f"{tol:g}"].update(energy_vs_tightest=round(float((energy / ref_energy).mean()), 5),
                                          rmse_vs_tightest=round(rmse01(img, ref_img), 5))
     with torch.no_grad(), autocast(torch.device("cpu"), cfg.sampler_precision):
-        control = decode(model, sched, x, y, t, cfg.steps, cfg.w)
+        control = decode(model, x, y, t, cfg.steps, cfg.w)
     out["rmse_canonical_vs_control"] = round(rmse01(ref_img, control), 5)
     for tol, e in out["engine"].items():
         e["seconds_per_item"] = round((out["sample_to_te_s"] + e["engine_s"] + e["decode_s"]) / args.batch, 3)

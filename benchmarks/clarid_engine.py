@@ -191,11 +191,11 @@ def step_floor(model, x, t, y, k, tap, clock, reps=5):
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def latents(model, sched, args, device):
+def latents(model, args, device):
     """DDIM-inverted images when data is there, else Gaussian latents with the x_t std."""
     from clareps.diffusion.sampler import invert
 
-    n, cfg = args.n_latents, model.cfg
+    n, cfg, sched = args.n_latents, model.cfg, model.schedule
     t_e = sched.index(args.te)
     gen = torch.Generator().manual_seed(args.seed)
     try:
@@ -206,7 +206,7 @@ def latents(model, sched, args, device):
     if images is not None and tuple(images[0].shape[1:]) == (cfg.in_channels, cfg.image_size, cfg.image_size):
         x0, y = images[0].to(device) * 2 - 1, images[1].to(device)
         steps = getattr(args, "invert_steps", 50)
-        return invert(model, sched, x0, y, t_e, steps=steps), y, f"ddim-inverted images ({images[2]})"
+        return invert(model, x0, y, t_e, steps=steps), y, f"ddim-inverted images ({images[2]})"
     ab = float(sched.alpha_bar[t_e])
     std = math.sqrt(ab * args.data_std**2 + 1 - ab)
     x = std * torch.randn(n, cfg.in_channels, cfg.image_size, cfg.image_size, generator=gen)
@@ -260,18 +260,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.random_teacher:
-        model, sched, source = UNet(UNetConfig()).to(device).eval(), Schedule.cosine(), "random init"
+        model, source = UNet(UNetConfig(), Schedule.cosine()).to(device).eval(), "random init"
     else:
         from clareps.diffusion.checkpoint import load_teacher
 
-        model, sched, _ = load_teacher(args.teacher, device)
+        model, _ = load_teacher(args.teacher, device)
         source = args.teacher
     for prm in model.parameters():
         prm.requires_grad_(False)
     load0 = os.getloadavg()[0]
     clock, k, tap = Clock(device), args.k, args.tap
+    sched = model.schedule
     t_e = sched.index(args.te)
-    x, y, made = latents(model, sched, args, device)
+    x, y, made = latents(model, args, device)
     n = x.shape[0]
     tt = torch.tensor(t_e, device=device)
 

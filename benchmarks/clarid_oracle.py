@@ -56,13 +56,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(BankConfig, preset(args.preset)).clarid
-    model, sched, _ = load_teacher(args.teacher, torch.device("cpu"))
+    model, _ = load_teacher(args.teacher, torch.device("cpu"))
     for prm in model.parameters():
         prm.requires_grad_(False)
-    t, k, tap = sched.index(cfg.t_e), cfg.k, cfg.tap
+    t, k, tap = model.schedule.index(cfg.t_e), cfg.k, cfg.tap
     inv = argparse.Namespace(n_latents=args.n, te=cfg.t_e, seed=args.seed, latents="invert", images="default",
                              data_std=0.5, invert_steps=cfg.steps)
-    x, y, made = latents(model, sched, inv, torch.device("cpu"))
+    x, y, made = latents(model, inv, torch.device("cpu"))
     if not made.startswith("ddim"):
         raise ClarepsError(f"no test images to invert ({made}); build the benchmark with `clareps data build`")
 
@@ -87,7 +87,7 @@ def main() -> None:
     preset_row, preset_v = compare(cfg.tol, cfg.max_iter)
     tight_row, tight_v = compare(args.tight_tol, args.tight_max_iter)
     with torch.no_grad():
-        dec = {name: decode(model, sched, lat, y, t, cfg.steps, cfg.w)
+        dec = {name: decode(model, lat, y, t, cfg.steps, cfg.w)
                for name, lat in (("true", project(x, true_v)), ("preset", project(x, preset_v)),
                                  ("tight", project(x, tight_v)), ("control", x))}
     preset_row["sample_rmse_vs_true"] = [round(v, 4) for v in rmse01(dec["preset"], dec["true"])]

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from clareps.diffusion.schedule import Schedule
 from clareps.diffusion.unet import UNet, UNetConfig
 
 # Tiny tensors gain nothing from a second OpenMP thread, and `make test` runs two pytest-xdist workers
@@ -43,7 +44,7 @@ def one_thread():
 @pytest.fixture
 def tiny_unet() -> UNet:
     torch.manual_seed(0)
-    model = UNet(UNetConfig(**TINY_UNET)).eval()
+    model = UNet(UNetConfig(**TINY_UNET), Schedule.cosine(1000)).eval()
     with torch.no_grad():  # the zero-initialised output conv would make eps identically 0
         model.conv_out.weight.normal_(0, 0.05)
     return model

@@ -68,7 +68,8 @@ def test_our_unet_is_a_teacher(tiny_unet):
 
 
 def test_unet2d_adapter_matches_the_model(external):
-    model, sched, meta = _load(external, "unet2d")
+    model, meta = _load(external, "unet2d")
+    sched = model.schedule
     assert (model.cfg.num_classes, model.null_class, model.cfg.image_size) == (2, 2, 8)
     assert meta["prediction_type"] == "v_prediction" and sched.T == 1000
     assert torch.allclose(sched.alpha_bar, diffusers.DDPMScheduler().alphas_cumprod)
@@ -80,7 +81,8 @@ def test_unet2d_adapter_matches_the_model(external):
 
 
 def test_dit_adapter_latents_classes_and_learned_sigma(external):
-    model, sched, meta = _load(external, "dit")
+    model, meta = _load(external, "dit")
+    sched = model.schedule
     assert meta["latent"] and (model.cfg.in_channels, model.cfg.image_size) == (4, 4)
     assert (model.cfg.num_classes, model.null_class, pixel_shape(model)) == (2, 2, (3, 8, 8))
     assert torch.allclose(sched.alpha_bar, diffusers.DDPMScheduler(beta_schedule="scaled_linear").alphas_cumprod)
@@ -109,7 +111,7 @@ def _jacobian_svals(model, x, t, y, k):
 
 @pytest.mark.parametrize("which", ["unet2d", "dit"])
 def test_engine_through_adapters_matches_a_full_jacobian_svd(external, which):
-    model, _, _ = _load(external, which)
+    model, _ = _load(external, which)
     c, s = model.cfg.in_channels, model.cfg.image_size
     x, y = torch.randn(2, c, s, s), torch.tensor([0, 1])
     before = [type(m.processor) for m in model.modules() if hasattr(m, "processor")]
@@ -128,7 +130,7 @@ def test_inversion_and_a_two_item_bank(external, which, tmp_path):
             "data": {"kind": "npz", "path": str(external / "data.npz")},
             "clarid": {"k": 2, "steps": 10, "max_iter": 4, "t_e": 0.3, "w": 2.0}}
     bank, _ = build_bank(build_config(BankConfig, base), tmp_path / "canon", quiet=True)
-    model, sched, _ = load_teacher_any(spec, classes=base["teacher_classes"])
+    model, _ = load_teacher_any(spec, classes=base["teacher_classes"])
     c, s = model.cfg.in_channels, model.cfg.image_size
     assert bank.images.shape == (2, 3, 8, 8) and bank.latents.shape == (2, c, s, s)
     assert torch.equal(bank.labels, torch.tensor([0, 1])) and bank.singular_values.shape == (2, 2)
@@ -137,15 +139,15 @@ def test_inversion_and_a_two_item_bank(external, which, tmp_path):
     control, _ = build_bank(build_config(BankConfig, dict(base, kind="control")), tmp_path / "ctrl", quiet=True)
     data, cfg = load_data(build_config(DataSpec, base["data"])), build_config(ClaridConfig, base["clarid"])
     real, y = data.images[bank.source_index], bank.labels
-    x_te = matched_latents(model, sched, real, y, cfg)
+    x_te = matched_latents(model, real, y, cfg)
     assert torch.allclose(control.latents, x_te, atol=1e-5)
-    images = ((to_pixels(model, decode(model, sched, x_te, y, timestep(sched, cfg), cfg.steps, cfg.w)) + 1) / 2)
+    images = ((to_pixels(model, decode(model, x_te, y, timestep(model, cfg), cfg.steps, cfg.w)) + 1) / 2)
     assert torch.allclose(control.images, images.clamp(0, 1), atol=1e-5)
     assert not torch.allclose(control.latents, bank.latents)
 
 
 def test_teacher_spec_errors(external, tmp_path, tiny_unet):
-    ours = save_teacher(tmp_path / "ours.safetensors", tiny_unet, 1000, {})
+    ours = save_teacher(tmp_path / "ours.safetensors", tiny_unet, {})
     with pytest.raises(ClarepsError, match="holds no diffusers model"):
         load_teacher_any(f"diffusers:{tmp_path}")
     _tiny_unet2d(num_class_embeds=None).save_pretrained(tmp_path / "uncond")
@@ -163,8 +165,8 @@ def test_teacher_spec_errors(external, tmp_path, tiny_unet):
 
 
 def test_a_clareps_teacher_can_be_named_by_its_run_folder(tmp_path, tiny_unet):
-    file = save_teacher(tmp_path / "run" / "teacher.safetensors", tiny_unet, 1000, {"step": 3})
-    model, _, meta = load_teacher_any(tmp_path / "run")
+    file = save_teacher(tmp_path / "run" / "teacher.safetensors", tiny_unet, {"step": 3})
+    model, meta = load_teacher_any(tmp_path / "run")
     assert meta["step"] == 3 and torch.equal(model.conv_out.weight, tiny_unet.conv_out.weight)
     assert teacher_fingerprint(tmp_path / "run") == teacher_fingerprint(file)
 

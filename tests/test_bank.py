@@ -35,22 +35,29 @@ def test_projection_removes_directions_and_can_keep_norm():
     assert torch.equal(project(x, v[:, :0]), x)
 
 
-def test_control_reuses_the_plain_feature_it_would_compute(tiny_unet):
-    from clareps.diffusion.schedule import Schedule
+def test_canonicalize_reads_f_of_x_te_from_forwards_it_runs_anyway(tiny_unet, monkeypatch):
+    """f(x_te) is the engine's own (k > 0, an engine run at x_te) or f(x~) (k = 0): bitwise a separate
+    forward's, without one; only a control that runs no engine at x_te reads it on its own."""
+    import clareps.clarid.canonical as canonical
 
-    sched, cfg = Schedule.cosine(), ClaridConfig(k=0, steps=4, t_e=0.3)
-    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
-    plain = features(tiny_unet, x, sched.index(cfg.t_e), y, cfg.tap)
-    reused = canonicalize(tiny_unet, sched, x, y, cfg, input_features=plain)["features"]
-    assert torch.equal(reused, canonicalize(tiny_unet, sched, x, y, cfg)["features"])
-    assert reused.data_ptr() != plain.data_ptr()  # safetensors refuses two entries sharing storage
+    x, y, reads = torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), []
+
+    def counted(*args):
+        reads.append(args[1])
+        return features(*args)
+
+    monkeypatch.setattr(canonical, "features", counted)
+    for over, forwards in (({"k": 0}, 1), ({}, 1), ({"directions": "tail"}, 1), ({"directions": "low-frequency"}, 2)):
+        cfg, reads[:] = ClaridConfig(**{"k": 2, "steps": 4, "t_e": 0.3, "max_iter": 2, **over}), []
+        out = canonicalize(tiny_unet, x, y, cfg)
+        assert len(reads) == forwards, over  # f(x~) always; f(x_te) only for the low-frequency control
+        assert torch.equal(out["input_features"], features(tiny_unet, x, tiny_unet.schedule.index(0.3), y, "mid"))
+        assert out["input_features"].data_ptr() != out["features"].data_ptr()  # safetensors refuses shared storage
 
 
 def test_bf16_sampler_leaves_the_engine_and_features_in_fp32(tiny_unet):
-    from clareps.diffusion.schedule import Schedule
-
-    sched, x, y = Schedule.cosine(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
-    out = {p: canonicalize(tiny_unet, sched, x, y, ClaridConfig(k=2, steps=6, t_e=0.3, max_iter=3, w=2.0,
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    out = {p: canonicalize(tiny_unet, x, y, ClaridConfig(k=2, steps=6, t_e=0.3, max_iter=3, w=2.0,
                                                                 sampler_precision=p)) for p in ("fp32", "bf16")}
     for key in ("latents", "features", "singular_values"):  # same x_te: the projection is untouched
         assert torch.equal(out["bf16"][key], out["fp32"][key]), key
@@ -102,6 +109,18 @@ def test_refuses_a_mismatched_bank_and_bad_requests(tiny_teacher, tiny_data_cach
         build_bank(_cfg(tiny_teacher, tiny_data_cache, clarid={"tap": "mid.nope", "k": 1}), tmp_path / "d", quiet=True)
     with pytest.raises(ClarepsError, match="no bank at"):
         load_bank(tmp_path / "nothing")
+
+
+def test_merge_knows_the_feature_shape_without_a_forward(tiny_teacher, tiny_data_cache, tmp_path):
+    cfg = _cfg(tiny_teacher, tiny_data_cache, per_class=1, shard_size=10, clarid={"k": 1, "steps": 4, "max_iter": 2})
+    builder, forwards = BankBuilder(cfg, tmp_path / "b", quiet=True), []
+    builder.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    builder.build()
+    forwards.clear()
+    assert builder.merge().meta["feature_shape"] == [16, 16, 16] and forwards == []  # read off the shards' forwards
+    fresh = BankBuilder(cfg, tmp_path / "b", quiet=True)  # a merge-only process (a resume): one forward
+    fresh.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    assert fresh.feature_shape() == [16, 16, 16] and len(forwards) == 1
 
 
 def test_random_source_bank(tiny_teacher, tiny_data_cache, tmp_path):

@@ -8,8 +8,9 @@ import torch
 from clareps.diffusion.sampler import decode, guided_eps, invert, sample
 from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap, tap
-from clareps.diffusion.unet import UNetConfig
+from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
+from conftest import TINY_UNET
 
 
 def test_unet_output_shape_and_null_class(tiny_unet):
@@ -64,22 +65,43 @@ def test_guidance_w1_is_conditional(tiny_unet):
 
 @pytest.mark.parametrize("w", [1.0, 2.0])
 def test_ddim_inversion_then_decoding_returns_input(tiny_unet, w):
-    sched = Schedule.cosine(1000)
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
     y = torch.tensor([0, 1, 2, 3])
-    xt = invert(tiny_unet, sched, x0, y, t_end=500, steps=100, w=w)
+    xt = invert(tiny_unet, x0, y, t_end=500, steps=100, w=w)
     assert (xt - x0).abs().mean() > 0.1  # it really moved
-    back = decode(tiny_unet, sched, xt, y, t_start=500, steps=100, w=w)
+    back = decode(tiny_unet, xt, y, t_start=500, steps=100, w=w)
     assert (back - x0).abs().max() < 2e-2
 
 
 def test_sample_is_seeded(tiny_unet):
-    sched = Schedule.cosine(1000)
     y = torch.tensor([0, 1])
-    a = sample(tiny_unet, sched, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
-    b = sample(tiny_unet, sched, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
-    c = sample(tiny_unet, sched, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(2))
+    a = sample(tiny_unet, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
+    b = sample(tiny_unet, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(1))
+    c = sample(tiny_unet, y, steps=5, w=2.0, generator=torch.Generator().manual_seed(2))
     assert a.shape == (2, 3, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_the_sampler_reads_the_schedule_the_teacher_carries(tiny_unet):
+    y, seed = torch.tensor([0, 1]), lambda: torch.Generator().manual_seed(1)
+    short = UNet(UNetConfig(**TINY_UNET), Schedule.cosine(100)).eval()
+    short.load_state_dict(tiny_unet.state_dict())  # the same network, trained (say) on a 100-step schedule
+    ours = sample(tiny_unet, y, steps=5, w=2.0, generator=seed())
+    assert not torch.equal(ours, sample(short, y, steps=5, w=2.0, generator=seed()))
+    tiny_unet.schedule = short.schedule
+    assert torch.equal(sample(tiny_unet, y, steps=5, w=2.0, generator=seed()), sample(short, y, steps=5, w=2.0,
+                                                                                        generator=seed()))
+    with pytest.raises(ClarepsError, match="carries no noise schedule"):
+        sample(UNet(UNetConfig(**TINY_UNET)), y, steps=2)
+
+
+def test_a_teacher_file_carries_the_schedule_back(tiny_unet, tmp_path):
+    from clareps.diffusion.checkpoint import load_teacher, save_teacher
+
+    model, meta = load_teacher(save_teacher(tmp_path / "t.safetensors", tiny_unet, {}))
+    assert meta["T"] == 1000 and torch.equal(model.schedule.alpha_bar, tiny_unet.schedule.alpha_bar)
+    tiny_unet.schedule = Schedule.tabulated(tiny_unet.schedule.alpha_bar ** 2)  # not a cosine one: T cannot say it
+    with pytest.raises(ClarepsError, match="keeps a cosine schedule"):
+        save_teacher(tmp_path / "u.safetensors", tiny_unet, {})
 
 
 def test_unet_config_refuses_shapes_it_cannot_take():
@@ -94,7 +116,6 @@ def test_unet_config_refuses_shapes_it_cannot_take():
 
 def test_sampling_from_noise_stays_in_range(tiny_unet):
     # near T, alpha_bar ~ 2e-9: without clipping x0, eps errors of a weak model explode
-    sched = Schedule.cosine(1000)
-    out = sample(tiny_unet, sched, torch.tensor([0, 1, 2]), steps=20, w=3.0,
+    out = sample(tiny_unet, torch.tensor([0, 1, 2]), steps=20, w=3.0,
                  generator=torch.Generator().manual_seed(0))
     assert out.abs().max() < 1.1

@@ -12,7 +12,6 @@ from clareps.clarid.directions import (ControlInputs, candidates, dct_basis, don
 from clareps.clarid.engine import top_subspace
 from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
-from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 
@@ -126,21 +125,20 @@ def test_jacobian_default_is_the_plain_projection(rough_unet):
 
 
 def test_feature_label_null_reads_the_null_class(tiny_unet):
-    sched, x, y = Schedule.cosine(), torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
     cfg = ClaridConfig(k=0, steps=4, t_e=0.3, feature_label="null")
-    t = sched.index(cfg.t_e)
-    out = canonicalize(tiny_unet, sched, x, y, cfg)
+    t = tiny_unet.schedule.index(cfg.t_e)
+    out = canonicalize(tiny_unet, x, y, cfg)
     null = torch.full_like(y, tiny_unet.null_class)
     assert torch.equal(out["features"], features(tiny_unet, x, t, null, cfg.tap))
     assert not torch.equal(out["features"], features(tiny_unet, x, t, y, cfg.tap))
-    class_read = canonicalize(tiny_unet, sched, x, y, ClaridConfig(k=0, steps=4, t_e=0.3))
+    class_read = canonicalize(tiny_unet, x, y, ClaridConfig(k=0, steps=4, t_e=0.3))
     assert torch.equal(out["images"], class_read["images"])  # decoding still reads the class
 
 
 def test_w_to_te_defaults_to_w(tiny_unet):
-    sched, y = Schedule.cosine(), torch.tensor([1, 2])
+    y = torch.tensor([1, 2])
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    base = random_latents(tiny_unet, sched, y, ClaridConfig(steps=6, w=3.0), noise)
-    assert torch.equal(base, random_latents(tiny_unet, sched, y, ClaridConfig(steps=6, w=3.0, w_to_te=3.0), noise))
-    assert not torch.allclose(base, random_latents(tiny_unet, sched, y, ClaridConfig(steps=6, w=3.0, w_to_te=1.0),
-                                                   noise))
+    base = random_latents(tiny_unet, y, ClaridConfig(steps=6, w=3.0), noise)
+    assert torch.equal(base, random_latents(tiny_unet, y, ClaridConfig(steps=6, w=3.0, w_to_te=3.0), noise))
+    assert not torch.allclose(base, random_latents(tiny_unet, y, ClaridConfig(steps=6, w=3.0, w_to_te=1.0), noise))

@@ -377,8 +377,8 @@ def test_a_bank_keeps_features_read_with_both_labels_and_students_pick_one(tiny_
     cfg = build_config(BankConfig, {"teacher": tiny_teacher, "device": "cpu", "per_class": 1, "shard_size": 10,
                                     "data": data, "clarid": {"k": 2, "steps": 5, "max_iter": 3, "t_e": 0.3}})
     bank, _ = build_bank(cfg, tmp_path / "bank", quiet=True)
-    model, sched, _ = load_teacher_any(tiny_teacher, "cpu", None)
-    t = timestep(sched, cfg.clarid)
+    model, _ = load_teacher_any(tiny_teacher, "cpu", None)
+    t = timestep(model, cfg.clarid)
     null = torch.full_like(bank.labels, model.null_class)
     loaded = load_bank(tmp_path / "bank")
     assert torch.allclose(loaded.other_features, features(model, bank.latents, t, null, "mid"), atol=1e-5)

@@ -127,6 +127,15 @@ def test_vjp_linearisation_is_reusable_and_operators_match_jacobian(tiny_unet):
         assert torch.allclose(pushed[b], tang[b] @ jac.T, atol=1e-5)
 
 
+def test_the_engine_hands_back_f_at_its_latents(tiny_unet):
+    """Subspace.features is f(x) from the VJP linearisation's own forward, bitwise what a separate forward
+    gives (a bank stores it as f(x_te)), for the whole batch even when latents leave it early."""
+    x, t, y = torch.randn(3, 3, 8, 8), torch.tensor([100, 100, 100]), torch.tensor([3, 4, 5])
+    sub = top_subspace(tiny_unet, x, t, y, 2, max_iter=3, tol=0.5)
+    with torch.no_grad():
+        assert torch.equal(sub.features, run_to_tap(tiny_unet, "mid", x, t, y).flatten(1))
+
+
 def test_engine_restores_model_state(tiny_unet):
     tiny_unet.train()
     precision = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32

@@ -27,11 +27,14 @@ from clareps.paths import default_teacher, preset, teacher_file
 
 @dataclass
 class Teacher:
-    """A class-conditional denoiser ``model(x, t, y)`` with its noise schedule and metadata."""
+    """A class-conditional denoiser ``model(x, t, y)`` (carrying its noise schedule) and its metadata."""
     model: nn.Module
-    schedule: Any
     meta: dict
     path: Path
+
+    @property
+    def schedule(self):
+        return self.model.schedule
 
     @property
     def num_classes(self) -> int:
@@ -63,8 +66,8 @@ def load_teacher(path: str | Path | None = None, device: str = "auto", classes: 
     from clareps.adapters.loading import load_teacher_any
 
     spec = teacher_file(path) if path is not None else default_teacher()
-    model, sched, meta = load_teacher_any(spec, resolve_device(device), classes)
-    return Teacher(model.eval(), sched, meta, Path(spec))
+    model, meta = load_teacher_any(spec, resolve_device(device), classes)
+    return Teacher(model.eval(), meta, Path(spec))
 
 
 def _clarid(settings: dict[str, Any]):
@@ -89,8 +92,8 @@ def canonical_samples(teacher: Teacher, per_class: int = 4, seed: int = 0, **cla
     labels = torch.arange(teacher.num_classes).repeat_interleave(per_class).to(teacher.device)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((len(labels), m.in_channels, m.image_size, m.image_size), generator=gen).to(teacher.device)
-    x_te = random_latents(teacher.model, teacher.schedule, labels, cfg, noise)
-    out = canonicalize(teacher.model, teacher.schedule, x_te, labels, cfg)
+    x_te = random_latents(teacher.model, labels, cfg, noise)
+    out = canonicalize(teacher.model, x_te, labels, cfg)
     return Canonical(out["images"].cpu(), labels.cpu(), out["features"].cpu(), out["latents"].cpu(),
                      out["singular_values"].cpu())
 
@@ -106,8 +109,8 @@ def canonicalize_images(teacher: Teacher, images: torch.Tensor, labels: torch.Te
                            f"{len(labels)} labels")
     cfg = _clarid(clarid)
     y = labels.to(teacher.device)
-    x_te = matched_latents(teacher.model, teacher.schedule, images.to(teacher.device), y, cfg)
-    out = canonicalize(teacher.model, teacher.schedule, x_te, y, cfg)
+    x_te = matched_latents(teacher.model, images.to(teacher.device), y, cfg)
+    out = canonicalize(teacher.model, x_te, y, cfg)
     return Canonical(out["images"].cpu(), labels.cpu(), out["features"].cpu(), out["latents"].cpu(),
                      out["singular_values"].cpu())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clareps.diffusion.schedule import Schedule
 from clareps.errors import ClarepsError
 
 
@@ -15,6 +16,7 @@ class ExternalTeacher(nn.Module):
     ``class_ids[c]`` is the model's own label for our class c (a subset of its classes, e.g.
     ten ImageNet classes of a 1000-class DiT), and ``class_ids[num_classes]`` its null class,
     so callers see labels 0..num_classes with ``null_class = num_classes`` as for our U-Net.
+    ``schedule`` is the model's training schedule (its ``alpha_bar`` table), as our U-Net carries its own.
     """
 
     tap_aliases: dict[str, str] = {}
@@ -29,7 +31,8 @@ class ExternalTeacher(nn.Module):
         if not ids or bad:
             raise ClarepsError(f"teacher classes must lie in [0, {own_classes}); got {bad or ids}")
         self.register_buffer("class_ids", torch.tensor(ids + [own_null]), persistent=False)
-        self.register_buffer("alpha_bar", alpha_bar.detach().float(), persistent=False)
+        self.register_buffer("alpha_bar", alpha_bar.detach().float(), persistent=False)  # on the model's device
+        self.schedule = Schedule.tabulated(alpha_bar)
         self.prediction_type = prediction_type
         self.null_class = len(ids)
 

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from clareps.diffusion.checkpoint import load_teacher
-from clareps.diffusion.schedule import Schedule
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, hash_obj
 from clareps.paths import teacher_file
@@ -89,7 +88,7 @@ def _from_pretrained(cls, folder: Path):
 
 
 def load_external(spec: str | Path, device: str | torch.device = "cpu", classes: list[int] | None = None):
-    """The adapter in eval mode, its schedule and metadata, like ``load_teacher``."""
+    """The adapter in eval mode (carrying its schedule) and its metadata, like ``load_teacher``."""
     from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DModel
 
     from clareps.adapters.models import DiTTeacher, UNet2DTeacher
@@ -113,7 +112,7 @@ def load_external(spec: str | Path, device: str | torch.device = "cpu", classes:
             "prediction_type": prediction, "latent": vae_dir is not None, "classes": classes,
             "schedule": str(sched_path) if sched_path is not None else "diffusers default (linear, 1000)"}
     model = model.to(device).eval().requires_grad_(False)
-    return model, Schedule.tabulated(alpha_bar), meta
+    return model, meta
 
 
 def teacher_fingerprint(spec: str | Path) -> str:
@@ -130,7 +129,7 @@ def teacher_fingerprint(spec: str | Path) -> str:
 
 
 def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
-                     classes: list[int] | None = None) -> tuple[nn.Module, Schedule, dict]:
+                     classes: list[int] | None = None) -> tuple[nn.Module, dict]:
     """A clareps teacher file, or an external diffusers teacher from a local directory
     (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
     if is_external(spec):

@@ -17,16 +17,15 @@ from pydantic import Field
 from clareps import distributed
 from clareps.adapters import teacher_fingerprint
 from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
-from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, features, matched_latents,
-                                      random_latents, timestep)
+from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, feature_map, features,
+                                      matched_latents, random_latents, timestep)
 from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
 from clareps.config import StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import hardware, resolve_precision
-from clareps.diffusion.teacher import from_images, pixel_shape
+from clareps.diffusion.teacher import pixel_shape
 from clareps.adapters.loading import load_teacher_any
-from clareps.taps import run_to_tap
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher
@@ -115,8 +114,7 @@ class BankBuilder:
         self.dist, self.device = distributed.setup(self.cfg.device)
         self.sampler_precision = resolve_precision(self.cfg.clarid.sampler_precision, self.device)
         self.teacher_path = self.cfg.teacher
-        self.model, self.sched, self.teacher_meta = load_teacher_any(self.teacher_path, self.device,
-                                                                     self.cfg.teacher_classes)
+        self.model, self.teacher_meta = load_teacher_any(self.teacher_path, self.device, self.cfg.teacher_classes)
         self.data = load_data(self.cfg.data)
         if self.data.num_classes != self.model.cfg.num_classes:
             raise ClarepsError(f"data has {self.data.num_classes} classes, the teacher "
@@ -133,6 +131,7 @@ class BankBuilder:
         self.hash = self.contract.hash
         self.labels, self.sources = plan(self.data, self.cfg)
         self.donors = donors(self.labels) if self.cfg.clarid.directions == "shuffled" else None
+        self._tap_shapes: dict[str, list[int]] = {}  # tap -> one item's output shape there
 
     def meta(self) -> dict:
         c = self.cfg
@@ -146,11 +145,14 @@ class BankBuilder:
 
     def feature_shape(self, tap: str | None = None) -> list[int]:
         """Shape of one item's output at ``tap`` (default: the config's) before flattening, e.g. [64, 8, 8]
-        for ``mid``; a tap the forward never reaches is refused here."""
-        x = from_images(self.model, self.data.images[:1].to(self.device))
-        t = torch.zeros(1, dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            return list(run_to_tap(self.model, tap or self.cfg.clarid.tap, x, t, self.labels[:1].to(self.device)).shape[1:])
+        for ``mid``; a tap the forward never reaches is refused here. Known without a forward once this
+        builder has built a shard; else one forward on a zero latent (no image to encode)."""
+        tap = tap or self.cfg.clarid.tap
+        if tap not in self._tap_shapes:
+            m = self.model.cfg
+            x = torch.zeros(1, m.in_channels, m.image_size, m.image_size, device=self.device)
+            self._tap_shapes[tap] = list(feature_map(self.model, x, 0, self.labels[:1].to(self.device), tap).shape[1:])
+        return self._tap_shapes[tap]
 
     def shard_ranges(self) -> list[range]:
         n, s = len(self.labels), self.cfg.shard_size
@@ -172,26 +174,24 @@ class BankBuilder:
         noise, init = zip(*(_item_noise(c.seed, i, shape, n_init) for i in items))
         start = time.perf_counter()
         x_te, real = self._latents(idx, torch.stack(noise))
-        t = timestep(self.sched, c.clarid)
-        # f(x_te): no projection, no decoding
-        input_features = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
-        if c.kind == "feat-real":
+        t = timestep(self.model, c.clarid)
+        if c.kind == "feat-real":  # f(x_te): no projection, no decoding
+            f_te = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
             # a copy: safetensors refuses two entries that share storage
-            out = {"latents": x_te, "images": real, "features": input_features.clone(),
-                   "singular_values": x_te.new_zeros(len(idx), 0),
-                   "record": no_removal(len(idx))}
-        else:
+            out = {"latents": x_te, "images": real, "features": f_te.clone(), "input_features": f_te,
+                   "singular_values": x_te.new_zeros(len(idx), 0), "record": no_removal(len(idx))}
+        else:  # canonicalize hands back f(x_te) too, read by the engine's own forward where one ran at x_te
             init_t = torch.stack(init).to(self.device) if c.clarid.k > 0 else None
-            out = canonicalize(self.model, self.sched, x_te, y, c.clarid, init=init_t, input_features=input_features,
-                               controls=self._controls(idx, shape))
+            out = canonicalize(self.model, x_te, y, c.clarid, init=init_t, controls=self._controls(idx, shape))
         other = c.clarid.model_copy(update={"feature_label": "null" if c.clarid.feature_label == "class" else "class"})
-        other_features = features(self.model, out["latents"], t, feature_labels(self.model, y, other), c.clarid.tap)
+        other_map = feature_map(self.model, out["latents"], t, feature_labels(self.model, y, other), c.clarid.tap)
+        self._tap_shapes.setdefault(c.clarid.tap, list(other_map.shape[1:]))  # meta's feature_shape, for free
         seconds = torch.full((len(idx),), (time.perf_counter() - start) / len(idx))
-        tensors = {"images": out["images"], "features": out["features"], "other_features": other_features,
-                   "labels": y,
+        tensors = {"images": out["images"], "features": out["features"],
+                   "other_features": other_map.flatten(1).float(), "labels": y,
                    "source_index": self.sources[idx], "latents": out["latents"],
                    "singular_values": out["singular_values"], "seconds": seconds,
-                   "input_features": input_features, **out["record"]}
+                   "input_features": out["input_features"], **out["record"]}
         save_tensors(self._shard_path(index), tensors, {"config_hash": self.hash, "shard": index,
                                                         "items": [items.start, items.stop]})
 
@@ -200,8 +200,8 @@ class BankBuilder:
         c, y = self.cfg, self.labels[idx].to(self.device)
         if c.source == "matched":
             real = self.data.images[self.sources[idx]].to(self.device)
-            return matched_latents(self.model, self.sched, real, y, c.clarid), real
-        return random_latents(self.model, self.sched, y, c.clarid, noise.to(self.device)), None
+            return matched_latents(self.model, real, y, c.clarid), real
+        return random_latents(self.model, y, c.clarid, noise.to(self.device)), None
 
     def _controls(self, idx: torch.Tensor, shape: tuple) -> ControlInputs:
         """Seeds for random directions; for shuffled ones, each donor's x_te, labels and start vectors."""

@@ -13,12 +13,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from clareps.diffusion.teacher import from_images, to_images
+from clareps.diffusion.teacher import from_images, schedule_of, to_images
 from clareps.clarid.directions import ControlInputs, DirectionKind, no_removal, remove
 from clareps.config import StrictModel
 from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
-from clareps.diffusion.schedule import Schedule
 from clareps.taps import DEFAULT_TAP, run_to_tap
 
 
@@ -39,8 +38,9 @@ class ClaridConfig(StrictModel):
     # the engine, the features and DDIM inversion stay fp32
 
 
-def timestep(sched: Schedule, cfg: ClaridConfig) -> int:
-    return sched.index(cfg.t_e)
+def timestep(model: nn.Module, cfg: ClaridConfig) -> int:
+    """t_e as a timestep index of the teacher's schedule."""
+    return schedule_of(model).index(cfg.t_e)
 
 
 def feature_labels(model: nn.Module, labels: torch.Tensor, cfg: ClaridConfig) -> torch.Tensor:
@@ -48,59 +48,65 @@ def feature_labels(model: nn.Module, labels: torch.Tensor, cfg: ClaridConfig) ->
     return labels if cfg.feature_label == "class" else torch.full_like(labels, model.null_class)
 
 
-def matched_latents(model: nn.Module, sched: Schedule, images: torch.Tensor, labels: torch.Tensor,
-                    cfg: ClaridConfig) -> torch.Tensor:
+def matched_latents(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: ClaridConfig) -> torch.Tensor:
     """DDIM-invert images in [0, 1] (encoded first for a latent-space teacher) to t_e, given their class."""
-    return invert(model, sched, from_images(model, images), labels, timestep(sched, cfg), cfg.steps)
+    return invert(model, from_images(model, images), labels, timestep(model, cfg), cfg.steps)
 
 
-def random_latents(model: nn.Module, sched: Schedule, labels: torch.Tensor, cfg: ClaridConfig,
-                   noise: torch.Tensor) -> torch.Tensor:
+def random_latents(model: nn.Module, labels: torch.Tensor, cfg: ClaridConfig, noise: torch.Tensor) -> torch.Tensor:
     """Gaussian noise at T-1 sampled down to t_e with the class and guidance w_to_te (default: w)."""
-    grid = sched.grid(timestep(sched, cfg), sched.T - 1, cfg.steps)[::-1]
+    sched = schedule_of(model)
+    grid = sched.grid(timestep(model, cfg), sched.T - 1, cfg.steps)[::-1]
     with autocast(noise.device, cfg.sampler_precision):
         w = cfg.w if cfg.w_to_te is None else cfg.w_to_te
-        return ddim_run(model, sched, noise, labels, grid, w, clip=True)
+        return ddim_run(model, noise, labels, grid, w, clip=True)
 
 
 @torch.no_grad()
-def features(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: str) -> torch.Tensor:
+def feature_map(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: str) -> torch.Tensor:
+    """The tap's output f(x, t, y) as the network gives it, e.g. (B, C, H, W)."""
     tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    return run_to_tap(model, tap, x, tt, y).flatten(1).float()
+    return run_to_tap(model, tap, x, tt, y)
 
 
-def canonicalize(model: nn.Module, sched: Schedule, x_te: torch.Tensor, labels: torch.Tensor,
-                 cfg: ClaridConfig, init: torch.Tensor | None = None,
-                 input_features: torch.Tensor | None = None,
-                 controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
+def features(model: nn.Module, x: torch.Tensor, t: int, y: torch.Tensor, tap: str) -> torch.Tensor:
+    """f(x, t, y) flattened per item, fp32: (B, D)."""
+    return feature_map(model, x, t, y, tap).flatten(1).float()
+
+
+def canonicalize(model: nn.Module, x_te: torch.Tensor, labels: torch.Tensor, cfg: ClaridConfig,
+                 init: torch.Tensor | None = None, controls: ControlInputs | None = None) -> dict[str, torch.Tensor]:
     """Remove k extraneous directions (cfg.directions) from x_te, decode, and read features.
 
-    `input_features`, f(x_te) when the caller has it, is reused as the control's feature (k = 0: x~ = x_te).
     `init`: the engine's start vectors (B, engine k, ...); `controls`: what a control needs.
 
-    Returns latents (x~), images in [0, 1], features f(x~), singular values (B, engine k or 0),
-    the engine record (``directions.engine_record``) and per-item seconds (the batch's time split
-    evenly).
+    Returns latents (x~), images in [0, 1], features f(x~), input features f(x_te), singular values
+    (B, engine k or 0), the engine record (``directions.engine_record``) and per-item seconds (the
+    batch's time split evenly). f(x_te) costs no forward of its own where the engine ran at x_te (its
+    VJP linearisation reads it) or k = 0 (x~ = x_te); only the controls that run no engine at x_te
+    (random, low-frequency, shuffled without matching) read it separately.
     """
     start = time.perf_counter()
-    t = timestep(sched, cfg)
+    t = timestep(model, cfg)
     b = x_te.shape[0]
     f_labels = feature_labels(model, labels, cfg)
+    input_features = None
     if cfg.k > 0:
         removal = remove(model, x_te, t, f_labels, cfg, init=init, inputs=controls)
         x_tilde, svals, record = removal.latents, removal.singular_values, removal.record
+        input_features = removal.input_features
     else:
         x_tilde = x_te.clone()
         svals = x_te.new_zeros(b, 0)
         record = no_removal(b)
     with autocast(x_te.device, cfg.sampler_precision):  # guided eps is fp32, so the DDIM moves stay fp32
-        decoded = decode(model, sched, x_tilde, labels, t, cfg.steps, cfg.w)
+        decoded = decode(model, x_tilde, labels, t, cfg.steps, cfg.w)
     images = to_images(model, decoded)
-    if cfg.k == 0 and input_features is not None:
-        feats = input_features.clone()
-    else:
-        feats = features(model, x_tilde, t, f_labels, cfg.tap)
+    feats = features(model, x_tilde, t, f_labels, cfg.tap)
+    if cfg.k == 0:
+        input_features = feats.clone()  # a copy: safetensors refuses two entries that share storage
+    elif input_features is None:
+        input_features = features(model, x_te, t, f_labels, cfg.tap)
     seconds = torch.full((b,), (time.perf_counter() - start) / b)
-    return {"latents": x_tilde, "images": images, "features": feats, "singular_values": svals,
-            "record": record, "seconds": seconds}
-
+    return {"latents": x_tilde, "images": images, "features": feats, "input_features": input_features.float(),
+            "singular_values": svals, "record": record, "seconds": seconds}

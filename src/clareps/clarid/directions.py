@@ -58,6 +58,7 @@ class Removal:
     latents: torch.Tensor  # x~ (B, C, H, W)
     singular_values: torch.Tensor  # (B, k; 2k for tail) of the item's own Jacobian; (B, 0) when not computed
     record: dict[str, torch.Tensor]  # per item: see ``engine_record``
+    input_features: torch.Tensor | None = None  # f(x_te) where an engine ran at x_te itself (not a donor's)
 
 
 def engine_k(kind: str, k: int) -> int:
@@ -228,7 +229,8 @@ def remove(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.Tens
     own = cand.source if kind == "tail" else cand.top  # the item's own Jacobian, as far as computed
     svals = own.singular_values if own is not None else x.new_zeros(b, 0)
     return Removal(latents=x_tilde, singular_values=svals,
-                   record=engine_record(cand.source or cand.top, b, share, used, scale))
+                   record=engine_record(cand.source or cand.top, b, share, used, scale),
+                   input_features=own.features if own is not None else None)
 
 
 def _matched_item(kind: str, x: torch.Tensor, pool: torch.Tensor, target: float, inputs: ControlInputs,

@@ -35,7 +35,8 @@ Rules for the feature map and the model:
 - The VJP linearisation (one forward that keeps its activations) is built once per set of
   active latents and reused at every step. This is exact because x never changes (tested
   against fresh linearisations); a JVP recomputes its forward, which vmap shares across the
-  k tangents.
+  k tangents. That first forward's output, f(x) itself, comes back as ``Subspace.features``: a
+  caller that stores f(x) needs no forward of its own.
 - Everything runs in IEEE fp32 on the device of x (CPU or CUDA: TF32 is switched off while
   the engine runs), under ``torch.no_grad`` for the outer autograd (which would otherwise
   record every forward: JVPs ~15 % slower); the small Ritz problems run in fp64.
@@ -71,6 +72,7 @@ class Subspace:
     max_angle: torch.Tensor  # (B,) radians between the last two iterates (nan after 0 steps)
     energy: torch.Tensor  # (B,) ||J V||_F^2 = sum of squared singular values
     converged: torch.Tensor  # (B,) bool: stopped by the tolerance, not by max_iter
+    features: torch.Tensor | None = None  # (B, D_out) f(x) itself, from the forward the VJP linearisation ran
 
 
 class _Operator:
@@ -83,7 +85,7 @@ class _Operator:
         if out.dim() != 2 or out.shape[0] != x.shape[0]:
             raise ClarepsError(f"the feature map must return (batch, features); got {tuple(out.shape)} "
                                f"for a batch of {x.shape[0]}")
-        self.out_dim = out.shape[1]
+        self.out_dim, self.value = out.shape[1], out
 
     def jvp(self, rows: torch.Tensor) -> torch.Tensor:
         b, n = rows.shape[:2]
@@ -151,7 +153,7 @@ def top_subspace_fn(f: FeatureFn, x: torch.Tensor, k: int, args: Sequence[torch.
         vectors, out = _lobpcg(f, x, list(args), op, orthonormal_rows(start), k, tol, max_iter, on_step)
     return Subspace(vectors=vectors.reshape(batch, k, *x.shape[1:]), singular_values=out.s,
                     iterations=out.steps, max_angle=out.angle, energy=out.s.pow(2).sum(-1),
-                    converged=out.converged)
+                    converged=out.converged, features=op.value)
 
 
 @dataclass

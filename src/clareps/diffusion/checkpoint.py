@@ -8,6 +8,7 @@ import torch
 
 from clareps.config import build_config
 from clareps.diffusion.schedule import Schedule
+from clareps.diffusion.teacher import schedule_of
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, save_tensors
@@ -17,17 +18,21 @@ from clareps.paths import teacher_file
 TEACHER_KIND = "clareps-teacher"
 
 
-def save_teacher(path: str | Path, model: UNet, T: int, meta: dict) -> Path:
-    meta = dict(meta, kind=TEACHER_KIND, unet=model.cfg.model_dump(mode="json"), T=T)
+def save_teacher(path: str | Path, model: UNet, meta: dict) -> Path:
+    """The weights, the U-Net's config and the length T of its schedule (a cosine one: T says it all)."""
+    schedule = schedule_of(model)
+    if not torch.equal(schedule.alpha_bar, Schedule.cosine(schedule.T).alpha_bar):
+        raise ClarepsError("a clareps teacher file keeps a cosine schedule (its length T); this U-Net has another")
+    meta = dict(meta, kind=TEACHER_KIND, unet=model.cfg.model_dump(mode="json"), T=schedule.T)
     return save_tensors(path, model.state_dict(), meta)
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, Schedule, dict]:
-    """The EMA teacher in eval mode, its schedule and its sidecar metadata."""
+def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """The EMA teacher in eval mode, carrying its schedule, and its sidecar metadata."""
     path = teacher_file(path)
     tensors, meta = load_tensors(path)
     if meta.get("kind") != TEACHER_KIND:
         raise ClarepsError(f"{path} is not a clareps teacher checkpoint (kind={meta.get('kind')!r})")
-    model = UNet(build_config(UNetConfig, meta["unet"], f"{path} sidecar"))
+    model = UNet(build_config(UNetConfig, meta["unet"], f"{path} sidecar"), Schedule.cosine(meta["T"]))
     load_state(model, tensors, str(path))
-    return model.to(device).eval(), Schedule.cosine(meta["T"]), meta
+    return model.to(device).eval(), meta

@@ -63,8 +63,8 @@ def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teach
 
     check_sampling("sample", per_class, w, steps, seed)
     check_writable(out)
-    model, sched, meta = load_teacher(teacher or default_teacher(), resolve_device(device))
-    images, _ = sample_per_class(model, sched, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
+    model, meta = load_teacher(teacher or default_teacher(), resolve_device(device))
+    images, _ = sample_per_class(model, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
     path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)
     typer.echo(f"samples: {path}")
 

@@ -1,4 +1,6 @@
-"""Classifier-free guidance and deterministic DDIM: sampling, decoding and inversion."""
+"""Classifier-free guidance and deterministic DDIM: sampling, decoding and inversion.
+
+Each takes only the teacher: its noise schedule comes with it (``diffusion.teacher``)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from clareps.diffusion.schedule import Schedule
-from clareps.diffusion.teacher import to_images
+from clareps.diffusion.teacher import schedule_of, to_images
 from clareps.progress import progress_bar
 
 
@@ -33,16 +34,15 @@ def _ddim_move(x: torch.Tensor, eps: torch.Tensor, ab_from: torch.Tensor, ab_to:
 
 
 @torch.no_grad()
-def ddim_run(model: nn.Module, sched: Schedule, x: torch.Tensor, y: torch.Tensor,
-             timesteps: list[int], w: float = 1.0, clip: bool = False,
-             on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def ddim_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: list[int], w: float = 1.0,
+             clip: bool = False, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Deterministic DDIM along ``timesteps`` (descending: denoise; ascending: invert).
 
     Each move from t to t' uses the guided eps predicted at (x_t, t). ``clip`` keeps the
     predicted x0 in [-1, 1] (for sampling from noise); inversion and decoding leave it off
     so that they stay exact inverses of each other.
     """
-    ab = sched.alpha_bar.to(x.device)
+    ab = schedule_of(model).alpha_bar.to(x.device)
     for i, (t_from, t_to) in enumerate(zip(timesteps[:-1], timesteps[1:])):
         eps = guided_eps(model, x, t_from, y, w)
         x = _ddim_move(x, eps, ab[t_from], ab[t_to], clip)
@@ -51,31 +51,31 @@ def ddim_run(model: nn.Module, sched: Schedule, x: torch.Tensor, y: torch.Tensor
     return x
 
 
-def invert(model: nn.Module, sched: Schedule, x0: torch.Tensor, y: torch.Tensor,
-           t_end: int, steps: int = 50, w: float = 1.0) -> torch.Tensor:
+def invert(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, t_end: int, steps: int = 50,
+           w: float = 1.0) -> torch.Tensor:
     """DDIM inversion of clean images ``x0`` (in [-1, 1]) to timestep ``t_end``."""
-    return ddim_run(model, sched, x0, y, sched.grid(0, t_end, steps), w)
+    return ddim_run(model, x0, y, schedule_of(model).grid(0, t_end, steps), w)
 
 
-def decode(model: nn.Module, sched: Schedule, x_t: torch.Tensor, y: torch.Tensor,
-           t_start: int, steps: int = 50, w: float = 1.0, **kw) -> torch.Tensor:
+def decode(model: nn.Module, x_t: torch.Tensor, y: torch.Tensor, t_start: int, steps: int = 50,
+           w: float = 1.0, **kw) -> torch.Tensor:
     """DDIM from timestep ``t_start`` down to a clean image (the exact reverse grid of invert)."""
-    return ddim_run(model, sched, x_t, y, sched.grid(0, t_start, steps)[::-1], w, **kw)
+    return ddim_run(model, x_t, y, schedule_of(model).grid(0, t_start, steps)[::-1], w, **kw)
 
 
-def sample(model: nn.Module, sched: Schedule, y: torch.Tensor, steps: int = 50, w: float = 3.0,
+def sample(model: nn.Module, y: torch.Tensor, steps: int = 50, w: float = 3.0,
            generator: torch.Generator | None = None, t_stop: int = 0, shape: tuple | None = None,
            **kw) -> torch.Tensor:
     """Sample from Gaussian noise at T-1 down to ``t_stop`` (0 gives clean images)."""
-    cfg = model.cfg
+    cfg, sched = model.cfg, schedule_of(model)
     shape = shape or (cfg.in_channels, cfg.image_size, cfg.image_size)
     device = next(model.parameters()).device
     noise = torch.randn((y.shape[0], *shape), generator=generator, device="cpu").to(device)
-    return ddim_run(model, sched, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
+    return ddim_run(model, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
 
 
-def sample_per_class(teacher: nn.Module, sched: Schedule, num_classes: int, per_class: int,
-                     w: float, steps: int, seed: int, batch: int = 250, quiet: bool = False) -> tuple:
+def sample_per_class(teacher: nn.Module, num_classes: int, per_class: int, w: float, steps: int, seed: int,
+                     batch: int = 250, quiet: bool = False) -> tuple:
     """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     gen = torch.Generator().manual_seed(seed)
@@ -84,6 +84,6 @@ def sample_per_class(teacher: nn.Module, sched: Schedule, num_classes: int, per_
     with progress_bar("sampling", total=len(labels), quiet=quiet) as advance:
         for i in range(0, len(labels), batch):
             y = labels[i:i + batch].to(device)
-            out.append(to_images(teacher, sample(teacher, sched, y, steps=steps, w=w, generator=gen)).cpu())
+            out.append(to_images(teacher, sample(teacher, y, steps=steps, w=w, generator=gen)).cpu())
             advance(len(y))
     return torch.cat(out), labels

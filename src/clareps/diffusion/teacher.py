@@ -1,18 +1,20 @@
 """The teacher interface the sampler, CLARID, the bank builder and distillation rely on.
 
-A teacher is an ``nn.Module`` with
+A teacher is one ``nn.Module`` that carries all a sampler needs:
 
 - ``forward(x, t, y) -> eps``: x (B, C, H, W) in the space diffusion runs in, t (B,) integer
-  timesteps of its schedule (``diffusion.schedule.Schedule``), y (B,) class labels where
-  ``null_class`` is the unconditional one;
+  timesteps of its schedule, y (B,) class labels where ``null_class`` is the unconditional one;
+- ``schedule``: its noise schedule (``diffusion.schedule.Schedule``), set when it is loaded
+  (``load_teacher``, ``adapters.load_teacher_any``) or trained, read through ``schedule_of``;
 - ``null_class`` and ``cfg.in_channels``, ``cfg.image_size``, ``cfg.num_classes``;
 - feature taps by module path (forward hooks, see ``clareps.taps``);
 - optionally ``encode(pixels) -> latents`` and ``decode(latents) -> pixels``, pixels in [-1, 1],
   when diffusion runs in a VAE's latent space; without them the two spaces are the same.
 
 Our own ``UNet`` satisfies it as it is; external models are wrapped by ``adapters.ExternalTeacher``.
-Images enter and leave a teacher through ``from_images`` / ``to_images``: the one place where
-[0, 1] images meet the teacher's [-1, 1] pixels.
+The schedule is a plain attribute, not a wrapper module, so module paths (and the taps that name
+them) stay those of the network. Images enter and leave a teacher through ``from_images`` /
+``to_images``: the one place where [0, 1] images meet the teacher's [-1, 1] pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from clareps.diffusion.schedule import Schedule
+from clareps.errors import ClarepsError
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,18 @@ class TeacherShape:
 class Teacher(Protocol):
     null_class: int
     cfg: object
+    schedule: Schedule
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def schedule_of(model: nn.Module) -> Schedule:
+    """The noise schedule the teacher carries."""
+    schedule = getattr(model, "schedule", None)
+    if not isinstance(schedule, Schedule):
+        raise ClarepsError(f"this {type(model).__name__} carries no noise schedule: load it with load_teacher "
+                           "(or give it one: UNet(cfg, Schedule.cosine(T)))")
+    return schedule
 
 
 @torch.no_grad()

@@ -80,11 +80,10 @@ class TeacherTrainer:
         self.dist, self.device = distributed.setup(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)  # this machine's, recorded per device
         self.dist.shard(cfg.batch_size, "batch_size")  # refuses a global batch that does not split
-        self.sched = Schedule.cosine(cfg.T)
         self.labels = data.labels.to(self.device)
         self.data_fingerprint = data_fingerprint
         torch.manual_seed(cfg.seed)
-        self.model = UNet(cfg.model).to(self.device)
+        self.model = UNet(cfg.model, Schedule.cosine(cfg.T)).to(self.device)
         self.images = from_images(self.model, data.images.to(self.device))
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = distributed.wrap_ddp(self.model, self.device)  # the model itself in one process
@@ -116,7 +115,7 @@ class TeacherTrainer:
         t, noise, drop, flip = (v.to(self.device) for v in (t, noise, drop, flip))
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         y[drop] = self.model.null_class
-        xt = self.sched.add_noise(x0, t, noise)
+        xt = self.model.schedule.add_noise(x0, t, noise)
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
         with autocast(self.device, self.precision):
@@ -153,7 +152,7 @@ class TeacherTrainer:
         tensors, groups = training_tensors({"model": self.model, "ema": self.ema}, self.opt)
         tensors["rng"] = self.gen.get_state()
         save_tensors(self.ckpt_path, tensors, dict(self._meta(), param_groups=groups))
-        save_teacher(self.teacher_path, self.ema, self.cfg.T, self._meta())
+        save_teacher(self.teacher_path, self.ema, self._meta())
         self._record_train_info()
 
     def load_checkpoint(self) -> None:

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from clareps.config import StrictModel
+from clareps.diffusion.schedule import Schedule
 
 
 class UNetConfig(StrictModel):
@@ -110,12 +111,15 @@ class MidBlock(nn.Module):
 class UNet(nn.Module):
     """``eps = unet(x, t, y)``: x (B,C,H,W), t (B,) timestep indices, y (B,) labels.
 
-    Label ``num_classes`` is the null class used for classifier-free guidance.
+    Label ``num_classes`` is the null class used for classifier-free guidance. ``schedule`` is the
+    noise schedule the teacher was trained with (set when it is loaded or trained; the sampler and
+    CLARID read it from here).
     """
 
-    def __init__(self, cfg: UNetConfig):
+    def __init__(self, cfg: UNetConfig, schedule: Schedule | None = None):
         super().__init__()
         self.cfg = cfg
+        self.schedule = schedule
         ch0, g, drop = cfg.base_channels, cfg.groups, cfg.dropout
         emb_dim = 4 * ch0
         self.null_class = cfg.num_classes

@@ -11,8 +11,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from clareps.data.imageset import ImageSet
 from clareps.diffusion.sampler import decode, invert, sample_per_class
-from clareps.diffusion.teacher import from_images, to_images
-from clareps.diffusion.schedule import Schedule
+from clareps.diffusion.teacher import from_images, schedule_of, to_images
 from clareps.classifiers.training import predict
 
 
@@ -28,11 +27,11 @@ class JudgeFeatures(nn.Module):
         return self.judge.features(self.judge.normalize(x.to(next(self.judge.parameters()).device))).float()
 
 
-def check_teacher(teacher: nn.Module, sched: Schedule, judge: nn.Module, real: ImageSet,
+def check_teacher(teacher: nn.Module, judge: nn.Module, real: ImageSet,
                   per_class: int = 100, w: float = 3.0, steps: int = 50, recon_t: float = 0.5,
                   n_recon: int = 100, seed: int = 0, quiet: bool = False) -> tuple[dict, torch.Tensor]:
     t0 = time.time()
-    images, labels = sample_per_class(teacher, sched, real.num_classes, per_class, w, steps, seed, quiet=quiet)
+    images, labels = sample_per_class(teacher, real.num_classes, per_class, w, steps, seed, quiet=quiet)
     pred = predict(judge, images)
     per_class_acc = [(pred[labels == c] == c).float().mean().item() for c in range(real.num_classes)]
     judge_device = next(judge.parameters()).device  # the metric's running sums live beside the judge
@@ -46,8 +45,8 @@ def check_teacher(teacher: nn.Module, sched: Schedule, judge: nn.Module, real: I
     x0 = real.per_class(max(1, min(fewest, n_recon // real.num_classes)), seed)
     x = from_images(teacher, x0.images.to(device))
     y = x0.labels.to(device)
-    t_e = sched.index(recon_t)
-    rec = to_images(teacher, decode(teacher, sched, invert(teacher, sched, x, y, t_e, steps), y, t_e, steps))
+    t_e = schedule_of(teacher).index(recon_t)
+    rec = to_images(teacher, decode(teacher, invert(teacher, x, y, t_e, steps), y, t_e, steps))
     err = rec.cpu() - x0.images
     return {
         "class_consistency": (pred == labels).float().mean().item(),

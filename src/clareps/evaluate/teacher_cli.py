@@ -66,12 +66,12 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     teacher = teacher_file(teacher or default_teacher())
     check_writable(teacher.parent)
     dev = resolve_device(device)
-    model, sched, meta = load_teacher(teacher, dev)
+    model, meta = load_teacher(teacher, dev)
     judge_model, judge_meta = load_judge(judge or default_judge(), dev)
     run_cfg = read_yaml_or_none(teacher.parent / "config.yaml") or {}
     spec = build_config(DataSpec, run_cfg.get("data", {}), f"{teacher.parent / 'config.yaml'}: data")
     real = load_data(spec, "test-original" if spec.kind == "benchmark" else "test")
-    metrics, images = check_teacher(model, sched, judge_model, real, per_class, w, steps, seed=seed, quiet=quiet)
+    metrics, images = check_teacher(model, judge_model, real, per_class, w, steps, seed=seed, quiet=quiet)
     metrics.update(judge=str(judge or default_judge()), judge_accuracy=judge_meta["metrics"],
                    hardware=describe_hardware(hardware(dev)),
                    teacher_step=meta.get("step"))
