@@ -85,6 +85,7 @@ def test_build_show_sweep_and_compare(tiny_teacher, tiny_data_cache, tiny_judge,
         if r["bank"] == ctrl.name:
             assert r["difference"] == 0 and r["verdict"] in ("no detectable difference", "bank-level (no interval)")
     assert "| bank | measure |" in out and (tmp_path / "te0.3_k1.md").is_file()
+    assert (tmp_path / "te0.3_k1.png").stat().st_size > 0
     code, _, err = run_cli("bank", "compare", ctrl, tmp_path / "canon", *judges)
     assert code == 2 and "holds other items" in err
 

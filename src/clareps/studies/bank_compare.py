@@ -73,6 +73,26 @@ def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = No
     return rows
 
 
+def compare_grid(folders: list[Path], out: Path, per_class: int = 2) -> Path:
+    """One row per bank (the sources first, when matched), the same ``per_class`` items of each class
+    in every row, so a column shows one item under each choice."""
+    from clareps.clarid.bank_format import load_bank
+    from clareps.clarid.bank_views import bank_data_spec
+    from clareps.data.spec import load_data
+    from clareps.grids import save_grid
+
+    banks = [load_bank(f) for f in folders]
+    labels = banks[0].labels
+    idx = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in labels.unique()])
+    rows = [b.images[idx] for b in banks]
+    names = [f"k={b.meta.get('k')} " + (b.meta.get("config", {}).get("clarid", {}).get("directions", "jacobian")
+                                       if b.meta.get("k") else "control") for b in banks]
+    if (banks[0].source_index[idx] >= 0).all():
+        train = load_data(bank_data_spec(banks[0].meta, folders[0]))
+        rows, names = [train.images[banks[0].source_index[idx]]] + rows, ["sources"] + names
+    return save_grid(torch.cat(rows), out, nrow=len(idx), row_labels=names)
+
+
 def compare_markdown(folders: list[Path], rows: list[dict]) -> str:
     head = (f"reference: `{folders[0]}`; each row: another bank minus the reference, per item, mean and 95 % "
             "t-interval over the items\n\n")

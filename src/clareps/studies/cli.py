@@ -112,13 +112,13 @@ def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
 def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference bank folder, then the others"),
                      judge: Optional[Path] = typer.Option(None, "--judge"),
                      mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP),
-                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the table (.md) and .json")
+                     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write OUT.md, OUT.json and OUT.png (the same items in each bank)")
                      ) -> None:
     """Banks of the same items against the first, item by item: each measure's paired difference
     and its 95 % interval (e.g. a sweep's Jacobian bank against its k = 0 control and random directions)."""
     from clareps.clarid.bank_format import BANK_FILE
     from clareps.io import write_json, write_text
-    from clareps.studies.bank_compare import compare_banks, compare_markdown
+    from clareps.studies.bank_compare import compare_banks, compare_grid, compare_markdown
 
     for folder in banks:
         if not (folder / BANK_FILE).is_file():
@@ -130,6 +130,7 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
         stem = out.with_suffix("") if out.suffix in (".md", ".json") else out
         write_text(stem.with_name(stem.name + ".md"), text)
         write_json(stem.with_name(stem.name + ".json"), {"reference": str(banks[0]), "rows": rows})
+        compare_grid(banks, stem.with_name(stem.name + ".png"))
     typer.echo(text.rstrip())
 
 

@@ -1,0 +1,52 @@
+"""The wide tables of docs/studies/clarid.md from `scripts/clarid_study.sh compare`'s JSON files: one
+row per measure, the Jacobian bank's value, then per other bank its value and the paired difference
+(other - Jacobian) with its 95 % interval over items.
+
+    python scripts/clarid_study_table.py runs/studies/clarid/compare/te0.5_k4.json [...]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+SHORT = {"class_correct": "class consistency", "shape_iou": "shape IoU", "bg_source_kept": "bg source kept",
+         "bg_change": "bg change", "fg_change": "fg change", "bg_minus_fg_change": "bg − fg change",
+         "tint_shift": "tint shift", "texture_change": "texture change", "ami_features": "AMI (features)",
+         "probe_features": "linear probe (features)", "removed_share": "removed share of ‖x_te‖"}
+
+
+def choice(bank: str) -> str:
+    if re.search(r"_k0_", bank):
+        return "control (k = 0)"
+    m = re.search(r"_plain_([a-z-]+)_tap", bank)
+    return m.group(1) if m else "jacobian"
+
+
+def table(path: str) -> str:
+    data = json.load(open(path))
+    rows = data["rows"]
+    banks = list(dict.fromkeys(r["bank"] for r in rows))
+    head = ["measure", "jacobian"] + [choice(b) for b in banks]
+    lines = [f"`{data['reference'].rsplit('/', 1)[-1]}` against each other choice (other − jacobian [95 % CI])", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for measure, label in SHORT.items():
+        cells = [r for r in rows if r["measure"] == measure]
+        if not cells:
+            continue
+        line = [label, f"{cells[0]['reference']:.3f}"]
+        for bank in banks:
+            r = next((c for c in cells if c["bank"] == bank), None)
+            if r is None:
+                line.append("–")
+            elif r["low"] is None:
+                line.append(f"{r['other']:.3f}")
+            else:
+                line.append(f"{r['other']:.3f} ({r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}])")
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print("\n".join(table(p) for p in sys.argv[1:]))
