@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from clareps.clarid.bank import BankConfig, build_bank
@@ -29,9 +30,31 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+def _sigint_default() -> None:
+    # A job started with `&` by a non-interactive shell (CI scripts, nohup ... &) ignores SIGINT, and a
+    # child would inherit that (Python then installs no KeyboardInterrupt handler): CTRL-C is what we test.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "clareps", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen([sys.executable, "-m", "clareps", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_sigint_default)
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """A failed test must not leave a long run going (steps=100000) behind it."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def wait_for(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
