@@ -9,6 +9,8 @@
 # top-16, benchmarks/clarid_oracle.py) and everything in fp32, so the controls compare like with like.
 #   stage compare  the paired, item-by-item tables of docs/studies/clarid.md (clareps bank compare)
 #   OMP_NUM_THREADS=1 nice -n 10 scripts/clarid_study.sh 1a      (then 1b; then TAP_TE=.. TAP_K=.. 2; compare)
+#   in the background: setsid nohup ... & echo 19 > /proc/$!/autogroup  (nice alone does not yield to other
+#   sessions where the kernel's autogroup is on; README, "Precision, threads")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/studies/clarid}
