@@ -97,7 +97,7 @@ def bank_measures(bank: Bank, train: ImageSet, judge: nn.Module, input_features:
     pred = predict(judge, bank.images)
     items = {"class_correct": (pred == bank.labels).float(), "source_index": bank.source_index}
     out = {"metrics_version": METRICS_VERSION, "items": len(bank),
-           "class_consistency": float((pred == bank.labels).float().mean()),
+           "class_consistency": float(items["class_correct"].mean()),
            **separability(bank.features, bank.labels, c, "features"), **record_summary(bank.record)}
     if input_features is not None:
         out.update(separability(input_features, bank.labels, c, "input_features"))
