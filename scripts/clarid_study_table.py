@@ -14,22 +14,26 @@ import sys
 SHORT = {"class_correct": "class consistency", "shape_iou": "shape IoU", "bg_source_kept": "bg source kept",
          "bg_change": "bg change", "fg_change": "fg change", "bg_minus_fg_change": "bg − fg change",
          "tint_shift": "tint shift", "texture_change": "texture change", "ami_features": "AMI (features)",
-         "probe_features": "linear probe (features)", "removed_share": "removed share of ‖x_te‖"}
+         "probe_correct": "linear probe (features)", "removed_share": "removed share of ‖x_te‖"}
 
 
-def choice(bank: str) -> str:
-    if re.search(r"_k0_", bank):
-        return "control (k = 0)"
-    m = re.search(r"_plain_([a-z-]+)_tap", bank)
-    return m.group(1) if m else "jacobian"
+def choice(bank: str, reference: str = "") -> str:
+    """What a bank of the study changed: its directions, the null-class features, a tap other than the reference's."""
+    m = re.search(r"_k(\d+)_w[\d.]+_plain(_(?!null_)[a-z-]+)?(_null)?_tap-(.+)$", bank)
+    if m is None:
+        return bank
+    ref_tap = reference.rsplit("_tap-", 1)[-1]
+    name = "control (k = 0)" if m.group(1) == "0" else (m.group(2) or "_jacobian")[1:]
+    return name + (", null-class features" if m.group(3) else "") + (f", tap {m.group(4)}" if m.group(4) != ref_tap else "")
 
 
 def table(path: str) -> str:
     data = json.load(open(path))
     rows = data["rows"]
     banks = list(dict.fromkeys(r["bank"] for r in rows))
-    head = ["measure", "jacobian"] + [choice(b) for b in banks]
-    lines = [f"`{data['reference'].rsplit('/', 1)[-1]}` against each other choice (other − jacobian [95 % CI])", "",
+    reference = data["reference"].rsplit("/", 1)[-1]
+    head = ["measure", choice(reference, reference)] + [choice(b, reference) for b in banks]
+    lines = [f"`{reference}` against each other choice (other − reference [95 % CI])", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for measure, label in SHORT.items():
         cells = [r for r in rows if r["measure"] == measure]

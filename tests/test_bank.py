@@ -11,7 +11,7 @@ from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
 from clareps.clarid.canonical import ClaridConfig, canonicalize, features
 from clareps.clarid.directions import project
-from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, separability
+from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, probe_correct, separability
 from clareps.config import build_config
 from clareps.device import resolve_precision
 from clareps.errors import ClarepsError
@@ -144,6 +144,17 @@ def test_metric_known_answers():
     g = torch.Generator().manual_seed(1)
     unrelated = separability(torch.randn(50, 8, generator=g), torch.arange(10).repeat(5), 10, "f")
     assert abs(unrelated["ami_f"]) < 0.05 and unrelated["nmi_f"] > 0.3  # 5 items a class: NMI's chance level is high
+
+
+def test_per_item_probe_matches_the_probe():
+    labels = torch.arange(4).repeat_interleave(10)
+    g = torch.Generator().manual_seed(0)
+    separated = torch.nn.functional.one_hot(labels, 4).float() + 0.05 * torch.randn(40, 4, generator=g)
+    noise = torch.randn(40, 8, generator=g)
+    correct = probe_correct(separated, labels)
+    assert correct.shape == (40,) and correct.mean() == linear_probe(separated, labels) == 1.0
+    assert probe_correct(noise, labels).mean() == pytest.approx(linear_probe(noise, labels))  # equal folds of 8
+    assert probe_correct(separated[:5], labels[:5]) is None
 
 
 def test_background_judge_identifies_real_sources(tiny_data_cache):

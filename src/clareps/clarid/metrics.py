@@ -61,21 +61,43 @@ def record_summary(record: dict[str, torch.Tensor]) -> dict:
     return out
 
 
-def linear_probe(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> float | None:
-    """Stratified k-fold accuracy of a logistic regression on L2-normalised features (None when a
-    class has fewer than two items)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+def _probe_setup(feats: torch.Tensor, labels: torch.Tensor, folds: int, seed: int):
+    """(normalised features, labels, stratified folds), or None when a class has fewer than two items."""
+    from sklearn.model_selection import StratifiedKFold
 
     counts = torch.bincount(labels)
     counts = counts[counts > 0]
     folds = min(folds, int(counts.min())) if len(counts) > 1 else 0
     if folds < 2:
         return None
-    y = labels.numpy()
     x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return x, labels.numpy(), StratifiedKFold(folds, shuffle=True, random_state=seed)
+
+
+def linear_probe(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> float | None:
+    """Stratified k-fold accuracy of a logistic regression on L2-normalised features (None when a
+    class has fewer than two items)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    setup = _probe_setup(feats, labels, folds, seed)
+    if setup is None:
+        return None
+    x, y, cv = setup
     return float(cross_val_score(LogisticRegression(max_iter=1000), x, y, cv=cv).mean())
+
+
+def probe_correct(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> torch.Tensor | None:
+    """Per item, 1 where the probe of ``linear_probe`` (same folds), trained without the item's fold,
+    names its class: a per-item measure, so two banks of the same items get a paired interval."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    setup = _probe_setup(feats, labels, folds, seed)
+    if setup is None:
+        return None
+    x, y, cv = setup
+    return torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), x, y, cv=cv) == y).float()
 
 
 def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:

@@ -5,7 +5,10 @@ classes); they differ only in what was removed from x_te. So each measure is com
 other minus reference, and the mean difference gets a 95 % t-interval over items (the items are
 the units: the interval says what another draw of items from this data would give, for this
 teacher). ``bg_minus_fg_change`` is the per-item selectivity: background change less foreground
-change (above 0: the background moved more than the animal).
+change (above 0: the background moved more than the animal). Class separability of the features is
+compared the same way through ``probe_correct`` per item (the linear probe's out-of-fold verdict, the
+same folds in every bank); the k-means AMI stays a bank-level number (a bootstrap would refit k-means
+on 4096-wide features hundreds of times, and duplicated items bias it).
 """
 
 from __future__ import annotations
@@ -29,14 +32,23 @@ MEASURES = (
     ("bg_minus_fg_change", "background changed more than foreground"),
     ("tint_shift", "the animal's mean colour moved"),
     ("texture_change", "the animal's texture changed (tint removed)"),
+    ("probe_correct", "a linear probe on the features names the class (out of fold)"),
 )
-BANK_LEVEL = ("ami_features", "probe_features", "probe_features_shuffled", "removed_share")
+BANK_LEVEL = ("ami_features", "probe_features_shuffled", "removed_share")
 
 
 def _items(folder: Path, judge: Path, mask_judge: Path | None) -> tuple[dict, dict[str, torch.Tensor]]:
+    from clareps.clarid.bank_format import load_bank
+    from clareps.clarid.metrics import probe_correct
+
     metrics, items = bank_items(folder, judge, mask_judge)
     if "bg_change" in items and "fg_change" in items:
         items["bg_minus_fg_change"] = items["bg_change"] - items["fg_change"]
+    bank = load_bank(folder)
+    items["labels"] = bank.labels
+    correct = probe_correct(bank.features, bank.labels)
+    if correct is not None:
+        items["probe_correct"] = correct
     return metrics, items
 
 
@@ -46,14 +58,14 @@ def _cell(values: torch.Tensor) -> dict:
 
 def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = None) -> list[dict]:
     """One row per (other bank, measure): both means, the paired difference (other - reference, the
-    reference being ``folders[0]``), its 95 % interval and whether it holds 0."""
+    reference being ``folders[0]``), its 95 % interval over the items and whether it holds 0."""
     if len(folders) < 2:
         raise ClarepsError("bank compare needs a reference bank and at least one other")
     ref_metrics, ref = _items(folders[0], judge, mask_judge)
     rows = []
     for folder in folders[1:]:
         metrics, other = _items(folder, judge, mask_judge)
-        if not torch.equal(other["source_index"], ref["source_index"]):
+        if not (torch.equal(other["source_index"], ref["source_index"]) and torch.equal(other["labels"], ref["labels"])):
             raise ClarepsError(f"{folder} holds other items than {folders[0]}: compare banks of one sweep "
                                "(same data, per_class, seed and source)")
         for name, meaning in MEASURES:
