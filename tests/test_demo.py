@@ -159,13 +159,13 @@ def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny
     agg = json.loads((run / "results" / "results.json").read_text())
     assert agg["methods"] == ["ce", "control", "cadistill", "cadistill-matched"]
     assert set(agg["paired"]) == {"cadistill-vs-ce", "cadistill-vs-control", "cadistill-matched-vs-ce",
-                                  "cadistill-matched-vs-control"}
+                                  "cadistill-matched-vs-control", "cadistill-matched-vs-cadistill"}
     assert agg["paired"]["cadistill-matched-vs-control"]["clean/test-original"]["seeds"] == [0, 1]
     table = (run / "results" / "results.md").read_text()
     assert "| cadistill-matched − ce, 95 % CI | verdict | cadistill-matched − control, 95 % CI |" in table
     html = (run / "report.html").read_text()
     assert html.index("CaDistill against ce and control, paired by seed") < \
-        html.index("CaDistill from matched sources against ce and control, paired by seed")
+        html.index("CaDistill from matched sources against ce, control and cadistill, paired by seed")
 
 
 def test_the_study_config_validates_without_running(tmp_path):

@@ -456,7 +456,8 @@ def test_paired_interval_matches_a_hand_computation():
     assert table["cadistill-vs-ce"]["corr/mce"]["verdict"] == "worse"  # a higher mCE is worse
     # CaDistill on the matched-source bank gets its own comparisons, grouped after cadistill's
     both = paired_table({"corr/mce": {"cadistill-matched": b, "cadistill": a, "ce": b}}, ("corr/mce",))
-    assert list(both) == ["cadistill-vs-ce", "cadistill-matched-vs-ce"]
+    assert list(both) == ["cadistill-vs-ce", "cadistill-matched-vs-ce", "cadistill-matched-vs-cadistill"]
     assert both["cadistill-matched-vs-ce"]["corr/mce"]["differences"] == [0.0] * 5
-    assert by_method(dict(sorted(both.items()))) == {"cadistill": ["cadistill-vs-ce"],
-                                                     "cadistill-matched": ["cadistill-matched-vs-ce"]}
+    assert both["cadistill-matched-vs-cadistill"]["corr/mce"]["verdict"] == "better"  # b's mCE is below a's
+    assert by_method(dict(sorted(both.items()))) == {
+        "cadistill": ["cadistill-vs-ce"], "cadistill-matched": ["cadistill-matched-vs-ce", "cadistill-matched-vs-cadistill"]}

@@ -44,14 +44,18 @@ def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict |
 
 # the methods compared with the baselines: CaDistill on the random-source and on the matched-source bank
 TREATED = ("cadistill", "cadistill-matched")
+BASELINES = ("ce", "control", "cadistill")
 
 
 def paired_table(metrics: dict, lower_is_better: tuple[str, ...], methods: tuple[str, ...] = TREATED,
-                 baselines: tuple[str, ...] = ("ce", "control")) -> dict:
-    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each method and baseline present."""
+                 baselines: tuple[str, ...] = BASELINES) -> dict:
+    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each method and baseline present
+    (so the matched-source CaDistill is also read against the random-source one)."""
     out: dict = {}
     for method in methods:
         for base in baselines:
+            if base == method:
+                continue
             rows = {}
             for metric, row in metrics.items():
                 if method in row and base in row:
@@ -64,12 +68,15 @@ def paired_table(metrics: dict, lower_is_better: tuple[str, ...], methods: tuple
 
 
 def by_method(paired: dict) -> dict[str, list[str]]:
-    """The comparisons of a ``paired_table`` grouped by the compared method, in ``TREATED`` order (a
-    results.json keeps its keys sorted)."""
+    """The comparisons of a ``paired_table`` grouped by the compared method, in ``TREATED`` order, each
+    method's baselines in ``BASELINES`` order (a results.json keeps its keys sorted)."""
+    def rank(order: tuple[str, ...], name: str) -> int:
+        return order.index(name) if name in order else len(order)
+
     out: dict[str, list[str]] = {}
-    for name in paired:
+    for name in sorted(paired, key=lambda n: rank(BASELINES, n.rsplit("-vs-", 1)[1])):
         out.setdefault(name.rsplit("-vs-", 1)[0], []).append(name)
-    return dict(sorted(out.items(), key=lambda kv: TREATED.index(kv[0]) if kv[0] in TREATED else len(TREATED)))
+    return dict(sorted(out.items(), key=lambda kv: rank(TREATED, kv[0])))
 
 
 def interval_text(d: dict) -> str:

@@ -172,7 +172,9 @@ def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[s
     summary = "; ".join(f"against {n.split('-vs-')[1]}: better on {v.count('better')}, worse on "
                         f"{v.count('worse')}, no detectable difference on {v.count('no detectable difference')}"
                         for n, v in verdicts.items())
-    return (f"<h3>{esc(name)} against {' and '.join(n.split('-vs-')[1] for n in names)}, paired by seed</h3>"
+    bases = [n.split("-vs-")[1] for n in names]
+    against = " and ".join([", ".join(bases[:-1]), bases[-1]] if len(bases) > 1 else bases)
+    return (f"<h3>{esc(name)} against {against}, paired by seed</h3>"
             + table(head, rows, num_cols=True)
             + f"<p class='small'>{esc(summary)} of these metrics. Difference: {esc(method)} minus the baseline, "
               "mean over training seeds run with both (same seed, same data order), with its 95 % Student-t "
