@@ -244,6 +244,21 @@ def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing retrained
     assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"] == res["rows"]
 
+    # one axis at a time: the preset, then each value alone; ce and the runs of the same settings reused
+    code, out3, err = run_cli("distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.lambda_align=0,2",
+                              "--grid", "loss.head=linear", "--seeds", "0", "--pgd-images", 8, "--one-axis",
+                              "--out", tmp_path / "sw", "-q")
+    assert code == 0, err
+    one = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [r["setting"] for r in one["rows"]] == ["ce", "base", "lambda_align=0", "lambda_align=2", "head=linear"]
+    assert [r["loss.head"] for r in one["rows"][1:]] == ["preset", "preset", "preset", "linear"]
+    cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "head=linear-s0" / "config.yaml").read_text())
+    base = yaml.safe_load((tmp_path / "sw" / "runs" / "base-s0" / "config.yaml").read_text())["loss"]
+    assert cfg["loss"]["head"] == "linear" and base["head"] == "mlp"
+    assert cfg["loss"]["lambda_align"] == base["lambda_align"] not in (0, 2)  # the preset's, not the grid's
+    ce = tmp_path / "sw" / "runs" / "ce-s0" / "student.safetensors"
+    assert one["one_axis"] and ce.stat().st_mtime_ns == stamp[ce]  # the same ce reference, not retrained
+
     code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_alig=1", "--out", tmp_path / "x")
     assert code == 2 and "unknown config key" in err and not (tmp_path / "x").exists()
     code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_align", "--out", tmp_path / "x")

@@ -87,6 +87,7 @@ def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
               pgd_eps: float = typer.Option(2.0, "--pgd-eps", help="PGD budget on validation, in 1/255"),
               pgd_images: int = typer.Option(200, "--pgd-images", help="validation images attacked"),
               tolerance: float = typer.Option(0.02, "--tolerance", help="allowed val accuracy drop vs ce"),
+              one_axis: bool = typer.Option(False, "--one-axis", help="the preset, then each axis value alone (not the product)"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Choose distillation settings (the lambdas, ...) on the validation split: one table, one pick."""
     from clareps.studies.distill_sweep import parse_grid, run_sweep
@@ -105,7 +106,7 @@ def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
     check_writable(out)
     interrupt_note(f"finished students are in {out}; rerun the same command to resume")
     run_sweep(resolve_preset(config, "distill-default"), list(set_), parse_grid(grid), seed_list, out, bank, method,
-                pgd_eps, pgd_images, tolerance, quiet)
+                pgd_eps, pgd_images, tolerance, quiet, one_axis)
     typer.echo((out / "sweep.md").read_text().rstrip() + f"\ntable: {out / 'sweep.md'}")
 
 

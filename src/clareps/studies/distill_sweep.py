@@ -49,7 +49,11 @@ def parse_grid(axes: list[str]) -> dict[str, list[str]]:
     return grid
 
 
-def settings(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+def settings(grid: dict[str, list[str]], one_axis: bool = False) -> list[dict[str, str]]:
+    """The product of the axes, or with ``one_axis`` the preset itself and then each value of each axis
+    alone (the others left at the preset's): one-factor-at-a-time, linear in the number of values."""
+    if one_axis:
+        return [{}] + [{key: value} for key, values in grid.items() for value in values]
     keys = list(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
@@ -96,10 +100,10 @@ def best_distill_setting(rows: list[dict], tolerance: float) -> dict | None:
 
 def run_sweep(preset: Path, overrides: list[str], grid: dict[str, list[str]], seeds: list[int], out: Path,
               bank: Path | None, method: str = "cadistill", pgd_eps_255: float = 2.0, pgd_images: int = 200,
-              tolerance: float = 0.02, quiet: bool = False) -> tuple[list[dict], dict | None]:
+              tolerance: float = 0.02, quiet: bool = False, one_axis: bool = False) -> tuple[list[dict], dict | None]:
     if not seeds:
         raise ClarepsError("the sweep needs at least one seed")
-    jobs = [("ce", {}, "ce")] + [(method, s, setting_name(s)) for s in settings(grid)]
+    jobs = [("ce", {}, "ce")] + [(method, s, setting_name(s)) for s in settings(grid, one_axis)]
 
     def config(m: str, setting: dict, seed: int) -> DistillConfig:
         extra = [f"bank={bank}"] if m != "ce" and bank is not None else []
@@ -115,7 +119,8 @@ def run_sweep(preset: Path, overrides: list[str], grid: dict[str, list[str]], se
             trainer = DistillTrainer(cfg, out / "runs" / f"{name}-s{seed}", quiet=quiet)
             trainer.train()
             per_seed.append(score_student(trainer.student_path, cfg, pgd_eps_255, pgd_images))
-        row = {"method": m, "setting": name, **setting, "seeds": len(seeds)}
+        row = {"method": m, "setting": name, **({k: "preset" for k in grid} if m != "ce" else {}), **setting,
+               "seeds": len(seeds)}
         for metric in METRICS:
             values = [s[metric] for s in per_seed if s[metric] is not None]
             row[metric] = statistics.mean(values) if values else None
@@ -126,7 +131,8 @@ def run_sweep(preset: Path, overrides: list[str], grid: dict[str, list[str]], se
     rule = (f"pick: highest mean of val_rand and val_pgd (PGD-20 at {pgd_eps_255:g}/255 on {pgd_images} "
             f"validation images) among settings within {tolerance:g} of ce's val accuracy; seeds {seeds}")
     verdict = f"chosen: {best['setting']}" if best else "chosen: none (no setting kept val accuracy within tolerance)"
-    write_json(out / "sweep.json", {"rows": rows, "chosen": best, "rule": rule, "grid": grid, "bank": str(bank),
+    write_json(out / "sweep.json", {"rows": rows, "chosen": best, "rule": rule, "grid": grid, "one_axis": one_axis,
+                                    "bank": str(bank),
                                     "overrides": overrides, "preset": str(preset), "seeds": seeds})
     write_text(out / "sweep.csv", csv_text(rows, columns))
     write_text(out / "sweep.md", markdown_table(rows, columns) + f"\n{rule}\n\n{verdict}\n")
