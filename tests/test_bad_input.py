@@ -186,3 +186,17 @@ def test_safetensors_artifacts_are_shared_like_the_others(tmp_path):
 
     path = save_tensors(tmp_path / "a.safetensors", {"x": torch.zeros(2)}, {})
     assert oct(path.stat().st_mode & 0o777) == oct((tmp_path / "a.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_bare_null_names_the_null_class_where_a_label_is_asked():
+    """YAML reads `null` as nothing; `--set loss.target_label=null` still means the null class."""
+    from clareps.clarid.canonical import ClaridConfig
+    from clareps.config import load_config
+    from clareps.distill.config import DistillConfig
+    from clareps.errors import ClarepsError
+    from clareps.paths import preset
+
+    assert load_config(DistillConfig, preset("distill-default"), ["loss.target_label=null"]).loss.target_label == "null"
+    assert ClaridConfig(feature_label=None).feature_label == "null"
+    with pytest.raises(ClarepsError, match="loss.head"):  # elsewhere nothing is still refused
+        load_config(DistillConfig, preset("distill-default"), ["loss.head=null"])

@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from clareps.errors import ClarepsError
 
 T = TypeVar("T", bound="StrictModel")
+
+
+# YAML (files and --set values) reads a bare `null` as nothing; where "null" names the null class, keep the name
+NULL_IS_A_NAME = BeforeValidator(lambda v: "null" if v is None else v)
 
 
 class StrictModel(BaseModel):

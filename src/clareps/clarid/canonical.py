@@ -7,7 +7,7 @@ are removed (the Jacobian's, or a control of them) is ``clarid/directions.py``.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -15,7 +15,7 @@ from torch import nn
 
 from clareps.diffusion.teacher import from_images, schedule_of, to_images
 from clareps.clarid.directions import ControlInputs, DirectionKind, no_removal, remove
-from clareps.config import StrictModel
+from clareps.config import NULL_IS_A_NAME, StrictModel
 from clareps.device import Precision, autocast
 from clareps.diffusion.sampler import ddim_run, decode, invert
 from clareps.taps import DEFAULT_TAP, run_to_tap
@@ -29,7 +29,7 @@ class ClaridConfig(StrictModel):
     w_to_te: float | None = Field(None, ge=0)  # guidance on the noise -> t_e leg of random sources (None: w)
     directions: DirectionKind = "jacobian"  # or a control of them: see clarid/directions.py
     match_removed_norm: bool = False  # a control removes the share of ||x_te|| the Jacobian top-k would
-    feature_label: Literal["class", "null"] = "class"  # the label f (Jacobian, features) reads
+    feature_label: Annotated[Literal["class", "null"], NULL_IS_A_NAME] = "class"  # the label f (Jacobian, features) reads
     steps: int = Field(50, ge=1)  # DDIM steps per full schedule (partial runs use the same density)
     norm_preserving: bool = False  # rescale x~ to the norm of x_{t_e}
     tol: float = Field(1e-3, gt=0)  # engine: relative change of singular values / energy

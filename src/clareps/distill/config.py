@@ -3,11 +3,11 @@ optimiser, augmentation and the run's budget (``configs/distill-default.yaml`` d
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from clareps.config import StrictModel
+from clareps.config import NULL_IS_A_NAME, StrictModel
 from clareps.data.spec import DataSpec
 from clareps.device import Precision
 
@@ -39,7 +39,7 @@ class LossConfig(StrictModel):
     scale: float = Field(1.0, ge=0)  # a common factor on lambda_align, lambda_cano and lambda_dist
     # the canonical features the terms aim at: as the bank's `clarid.feature_label` read them (bank), or
     # read with the items' class or the null class (a bank keeps both)
-    target_label: Literal["bank", "class", "null"] = "bank"
+    target_label: Annotated[Literal["bank", "class", "null"], NULL_IS_A_NAME] = "bank"
 
 
 class KDConfig(StrictModel):
