@@ -3,11 +3,11 @@
 # teacher, the standard evaluation, the paired table. Long (each stage's time lands in RUN/demo.json);
 # resumable: rerun the same command and finished stages are reused. Runs on one thread at nice 19 unless
 # OMP_NUM_THREADS / NICE say otherwise; prints the table at the end (also in RUN/results/results.md).
-#   setsid nohup scripts/cadistill_study.sh > runs/cadistill_study.log 2>&1 & echo 19 > /proc/$!/autogroup
-#   (the last part: nice alone does not yield to other sessions where the kernel's autogroup is on; README)
+#   setsid nohup scripts/cadistill_study.sh > runs/cadistill_study.log 2>&1 &   (setsid: scripts/lib/yield_cpu.sh)
 #   OUT=DIR scripts/cadistill_study.sh -q        (another run root; extra arguments go to clareps demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/yield_cpu.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT_ARGS=()
 [[ -n ${OUT:-} ]] && OUT_ARGS=(--out "$OUT")

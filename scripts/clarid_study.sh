@@ -13,10 +13,10 @@
 # top-16, benchmarks/clarid_oracle.py) and everything in fp32, so the controls compare like with like.
 #   stage compare  the paired, item-by-item tables of docs/studies/clarid.md (clareps bank compare)
 #   OMP_NUM_THREADS=1 nice -n 10 scripts/clarid_study.sh all     (or one stage: 1a, 1b, 2, compare)
-#   in the background: setsid nohup ... & echo 19 > /proc/$!/autogroup  (nice alone does not yield to other
-#   sessions where the kernel's autogroup is on; README, "Precision, threads")
+#   in the background: setsid nohup ... &   (setsid: the script then lowers its session too, scripts/lib/yield_cpu.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/yield_cpu.sh
 OUT=${OUT:-runs/studies/clarid}
 COMMON=(--per-class 10 --w 3 --variants plain
         --set clarid.match_removed_norm=true --set clarid.tol=1e-4 --set clarid.max_iter=40

@@ -4,9 +4,10 @@
 # It reads the CaDistill study's 900-item canonical bank (scripts/cadistill_study.sh builds it), fp32 like
 # the study's students. Resumable: rerun the same command and finished students are reused.
 #   OMP_NUM_THREADS=1 scripts/distill_variant_sweep.sh
-#   in the background: setsid nohup ... & then echo 19 > /proc/PID/autogroup (README, "Precision, threads")
+#   in the background: setsid nohup ... &   (setsid: the script then lowers its session too, scripts/lib/yield_cpu.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/yield_cpu.sh
 BANK=${BANK:-runs/studies/cadistill/banks/canonical}
 OUT=${OUT:-runs/sweeps/distill-variants}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
