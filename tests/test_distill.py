@@ -206,6 +206,11 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
                              "--set", "kd.teacher_width=4", "--set", "kd.teacher_epochs=1", "-q")
     assert code == 0, err
     kdt = tmp_path / "kdt" / "kd_teacher.safetensors"
+    code, _, err = run_cli("train-kd-teacher", "-c", config, "--out", tmp_path / "kdt2",
+                           "--set", "kd.teacher_width=4", "--set", "kd.teacher_epochs=1", "-q")
+    assert code == 0, err  # the same config gives the same bytes; the time lies beside the file
+    assert (tmp_path / "kdt2" / "kd_teacher.safetensors").read_bytes() == kdt.read_bytes()
+    assert json.loads((tmp_path / "kdt" / "timing.json").read_text())["train_seconds"] > 0
     for method in ("ce", "feat-real", "control", "kd", "cadistill"):
         extra = ["--bank", banks[method]] if method in banks else []
         extra += ["--kd-teacher", kdt] if method == "kd" else []

@@ -19,12 +19,12 @@ from clareps.clarid.bank_format import Bank
 from clareps.config import to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import resolve_device, resolve_precision
+from clareps.device import hardware, resolve_device, resolve_precision
 from clareps.classifiers.checkpoint import load_classifier, save_classifier
 from clareps.classifiers.students import make_student
 from clareps.errors import ClarepsError
 from clareps.classifiers.training import ClassifierRecipe, accuracy, train_classifier
-from clareps.io import hash_file
+from clareps.io import hash_file, write_json
 
 
 
@@ -192,13 +192,17 @@ def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False)
     t0 = time.time()
     train_classifier(model, train, cfg.epochs, cfg.batch_size, cfg.lr, seed=cfg.seed,
                      precision=precision, device=device, quiet=quiet)
-    metrics = {"val_acc": accuracy(model, val) if len(val) else None, "train_seconds": time.time() - t0, "precision": precision}
+    seconds = time.time() - t0
+    metrics = {"val_acc": accuracy(model, val) if len(val) else None, "precision": precision}
     meta = {"role": "kd-teacher", "arch": cfg.arch, "width": cfg.width,
             "in_channels": full.images.shape[1], "num_classes": full.num_classes, "config": to_plain(cfg),
             "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data),
             "val_fraction": cfg.val_fraction, "val_seed": cfg.val_seed}
     path = save_classifier(Path(out) / "kd_teacher.safetensors", model.cpu(), meta)
-    return path, metrics
+    # the time goes beside the file, not in its header: the same config gives the same bytes, so the kd
+    # students that hash it are reused after a retrain
+    write_json(Path(out) / "timing.json", {"train_seconds": seconds, "hardware": hardware(device, cfg.precision)})
+    return path, dict(metrics, train_seconds=seconds)
 
 
 def load_kd_teacher(path: str | Path, data_fp: str, val_fraction: float, val_seed: int,

@@ -6,7 +6,7 @@
                                     model card and check), or one trained here (tiny runs)
     RUN/banks/{canonical,control,feat-real}/
     RUN/banks/matched/              the canonical bank from matched sources, only when a method reads it
-    RUN/kd-teacher/kd_teacher.safetensors
+    RUN/kd-teacher/kd_teacher.safetensors (timing.json beside it: its training time, kept out of its bytes)
     RUN/students/<method>-s<seed>/  student.safetensors, eval-<mode>.json, eval-<mode>-maps.safetensors
     RUN/results/results.{md,csv,json}
     RUN/report.html
