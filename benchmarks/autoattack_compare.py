@@ -6,7 +6,8 @@
 - ``clareps``: AutoAttack as ``clareps evaluate`` builds it (torchattacks' parts, 100 iterations,
   random starts and Square's search drawn per point; the other two draw them per batch).
 
-Only clean-correct points are attacked; a point counts as robust when it is classified correctly
+Only clean-correct points are attacked (``clareps`` also gives the seconds of each of its parts); a
+point counts as robust when it is classified correctly
 both clean and on the returned example (clipped into the ball first). Prints one JSON line with
 wall and CPU seconds (with one thread and other processes beside it, the CPU time is the closer to
 an idle machine's wall time).
@@ -62,8 +63,22 @@ def main() -> None:
         return torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes,
                                        seed=args.seed)(xs, ys)
 
+    parts: dict[str, float] = {}
+
     def clareps_aa(xs, ys):
-        return make_attack("autoattack", model, eps, RobustnessConfig(), n_classes, args.seed)(xs, ys)
+        attack = make_attack("autoattack", model, eps, RobustnessConfig(), n_classes, args.seed)
+        for sub in getattr(attack, "attacks", []):  # the seconds of each part, in the order they run
+            sub.forward = timed(sub.forward, type(sub).__name__)
+        return attack(xs, ys)
+
+    def timed(forward, name):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return forward(*a, **k)
+            finally:
+                parts[name] = round(parts.get(name, 0.0) + time.perf_counter() - t0, 1)
+        return run
 
     runs = {"reference": reference, "torchattacks": torchattacks_aa, "clareps": clareps_aa}
     out: dict = {"bench": "autoattack_compare", "student": args.student, "eps_255": args.eps, "images": images,
@@ -76,6 +91,8 @@ def main() -> None:
         out[name] = {"robust_accuracy": float(ok.float().mean()), "seconds": round(time.perf_counter() - t0, 1),
                      "cpu_seconds": round(time.process_time() - c0, 1),
                      "robust_points": torch.nonzero(ok).flatten().tolist()}
+        if name == "clareps":
+            out[name]["seconds_per_part"] = parts
     print(json.dumps(out))
 
 
