@@ -77,7 +77,7 @@ def main() -> None:
             try:
                 return forward(*a, **k)
             finally:
-                parts[name] = round(parts.get(name, 0.0) + time.perf_counter() - t0, 1)
+                parts[name] = parts.get(name, 0.0) + time.perf_counter() - t0
         return run
 
     runs = {"reference": reference, "torchattacks": torchattacks_aa, "clareps": clareps_aa}
@@ -92,7 +92,7 @@ def main() -> None:
                      "cpu_seconds": round(time.process_time() - c0, 1),
                      "robust_points": torch.nonzero(ok).flatten().tolist()}
         if name == "clareps":
-            out[name]["seconds_per_part"] = parts
+            out[name]["seconds_per_part"] = {part: round(sec, 1) for part, sec in parts.items()}
     print(json.dumps(out))
 
 

@@ -48,19 +48,20 @@ case "${1:?stage: 1a, 1b, 2, compare, all or 1a-rest}" in
         clareps bank compare "$ref" "${others[@]}" --out "$OUT/compare/$name" > /dev/null
         echo "$OUT/compare/$name.md"
       }
+      split() { setting=$(basename "$1"); te=${setting%%_k*}; k=${setting#*_k}; k=${k%%_*}; tap=${setting##*_tap-}; }
       for jac in "$OUT"/1a/te*_k*_w3_plain_tap-mid; do  # 1a: the directions
-        setting=$(basename "$jac"); te=${setting%%_k*}; k=${setting#*_k}; k=${k%%_*}
+        split "$jac"
         [[ $k == 0 ]] && continue
         compare "${te}_k${k}" "$jac" "$OUT/1a/${te}_k0_w3_plain_tap-mid" \
           "$OUT"/1a/${te}_k${k}_w3_plain_{random,low-frequency,shuffled,tail}_tap-mid
       done
       for null in "$OUT"/1b/te*_k*_w3_plain_null_tap-mid; do  # 1b: null-class features against class ones
-        setting=$(basename "$null"); te=${setting%%_k*}; k=${setting#*_k}; k=${k%%_*}
+        split "$null"
         [[ $k == 0 ]] && continue
         compare "${te}_k${k}_null" "$null" "$OUT/1b/${te}_k0_w3_plain_null_tap-mid" "$OUT/1a/${te}_k${k}_w3_plain_tap-mid"
       done
       for jac in "$OUT"/2/te*_k*_w3_plain_tap-*; do  # 2: the taps, each against its control, random and mid
-        setting=$(basename "$jac"); te=${setting%%_k*}; k=${setting#*_k}; k=${k%%_*}; tap=${setting##*_tap-}
+        split "$jac"
         [[ $k == 0 || $setting == *_random_* ]] && continue
         compare "${te}_k${k}_tap-${tap}" "$jac" "$OUT/2/${te}_k0_w3_plain_tap-${tap}" \
           "$OUT/2/${te}_k${k}_w3_plain_random_tap-${tap}" "$OUT/1a/${te}_k${k}_w3_plain_tap-mid"
