@@ -226,3 +226,34 @@ def test_the_cascade_of_a_random_attack_is_never_weaker(name, over):
     new, p_new = run(model, x, y, cfg("cascade", [name], **over))
     assert not (p_new["worst"] & ~p_old["worst"]).any()
     assert 0 < new["worst_case"]["accuracy"][-1] < new["clean_accuracy"]
+
+
+@pytest.mark.parametrize("schedule", ["cascade", "independent"])
+def test_autoattack_at_some_budgets_only_reports_no_worst_case_where_it_did_not_run(schedule):
+    """slow_budgets_255: AutoAttack runs at 4/255 only. There it bites as when it runs everywhere
+    (never weaker than the fast attacks alone); at the other budgets it attacks nothing, and neither
+    it nor the worst case over all attacks reports an accuracy (the fast attacks' worst case does)."""
+    model = tiny_model()
+    x, y = tiny_points(model)
+    slow = torch.zeros(len(x), dtype=torch.bool)
+    slow[::2] = True
+    weak_pgd = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_steps=5, pgd_steps=1)
+    c = cfg(schedule, ("pgd", "autoattack"), slow_budgets_255=[4], **weak_pgd)
+    points: dict = {}
+    out = evaluate_robustness(model, x, y, 10, c, seed=3, slow=slow, points=points)
+    aa = out["attacks"]["autoattack-reduced"]
+    at = c.budgets_255.index(4)
+    assert aa["budgets_255_run"] == [4]
+    assert [a is None for a in aa["accuracy"]] == [k != at for k in range(5)]
+    assert [w is None for w in out["worst_case"]["accuracy"]] == [k != at for k in range(5)]
+    if schedule == "cascade":
+        assert [n > 0 for n in aa["attacked"]] == [k == at for k in range(5)]
+    full = evaluate_robustness(model, x, y, 10, cfg(schedule, ("pgd", "autoattack"), **weak_pgd), seed=3, slow=slow)
+    # at 4/255 AutoAttack still bites beyond PGD; running it at the smaller budgets too can only add breaks
+    after_pgd = float(points["after/pgd"][at, slow].float().mean())
+    assert full["worst_case"]["accuracy"][at] <= out["worst_case"]["accuracy"][at] < after_pgd
+    assert out["worst_case_fast"]["accuracy"] == full["worst_case_fast"]["accuracy"]
+    keys = summarize({"robustness": out})
+    assert "robust/worst@4/255" in keys and "robust/worst@1/255" not in keys and "robust/worst-fast@1/255" in keys
+    with pytest.raises(ValueError, match="slow_budgets_255"):
+        cfg(schedule, slow_budgets_255=[3])

@@ -82,9 +82,12 @@ def run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets: lis
             delta, l2 = cw_run(model, x[first], y[first], cfg, n_classes, seed)
             extra = {"median_l2_of_successes": l2[len(l2) // 2] if l2 else None, "successes": len(l2),
                      "ran_on": len(first)}
+        runs = [cfg.runs_at(name)[i] for i in order]
         for k, e in enumerate(eps):
             carried.append(state.carry(k))
             idx = (state.robust[k] & on).nonzero().flatten()
+            if not runs[k]:  # this attack does not run at this budget (robustness.slow_budgets_255)
+                idx = idx[:0]
             if name == "cw":  # (a point whose carry-over failed may lie outside `first`: CW never saw it)
                 idx = idx[torch.isin(idx, first)]
             attacked.append(len(idx))

@@ -44,9 +44,10 @@ def per_class(correct: torch.Tensor, labels: torch.Tensor, num_classes: int) -> 
     return out
 
 
-def monotone_violations(budgets: list[float], accuracy: list[float]) -> list[dict]:
-    """Consecutive budget pairs where the larger budget has the higher robust accuracy."""
-    order = sorted(range(len(budgets)), key=lambda i: budgets[i])
+def monotone_violations(budgets: list[float], accuracy: list[float | None]) -> list[dict]:
+    """Consecutive budget pairs where the larger budget has the higher robust accuracy (budgets
+    without an accuracy, None, are left out)."""
+    order = sorted((i for i in range(len(budgets)) if accuracy[i] is not None), key=lambda i: budgets[i])
     return [{"from_eps": budgets[i], "to_eps": budgets[j], "increase": accuracy[j] - accuracy[i]}
             for i, j in zip(order, order[1:]) if accuracy[j] > accuracy[i]]
 
@@ -62,7 +63,11 @@ def _run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: tor
         advance(len(x) * len(budgets))
         return ok, {"median_l2_of_successes": l2[len(l2) // 2] if l2 else None, "successes": len(l2)}
     extra = {"max_linf_excess_clipped": 0.0, "non_finite_replaced": 0}
-    for k, eps in enumerate(budgets):
+    for k, (eps, runs) in enumerate(zip(budgets, cfg.runs_at(name))):
+        if not runs:  # not at this budget (robustness.slow_budgets_255): left out of the worst case there
+            ok[k] = True
+            advance(len(x))
+            continue
         _, ok[k], diag = attack_points(name, model, x, y, ids, eps, cfg, n_classes, seed)
         extra["non_finite_replaced"] += diag["non_finite_replaced"]
         extra["max_linf_excess_clipped"] = max(extra["max_linf_excess_clipped"], diag["max_linf_excess_clipped"])
@@ -113,18 +118,23 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
     common = torch.ones(n, dtype=torch.bool)
     worst = clean_ok.clone().expand(len(budgets), n).clone()
     attacks, flags = {}, []
+    complete = [True] * len(budgets)  # budgets at which every attack ran: the worst case is reported there
     for name, ok in point_ok.items():
         on = slow if name in SLOW else torch.ones(n, dtype=torch.bool)
         common &= on
         key = attack_key(name, cfg)
-        acc = [float(ok[k, on].float().mean()) for k in range(len(budgets))]
+        runs = cfg.runs_at(name)
+        complete = [c and r for c, r in zip(complete, runs)]
+        acc = [float(ok[k, on].float().mean()) if runs[k] else None for k in range(len(budgets))]
         attacks[key] = dict(info[name], accuracy=acc, n=int(on.sum()), clean_accuracy=float(clean_ok[on].float().mean()),
-                            per_class=[per_class(ok[k, on], labels[on], num_classes) for k in range(len(budgets))],
+                            budgets_255_run=[b for b, r in zip(cfg.budgets_255, runs) if r],
+                            per_class=[per_class(ok[k, on], labels[on], num_classes) if runs[k] else None
+                                       for k in range(len(budgets))],
                             params=attack_params(name, cfg, num_classes),
                             point_violations=_point_violations(ok, on, budgets))
         flags += [dict(v, attack=key) for v in monotone_violations(budgets, acc)]
         worst &= ok | ~on  # a point an attack did not run on is judged by the others (then dropped below)
-    worst_acc = [float(worst[k, common].float().mean()) for k in range(len(budgets))]
+    worst_acc = [float(worst[k, common].float().mean()) if complete[k] else None for k in range(len(budgets))]
     flags += [dict(v, attack="worst-case") for v in monotone_violations(budgets, worst_acc)]
     over = [attack_key(a, cfg) for a in point_ok]
     out = {
@@ -133,8 +143,8 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
         "attack_seconds": round(time.perf_counter() - t0, 2),
         "attacks": attacks,
         "worst_case": {"accuracy": worst_acc, "n": int(common.sum()), "over": over,
-                       "per_class": [per_class(worst[k, common], labels[common], num_classes)
-                                     for k in range(len(budgets))]},
+                       "per_class": [per_class(worst[k, common], labels[common], num_classes) if complete[k]
+                                     else None for k in range(len(budgets))]},
         "monotone_violations": flags,
     }
     if points is not None:

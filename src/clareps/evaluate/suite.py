@@ -178,9 +178,9 @@ def _checks(results: dict) -> dict:
         out["robust_monotone_in_budget"] = not rob["monotone_violations"]
         out["worst_case_le_each_attack"] = all(
             w <= a + 1e-12 for att in rob["attacks"].values() if att["n"] == rob["worst_case"]["n"]
-            for w, a in zip(worst, att["accuracy"]))
+            for w, a in zip(worst, att["accuracy"]) if w is not None and a is not None)
         out["robust_le_clean"] = all(a <= att["clean_accuracy"] + 1e-12 for att in rob["attacks"].values()
-                                     for a in att["accuracy"])
+                                     for a in att["accuracy"] if a is not None)
     return out
 
 
