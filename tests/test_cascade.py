@@ -257,3 +257,15 @@ def test_autoattack_at_some_budgets_only_reports_no_worst_case_where_it_did_not_
     assert "robust/worst@4/255" in keys and "robust/worst@1/255" not in keys and "robust/worst-fast@1/255" in keys
     with pytest.raises(ValueError, match="slow_budgets_255"):
         cfg(schedule, slow_budgets_255=[3])
+
+
+@pytest.mark.parametrize("schedule", ["cascade", "independent"])
+def test_progress_counts_every_point_once_per_attack_and_budget(schedule):
+    model = tiny_model()
+    x, y = tiny_points(model, 24)
+    slow = torch.zeros(len(x), dtype=torch.bool)
+    slow[::3] = True
+    c = cfg(schedule, ("pgd", "cw", "autoattack"), aa_attacks=["apgd-ce"], aa_steps=2, slow_budgets_255=[2])
+    counted: list[int] = []
+    evaluate_robustness(model, x, y, 10, c, seed=3, slow=slow, advance=counted.append)
+    assert sum(counted) == (2 * len(x) + int(slow.sum())) * len(c.budgets_255)

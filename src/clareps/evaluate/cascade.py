@@ -100,7 +100,7 @@ def run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets: lis
                 extra["max_linf_excess_clipped"] = max(extra["max_linf_excess_clipped"],
                                                        diag["max_linf_excess_clipped"])
             broke.append(state.record(k, idx, adv, ok))
-            advance(int(on.sum()))
+            advance(int((on & clean_ok).sum()))  # the clean-wrong ones were counted before the attacks
         ok_now = torch.empty_like(state.robust)
         ok_now[order] = state.robust
         point_ok[name] = ok_now
