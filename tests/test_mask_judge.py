@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,7 +57,9 @@ def test_tiny_mask_judge_trains_saves_and_loads(tiny_mask_judge, tiny_data_cache
     test = load_data(spec, "test-original")
     iou = mask_iou(predict_masks(model, test.images), test.masks).mean()
     assert iou.item() == pytest.approx(meta["metrics"]["iou/test-original"], abs=1e-6)
-    assert {"iou/test-mixed-rand", "train_seconds", "params"} <= set(meta["metrics"])
+    assert {"iou/test-mixed-rand", "params"} <= set(meta["metrics"]) and "train_seconds" not in meta["metrics"]
+    timing = json.loads((Path(tiny_mask_judge).parent / "timing.json").read_text())
+    assert timing["train_seconds"] > 0 and timing["hardware"]["precision"] == "fp32"
     assert isinstance(load_classifier(tiny_mask_judge)[0], MaskNet)  # the one save/load of classifiers
     with pytest.raises(ClarepsError, match="not a mask judge"):
         load_mask_judge(tiny_judge)
@@ -72,3 +75,21 @@ def test_train_mask_judge_cli(run_cli, tiny_data_cache, tmp_path):
     assert list(k for k in meta["metrics"] if k.startswith("iou/")) == ["iou/test-only-fg"]
     code, _, err = run_cli("train-mask-judge", "--set", "arch=small-cnn", "--out", tmp_path / "bad")
     assert code == 2 and "arch" in err
+
+
+@pytest.mark.parametrize("role", ["shape", "mask"])
+def test_a_judge_retrained_from_the_same_config_has_the_same_bytes(role, tiny_data_cache, tmp_path):
+    """Its time and machine go to timing.json beside it, not into the file's header."""
+    from clareps.classifiers.mask_judge import MaskJudgeConfig, train_mask_judge
+    from clareps.classifiers.shape_judge import JudgeConfig, train_judge
+
+    data = {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache}
+    common = {"epochs": 1, "batch_size": 50, "precision": "fp32", "device": "cpu"}
+    if role == "shape":
+        cfg, train = build_config(JudgeConfig, dict(common, data=dict(data, split="train-rand"), width=4)), train_judge
+    else:
+        cfg, train = build_config(MaskJudgeConfig, dict(common, data=data, width=2)), train_mask_judge
+    first, _ = train(cfg, tmp_path / "a", quiet=True)
+    second, metrics = train(cfg, tmp_path / "b", quiet=True)
+    assert first.read_bytes() == second.read_bytes() and metrics["train_seconds"] > 0
+    assert json.loads((tmp_path / "b" / "timing.json").read_text())["hardware"]["precision"] == "fp32"

@@ -18,7 +18,7 @@ from torch import nn
 
 from clareps.classifiers.checkpoint import load_classifier, save_classifier
 from clareps.classifiers.mask_net import MaskNet
-from clareps.classifiers.training import ClassifierRecipe, fit
+from clareps.classifiers.training import ClassifierRecipe, fit, write_timing
 from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device, resolve_precision
@@ -71,12 +71,14 @@ def train_mask_judge(cfg: MaskJudgeConfig, out: str | Path, quiet: bool = False)
         seed=cfg.seed, precision=precision, device=device, quiet=quiet, label="mask judge", spatial_targets=True)
     metrics = {f"iou/{split}": float(mask_iou(predict_masks(model, data.images), data.masks).mean())
                for split, data in tests.items()}
-    metrics.update(n_eval=len(tests[cfg.eval_splits[0]]), train_seconds=time.time() - t0, device=str(device),
+    seconds = time.time() - t0
+    metrics.update(n_eval=len(tests[cfg.eval_splits[0]]), device=str(device),
                    precision=precision, params=sum(p.numel() for p in model.parameters()))
     meta = {"arch": cfg.arch, "width": cfg.width, "in_channels": train.images.shape[1], "role": ROLE,
             "config": to_plain(cfg), "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data)}
     path = save_classifier(Path(out) / MASK_JUDGE_FILE, model.cpu(), meta)
-    return path, metrics
+    write_timing(path.parent, seconds, device, cfg.precision)  # beside the file: the same config, the same bytes
+    return path, dict(metrics, train_seconds=seconds)
 
 
 def load_mask_judge(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,8 @@ from torch import nn
 
 from clareps.config import StrictModel
 from clareps.data.imageset import ImageSet
-from clareps.device import Precision, autocast
+from clareps.device import Precision, autocast, hardware
+from clareps.io import write_json
 from clareps.progress import progress_bar
 
 
@@ -97,3 +99,9 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> to
 
 def accuracy(model: nn.Module, data: ImageSet) -> float:
     return (predict(model, data.images) == data.labels).float().mean().item()
+
+
+def write_timing(folder: str | Path, seconds: float, device: torch.device, precision: str) -> Path:
+    """A trained classifier's time and machine, in ``timing.json`` beside its file and not in its header,
+    so the same config gives the same bytes (and what hashes the file is reused after a retrain)."""
+    return write_json(Path(folder) / "timing.json", {"train_seconds": seconds, "hardware": hardware(device, precision)})

@@ -19,12 +19,12 @@ from clareps.clarid.bank_format import Bank
 from clareps.config import to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
-from clareps.device import hardware, resolve_device, resolve_precision
+from clareps.device import resolve_device, resolve_precision
 from clareps.classifiers.checkpoint import load_classifier, save_classifier
 from clareps.classifiers.students import make_student
 from clareps.errors import ClarepsError
-from clareps.classifiers.training import ClassifierRecipe, accuracy, train_classifier
-from clareps.io import hash_file, write_json
+from clareps.classifiers.training import ClassifierRecipe, accuracy, train_classifier, write_timing
+from clareps.io import hash_file
 
 
 
@@ -199,9 +199,7 @@ def train_kd_teacher(cfg: KDTeacherConfig, out: str | Path, quiet: bool = False)
             "metrics": metrics, "data_fingerprint": data_fingerprint(cfg.data),
             "val_fraction": cfg.val_fraction, "val_seed": cfg.val_seed}
     path = save_classifier(Path(out) / "kd_teacher.safetensors", model.cpu(), meta)
-    # the time goes beside the file, not in its header: the same config gives the same bytes, so the kd
-    # students that hash it are reused after a retrain
-    write_json(Path(out) / "timing.json", {"train_seconds": seconds, "hardware": hardware(device, cfg.precision)})
+    write_timing(path.parent, seconds, device, cfg.precision)
     return path, dict(metrics, train_seconds=seconds)
 
 
