@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from clareps.clarid.metrics import METRICS_VERSION
+from clareps.io import load_tensors
 
 
 def _preset(tmp_path, teacher, cache) -> str:
@@ -46,6 +49,17 @@ def test_build_show_sweep_and_compare(tiny_teacher, tiny_data_cache, tiny_judge,
     out = _run("bank", "show", "--bank", str(tmp_path / "canon"), "--control", str(tmp_path / "ctrl"), *judges)
     assert out.count("(reused)") == 2 and "shape IoU (mask judge vs source mask)" in out
     assert "engine converged" in out and "captured energy" in out
+    moved = []  # the same judges in another folder (a moved checkout): the same judges, metrics reused
+    for i, path in enumerate((tiny_judge, tiny_mask_judge)):
+        dest = tmp_path / f"moved{i}" / Path(path).name
+        dest.parent.mkdir()
+        for src in Path(path).parent.glob(Path(path).stem + ".*"):
+            shutil.copy(src, dest.parent / src.name)
+        moved += [dest]
+    out = _run("bank", "show", "--bank", str(tmp_path / "canon"), "--judge", str(moved[0]), "--mask-judge",
+               str(moved[1]))
+    assert out.count("(reused)") == 1
+    assert "judge" not in load_tensors(tmp_path / "canon" / "items.safetensors")[1]
     assert (tmp_path / "canon" / "comparison.png").stat().st_size > 0
     assert (tmp_path / "canon" / "spectra.png").stat().st_size > 0
 

@@ -47,8 +47,15 @@ def _weights_id(path: Path | None) -> str | None:
 
 
 def _judges(judge_path: str | Path, mask_path: Path | None) -> dict:
-    return {"metrics_version": METRICS_VERSION, "judge": str(judge_path), "judge_sha256": _weights_id(Path(judge_path)),
-            "mask_judge": None if mask_path is None else str(mask_path), "mask_judge_sha256": _weights_id(mask_path)}
+    """Which judges measured a bank, by their weights' hashes (a moved checkout is the same judge)."""
+    return {"metrics_version": METRICS_VERSION, "judge_sha256": _weights_id(Path(judge_path)),
+            "mask_judge_sha256": _weights_id(mask_path)}
+
+
+def _judge_paths(judge_path: str | Path, mask_path: Path | None) -> dict:
+    """Where the judges were, for people reading metrics.json (not in items.safetensors: its bytes
+    must not depend on where the checkout lies)."""
+    return {"judge": str(judge_path), "mask_judge": None if mask_path is None else str(mask_path)}
 
 
 def measure_bank(folder: str | Path, judge_path: str | Path, mask_judge_path: str | Path | None = None) -> dict:
@@ -67,7 +74,7 @@ def measure_bank(folder: str | Path, judge_path: str | Path, mask_judge_path: st
         and ((bank.source_index >= 0).all() or mask_judge is not None)
     bg_judge = train_background_judge(train) if judge_backgrounds else None
     metrics, items = bank_measures(bank, train, judge, input_feats, bg_judge, mask_judge)
-    metrics.update(_judges(judge_path, mask_path), seconds_per_item=float(bank.seconds.mean()),
+    metrics.update(_judges(judge_path, mask_path), **_judge_paths(judge_path, mask_path), seconds_per_item=float(bank.seconds.mean()),
                    total_seconds=float(bank.seconds.sum()), bank_kind=bank.meta.get("bank_kind"),
                    source=bank.meta.get("source"),
                    k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"), tap=bank.meta.get("tap"),
