@@ -142,7 +142,11 @@ def _images(run: dict) -> dict:
         if "images" in b:
             out[block] = b["images"]
         if "slow_images" in b:
-            out["autoattack"] = b["slow_images"]
+            out["autoattack"] = dict(b["slow_images"])
+            ran = next((a["budgets_255_run"] for k, a in b.get("attacks", {}).items()
+                        if k.startswith("autoattack") and "budgets_255_run" in a), None)
+            if ran is not None and ran != b.get("budgets_255"):  # robustness.slow_budgets_255
+                out["autoattack"]["budgets_255"] = ran
     return out
 
 
@@ -226,7 +230,8 @@ def _describe(block: str, images: dict) -> str:
         ns = {v["n"] for v in images.values()}
         ofs = {v["of"] for v in images.values()}
         return f"clean {'/'.join(map(str, sorted(ns)))} of {'/'.join(map(str, sorted(ofs)))} per variant"
-    return f"{block} {images['n']} of {images['of']} ({images['split']})"
+    at = f", at {', '.join(f'{b:g}' for b in images['budgets_255'])}/255 only" if images.get("budgets_255") else ""
+    return f"{block} {images['n']} of {images['of']} ({images['split']}{at})"
 
 
 def to_csv(agg: dict) -> str:
