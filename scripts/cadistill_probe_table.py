@@ -1,0 +1,67 @@
+"""The CKA table of docs/studies/cadistill.md from `clareps probe`'s probe.json files (scripts/cadistill_probe.sh):
+per method, the linear CKA between its students' penultimate features and the teacher's features on each
+held-out bank (mean ± std over seeds), then, paired by seed, cadistill and cadistill-matched minus ce and
+minus control with their 95 % intervals. A method that learned the canonical geometry scores higher than
+ce on the canonical bank, and higher on the canonical bank than on the control bank.
+
+    python scripts/cadistill_probe_table.py runs/studies/cadistill/students/*/probe.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from clareps.evaluate.paired import BASELINES, TREATED, interval_text, paired_difference
+
+ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
+
+
+def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
+    """{bank: {method: {"seeds": [...], "values": [...]}}} from probe.json files."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in paths:
+        probe = json.loads(Path(path).read_text())
+        seed = json.loads((Path(probe["student"]).parent / "result.json").read_text())["seed"]
+        for bank, row in probe["banks"].items():
+            if not row["held_out"]:
+                raise SystemExit(f"{path}: bank {bank} is the one the student trained on, not held out")
+            cell = out.setdefault(bank, {}).setdefault(probe["method"], {"seeds": [], "values": []})
+            cell["seeds"].append(seed)
+            cell["values"].append(row["cka"])
+    return out
+
+
+def table(by_bank: dict[str, dict[str, dict]]) -> str:
+    banks = list(by_bank)
+    methods = sorted({m for b in banks for m in by_bank[b]}, key=lambda m: ORDER.index(m) if m in ORDER else 99)
+    lines = ["| method | " + " | ".join(f"CKA, {b} bank" for b in banks) + " | seeds |",
+             "|---|" + "---:|" * len(banks) + "---:|"]
+    for m in methods:
+        row = []
+        for b in banks:
+            values = by_bank[b].get(m, {}).get("values", [])
+            sd = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+            row.append(f"{statistics.mean(values):.3f}{sd}" if values else "")
+        n = max(len(by_bank[b].get(m, {}).get("values", [])) for b in banks)
+        lines.append(f"| {m} | " + " | ".join(row) + f" | {n} |")
+    lines += ["", "| paired by seed | " + " | ".join(f"{b} bank, 95 % CI (points of CKA x 100)" for b in banks) + " |",
+              "|---|" + "---:|" * len(banks)]
+    for m in TREATED:
+        for base in BASELINES:
+            if m == base:
+                continue
+            diffs = [paired_difference(by_bank[b][m], by_bank[b][base])
+                     if m in by_bank[b] and base in by_bank[b] else None for b in banks]
+            if any(d is not None for d in diffs):
+                lines.append(f"| {m} − {base} | " + " | ".join(
+                    f"{interval_text(d)} ({d['verdict']})" if d else "" for d in diffs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    print(table(cells(sys.argv[1:])), end="")

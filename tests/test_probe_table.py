@@ -1,0 +1,48 @@
+"""scripts/cadistill_probe_table.py: the CKA table of the CaDistill study from probe.json files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_probe_table.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("cadistill_probe_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _probe(tmp_path: Path, method: str, seed: int, canonical: float, control: float, held_out: bool = True) -> str:
+    run = tmp_path / f"{method}-s{seed}"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"seed": seed, "method": method}))
+    probe = {"student": str(run / "student.safetensors"), "method": method,
+             "banks": {"canonical": {"cka": canonical, "held_out": held_out},
+                       "control": {"cka": control, "held_out": held_out}}}
+    (run / "probe.json").write_text(json.dumps(probe))
+    return str(run / "probe.json")
+
+
+def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path):
+    table = _module()
+    paths = [_probe(tmp_path, "ce", 0, 0.40, 0.40), _probe(tmp_path, "ce", 1, 0.50, 0.45),
+             _probe(tmp_path, "cadistill", 0, 0.45, 0.40), _probe(tmp_path, "cadistill", 1, 0.56, 0.45)]
+    by_bank = table.cells(paths)
+    assert by_bank["canonical"]["cadistill"] == {"seeds": [0, 1], "values": [0.45, 0.56]}
+    text = table.table(by_bank)
+    assert "| ce | 0.450 ± 0.071 | 0.425 ± 0.035 | 2 |" in text
+    # per seed +0.05 and +0.06 on the canonical bank: mean +5.5 points of CKA x 100; 0 on the control bank
+    row = next(line for line in text.splitlines() if line.startswith("| cadistill − ce"))
+    assert row.split("|")[2].strip().startswith("+5.5 [") and "+0.0 [+0.0, +0.0]" in row.split("|")[3]
+
+
+def test_a_bank_the_student_trained_on_is_refused(tmp_path):
+    table = _module()
+    with pytest.raises(SystemExit, match="not held out"):
+        table.cells([_probe(tmp_path, "cadistill", 0, 0.9, 0.5, held_out=False)])
