@@ -174,6 +174,22 @@ def trained_student(tmp_path_factory, tiny_data_cache):
     return run
 
 
+def test_a_student_loads_channels_last_and_computes_the_same_function(trained_student, tiny_data_cache):
+    from clareps.classifiers.checkpoint import load_classifier
+    from clareps.data.benchmark import BenchmarkConfig, load_split
+    from clareps.evaluate.suite import load_student
+
+    model, _ = load_student(trained_student)
+    plain, _ = load_classifier(trained_student / "student.safetensors")
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x = load_split(BenchmarkConfig(n_train=200, n_test=50), "test-original", cache_dir=tiny_data_cache).images[:20]
+    x = x.float().requires_grad_(True)
+    grad = torch.autograd.grad(model(x).logsumexp(1).sum(), x)[0]
+    assert torch.allclose(model(x), plain(x), atol=1e-5)
+    assert torch.allclose(grad, torch.autograd.grad(plain(x).logsumexp(1).sum(), x)[0], atol=1e-5)
+
+
 def test_larger_budget_never_raises_pgd_accuracy(trained_student, tiny_data_cache):
     from clareps.data.benchmark import BenchmarkConfig, load_split
     from clareps.evaluate.suite import load_student
