@@ -50,8 +50,8 @@ def _teacher(job: Path, out: Path, *overrides: str) -> TeacherTrainer:
 
 
 def _student_state(trainer: DistillTrainer) -> dict[str, torch.Tensor]:
-    state = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
-    return dict(state, **{f"proj.{k}": v for k, v in trainer.proj.state_dict().items()})
+    state = {f"model.{k}": v.contiguous() for k, v in trainer.model.state_dict().items()}  # (channels-last)
+    return dict(state, **{f"proj.{k}": v.contiguous() for k, v in trainer.proj.state_dict().items()})
 
 
 def _worker(job: Path) -> None:
