@@ -128,7 +128,8 @@ def test_inversion_and_a_two_item_bank(external, which, tmp_path):
     base = {"teacher": spec, "device": "cpu", "per_class": 1, "source": "matched", "shard_size": 1,
             "teacher_classes": None if which == "unet2d" else [1, 3],
             "data": {"kind": "npz", "path": str(external / "data.npz")},
-            "clarid": {"k": 2, "steps": 10, "max_iter": 4, "t_e": 0.3, "w": 2.0}}
+            # fp32 sampling: the reference decode below is fp32 (`auto` is bf16 on a CPU with native bf16)
+            "clarid": {"k": 2, "steps": 10, "max_iter": 4, "t_e": 0.3, "w": 2.0, "sampler_precision": "fp32"}}
     bank, _ = build_bank(build_config(BankConfig, base), tmp_path / "canon", quiet=True)
     model, _ = load_teacher_any(spec, classes=base["teacher_classes"])
     c, s = model.cfg.in_channels, model.cfg.image_size
