@@ -35,4 +35,7 @@ for student in "$RUN"/students/*/; do
   nice -n "${NICE:-19}" "$CLAREPS" probe --student "$student" --bank "canonical=$BANKS/canonical-s$SEED" \
     --bank "control=$BANKS/control-s$SEED" > /dev/null
 done
-"$PY" scripts/cadistill_probe_table.py "$RUN"/students/*/probe.json
+shopt -s nullglob
+probes=("$RUN"/students/*/probe.json)
+[[ ${#probes[@]} -gt 0 ]] || { echo "no finished student in $RUN/students yet: the held-out banks are ready"; exit 0; }
+"$PY" scripts/cadistill_probe_table.py "${probes[@]}"
