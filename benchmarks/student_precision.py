@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--out", default="runs/precision-students")
     args = ap.parse_args()
-    cells: dict[str, dict[str, dict]] = {p: {v: {"seeds": [], "values": []} for v in VARIANTS} for p in ("fp32", "bf16")}
+    cells: dict[str, dict[str, dict]] = {p: {v: {"seeds": [], "values": []} for v in VARIANTS}
+                                         for p in ("fp32", "bf16")}
     seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for seed in args.seeds:
         for precision in ("fp32", "bf16"):

@@ -74,8 +74,9 @@ def measure_bank(folder: str | Path, judge_path: str | Path, mask_judge_path: st
         and ((bank.source_index >= 0).all() or mask_judge is not None)
     bg_judge = train_background_judge(train) if judge_backgrounds else None
     metrics, items = bank_measures(bank, train, judge, input_feats, bg_judge, mask_judge)
-    metrics.update(_judges(judge_path, mask_path), **_judge_paths(judge_path, mask_path), seconds_per_item=float(bank.seconds.mean()),
-                   total_seconds=float(bank.seconds.sum()), bank_kind=bank.meta.get("bank_kind"),
+    metrics.update(_judges(judge_path, mask_path), **_judge_paths(judge_path, mask_path),
+                   seconds_per_item=float(bank.seconds.mean()), total_seconds=float(bank.seconds.sum()),
+                   bank_kind=bank.meta.get("bank_kind"),
                    source=bank.meta.get("source"),
                    k=bank.meta.get("k"), t_e=bank.meta.get("t_e"), w=bank.meta.get("w"), tap=bank.meta.get("tap"),
                    **{key: bank.meta.get("config", {}).get("clarid", {}).get(key)
