@@ -230,9 +230,10 @@ def test_the_cascade_of_a_random_attack_is_never_weaker(name, over):
 
 @pytest.mark.parametrize("schedule", ["cascade", "independent"])
 def test_autoattack_at_some_budgets_only_reports_no_worst_case_where_it_did_not_run(schedule):
-    """slow_budgets_255: AutoAttack runs at 4/255 only. There it bites as when it runs everywhere
-    (never weaker than the fast attacks alone); at the other budgets it attacks nothing, and neither
-    it nor the worst case over all attacks reports an accuracy (the fast attacks' worst case does)."""
+    """slow_budgets_255: AutoAttack runs at 4/255 only. There it still breaks points PGD left robust
+    (and running it at every budget, with its carry-over, can only break more); at the other budgets it
+    attacks nothing, and neither it nor the worst case over all attacks reports an accuracy there (the
+    fast attacks' worst case does)."""
     model = tiny_model()
     x, y = tiny_points(model)
     slow = torch.zeros(len(x), dtype=torch.bool)
