@@ -76,6 +76,8 @@ def robust_curves(agg: dict, attacks: list[str], budgets: dict[str, list[float]]
             ax.errorbar(bs, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", ms=3, lw=1.2,
                         capsize=2, label=m, color=color(m, i))
         titles = {"worst": "worst case over attacks", "worst-fast": "worst case w/o AutoAttack"}
+        if attack == "worst" and bs != budgets.get("worst-fast", bs):  # robustness.slow_budgets_255
+            titles["worst"] += "\n(the budgets AutoAttack ran at)"
         ax.set_title(titles.get(attack, attack), fontsize=10)
         ax.set_xlabel("L-inf budget (x/255)")
         ax.set_xticks(bs, [f"{b:g}" for b in bs])
