@@ -256,6 +256,9 @@ def test_autoattack_at_some_budgets_only_reports_no_worst_case_where_it_did_not_
     assert out["worst_case_fast"]["accuracy"] == full["worst_case_fast"]["accuracy"]
     keys = summarize({"robustness": out})
     assert "robust/worst@4/255" in keys and "robust/worst@1/255" not in keys and "robust/worst-fast@1/255" in keys
+    assert aa["point_violations"] == 0  # the budgets it skipped are not compared
+    everywhere = evaluate_robustness(model, x, y, 10, c, seed=3)  # AutoAttack on every point, at 4/255 only
+    assert "robust/worst-fast@1/255" in summarize({"robustness": everywhere})
     with pytest.raises(ValueError, match="slow_budgets_255"):
         cfg(schedule, slow_budgets_255=[3])
 

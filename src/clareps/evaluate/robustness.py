@@ -131,7 +131,7 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
                             per_class=[per_class(ok[k, on], labels[on], num_classes) if runs[k] else None
                                        for k in range(len(budgets))],
                             params=attack_params(name, cfg, num_classes),
-                            point_violations=_point_violations(ok, on, budgets))
+                            point_violations=_point_violations(ok, on, budgets, runs))
         flags += [dict(v, attack=key) for v in monotone_violations(budgets, acc)]
         worst &= ok | ~on  # a point an attack did not run on is judged by the others (then dropped below)
     worst_acc = [float(worst[k, common].float().mean()) if complete[k] else None for k in range(len(budgets))]
@@ -150,8 +150,8 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
     if points is not None:
         points.update(worst=worst, common=common, **{f"after/{k}": v for k, v in point_ok.items()})
     fast = [a for a in point_ok if a not in SLOW]  # (names of the attack kinds, not their result keys)
-    if fast and len(fast) < len(point_ok) and not common.all():
-        # the slow attacks ran on a subset: the worst case of the others on every point, too
+    if fast and len(fast) < len(point_ok) and not (common.all() and all(complete)):
+        # the slow attacks ran on a subset of the points or of the budgets: the others' worst case, too
         ok_fast = clean_ok.clone().expand(len(budgets), n).clone()
         for name in fast:
             ok_fast &= point_ok[name]
@@ -162,7 +162,8 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
     return out
 
 
-def _point_violations(ok: torch.Tensor, on: torch.Tensor, budgets: list[float]) -> int:
-    """Points robust at a larger budget but broken at a smaller one (each such pair counted once)."""
-    order = sorted(range(len(budgets)), key=lambda i: budgets[i])
+def _point_violations(ok: torch.Tensor, on: torch.Tensor, budgets: list[float], runs: list[bool]) -> int:
+    """Points robust at a larger budget but broken at a smaller one (each such pair counted once), over
+    the budgets the attack ran at."""
+    order = sorted((i for i in range(len(budgets)) if runs[i]), key=lambda i: budgets[i])
     return int(sum(((~ok[i]) & ok[j] & on).sum() for i, j in zip(order, order[1:])))
