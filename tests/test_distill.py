@@ -226,7 +226,7 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
 
 def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_cli):
     bank = make_bank(tmp_path / "canonical", data, _fp(npz))
-    config = _write_config(tmp_path, npz)
+    config = _write_config(tmp_path, npz, test_data={"held-out": str(npz)})
     args = ["distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.lambda_align=0,1",
             "--grid", "loss.lambda_dist=0.5", "--seeds", "0,1", "--pgd-images", 8, "--out", tmp_path / "sw", "-q"]
     code, out, err = run_cli(*args)
@@ -242,6 +242,8 @@ def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_
     cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "lambda_align=0_lambda_dist=0.5-s1" / "config.yaml").read_text())
     assert cfg["loss"]["lambda_align"] == 0 and cfg["loss"]["lambda_dist"] == 0.5 and cfg["seed"] == 1
     assert "chosen:" in out and "| method | setting | loss.lambda_align |" in out
+    for result in (tmp_path / "sw" / "runs").glob("*/result.json"):  # the preset's test file is never scored
+        assert not [k for k in json.loads(result.read_text()) if k.startswith("test_acc")]
 
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "sw" / "runs").glob("*/student.safetensors")}
     code, out2, err = run_cli(*args)

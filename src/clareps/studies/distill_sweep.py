@@ -107,8 +107,9 @@ def run_sweep(preset: Path, overrides: list[str], grid: dict[str, list[str]], se
 
     def config(m: str, setting: dict, seed: int) -> DistillConfig:
         extra = [f"bank={bank}"] if m != "ce" and bank is not None else []
-        return load_config(DistillConfig, preset, [*overrides, *(f"{k}={v}" for k, v in setting.items()),
-                                                   *extra, f"method={m}", f"seed={seed}"])
+        cfg = load_config(DistillConfig, preset, [*overrides, *(f"{k}={v}" for k, v in setting.items()),
+                                                  *extra, f"method={m}", f"seed={seed}"])
+        return cfg.model_copy(update={"test_splits": [], "test_data": {}})  # a sweep never reads a test variant
 
     configs = {name: {seed: config(m, s, seed) for seed in seeds} for m, s, name in jobs}  # bad keys fail first
     rows = []
