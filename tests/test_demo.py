@@ -62,6 +62,9 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
     makers = {k: v for k, v in stages.items() if k.startswith(MAKERS)}
     assert len(makers) == 1 + 1 + 3 + 2 + 1 + 15 + 15
     assert [k for k, v in makers.items() if v["reused"]] == ["data"]  # the session's benchmark build
+    when = {k: log["built"][k]["when"] for k in makers if k != "data"}  # when each artifact was finished
+    assert min(when.values()) >= log["history"][-1]["started"]
+    assert when["bank/canonical"] <= when["distill/ce-s0"] < when["distill/cadistill-s2"]
     hw = log["history"][-1]["hardware"]  # where the times were measured, and in which precision
     assert hw["capability"] == torch.backends.cpu.get_cpu_capability() and hw["cpu"]
     assert hw["precision"] == {"teacher": "fp32", "banks": "fp32", "students": "fp32"}  # demo-tiny pins fp32

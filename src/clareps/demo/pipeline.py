@@ -67,7 +67,7 @@ class Pipeline:
             stage: resolve_precision(p, device) for stage, p in requested.items() if p is not None})
         self.stages: dict[str, dict] = {}
         self.finished = False
-        self.t0, self.started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.t0, self.started = time.perf_counter(), _now()
 
     # -- configs ------------------------------------------------------------------------------------
     def _teacher_config(self):
@@ -120,6 +120,7 @@ class Pipeline:
         except ClarepsError as err:
             raise ClarepsError(f"demo stage {name}: {err}") from None
         info["seconds"] = round(time.perf_counter() - t0, 2)
+        info["ended"] = _now()
         self.stages[name] = info
         self.say(f"  {name}: {'reused' if info['reused'] else 'done'} in {info['seconds']:.1f} s")
         self._write_log(finished=self.finished)
@@ -134,7 +135,7 @@ class Pipeline:
         log["history"] = history + [entry]
         for name, info in self.stages.items():  # what it cost to make each artifact, kept across reruns
             if not info["reused"]:
-                log["built"][name] = {"seconds": info["seconds"], "when": self.started, "hardware": entry["hardware"]}
+                log["built"][name] = {"seconds": info["seconds"], "when": info["ended"], "hardware": entry["hardware"]}
         write_json(path, log)
 
     # -- stages -------------------------------------------------------------------------------------
@@ -253,3 +254,7 @@ class Pipeline:
             agg = aggregate(load_runs(find_results(runs, self.cfg.evaluate.mode)))
             write_tables(agg, self.run.results)
         return agg
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
