@@ -1,0 +1,56 @@
+"""scripts/cadistill_per_class.py: the per-class tables of the CaDistill study from evaluation files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_per_class.py"
+RAND = "clean acc, mixed-rand (%)"
+FAST = "worst case of the fast attacks at 2/255 (%)"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("cadistill_per_class", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _eval(tmp_path: Path, method: str, seed: int, rand: list, fast_at_2: list | None) -> str:
+    run = {"method": method, "train_seed": seed,
+           "clean": {"variants": {"test-mixed-rand": {"per_class": rand}}, "bg_gap_per_class": [0.0] * len(rand)},
+           "robustness": {"budgets_255": [1.0, 2.0] if fast_at_2 else [1.0],
+                          "worst_case_fast": {"per_class": [[0.5] * len(rand)] + ([fast_at_2] if fast_at_2 else [])}}}
+    path = tmp_path / f"{method}-s{seed}.json"
+    path.write_text(json.dumps(run))
+    return str(path)
+
+
+def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path):
+    t = _module()
+    n = 10
+    paths = [_eval(tmp_path, "ce", 0, [0.80] * n, [0.30] * n), _eval(tmp_path, "ce", 1, [0.90] * n, [0.40] * n),
+             _eval(tmp_path, "cadistill", 0, [0.82] + [0.80] * (n - 1), [0.30] * n),
+             _eval(tmp_path, "cadistill", 1, [0.94] + [0.90] * (n - 1), [0.20] + [0.40] * (n - 1))]
+    cells = t.cells(paths, RAND)
+    assert cells["cadistill"][0] == {"seeds": [0, 1], "values": [0.82, 0.94]}
+    lines = t.table(cells, RAND).splitlines()
+    header = next(line for line in lines if line.startswith("| class |"))
+    assert header == "| class | ce | cadistill | cadistill − ce, 95 % CI |"
+    first = lines[lines.index(header) + 2].split("|")
+    # class 0: ce 85.0, cadistill 88.0; per seed +2 and +4 points: mean +3.0 ± 12.7 (t with 1 degree of freedom)
+    assert first[1].strip() == "bear" and first[2].strip() == "85.0" and first[3].strip() == "88.0"
+    assert first[4].strip().startswith("+3.0 [-9.7, +15.7]")
+    assert lines[lines.index(header) + 3].split("|")[4].strip() == "+0.0 [+0.0, +0.0]"
+    fast = t.table(t.cells(paths, FAST), FAST).splitlines()
+    assert fast[4].split("|")[4].strip() == "-10.0 [-137.1, +117.1]"  # bear: 0 and -20 points
+
+
+def test_an_evaluation_without_the_budget_is_refused(tmp_path):
+    t = _module()
+    with pytest.raises(SystemExit, match="no per-class values"):
+        t.cells([_eval(tmp_path, "ce", 0, [0.8] * 10, None)], FAST)
