@@ -46,9 +46,9 @@ def test_report_has_every_section_with_embedded_images_and_no_links_out(tiny_run
         body = section(html, sid)
         assert "Not available" not in body and 'class="error"' not in body, sid
     pngs = images_of(html)
-    # data (2), teacher samples, real | control | canonical (3), spectra, embeddings, loss terms, robust,
-    # corruptions, background, saliency
-    assert len(pngs) == 13 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    # paired differences, data (2), teacher samples, real | control | canonical (3), spectra, embeddings,
+    # loss terms, robust, corruptions, background, saliency
+    assert len(pngs) == 14 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert len(re.findall(r"\bsrc=", html)) == len(pngs)  # every image is embedded
     assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', html))  # only links inside the page
     assert "http://" not in html and "https://" not in html and "<script" not in html and "<link" not in html
@@ -176,6 +176,14 @@ def test_report_cli(tiny_run, tmp_path, run_cli):
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert build_report(tiny_run) == tiny_run / "report.html"
 
+    # --figures: the page's images as files, by section, the same bytes as embedded
+    code, stdout, err = run_cli("report", tiny_run, "--out", out, "--figures", tmp_path / "figs")
+    assert code == 0, err
+    assert stdout.strip().endswith(f"figures: {tmp_path / 'figs'}")
+    files = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert files[0] == "background-1.png" and "results-1.png" in files and "robust-1.png" in files
+    assert sorted((tmp_path / "figs" / f).read_bytes() for f in files) == sorted(images_of(out.read_text()))
+
     code, _, err = run_cli("report", tmp_path / "nope")
     assert code == 2 and "no run root at" in err
 
@@ -189,3 +197,17 @@ def test_versus_baselines_shows_the_largest_budget_any_method_survives():
                "robust/worst@8/255": {"ce": stat(0.0), "cadistill": stat(0.0)}}
     html = versus_baselines({"methods": ["ce", "cadistill"], "metrics": metrics})
     assert "4/255" in html and "8/255" not in html
+
+
+def test_the_forest_of_paired_differences_puts_every_gain_on_the_right():
+    from clareps.report.figures import better_is_right, paired_forest
+
+    gap_lower = {"mean": -0.02, "low": -0.03, "high": -0.01}  # the background gap shrank by 2 points
+    assert better_is_right(gap_lower, lower_is_better=True) == pytest.approx((2.0, 1.0, 3.0))
+    assert better_is_right(gap_lower, lower_is_better=False) == pytest.approx((-2.0, -3.0, -1.0))
+    assert better_is_right({"mean": 0.05, "low": None, "high": None}, False) == pytest.approx((5.0, 5.0, 5.0))
+    paired = {"cadistill-vs-ce": {"bg/gap": dict(gap_lower), "clean/test-original": {"mean": 0.0, "low": -0.01,
+                                                                                      "high": 0.01}},
+              "cadistill-vs-control": {"bg/gap": dict(gap_lower)}}
+    png = paired_forest(paired, ["clean/test-original", "bg/gap"], ["clean", "gap"], ("bg/gap",))
+    assert png.startswith(b"\x89PNG")

@@ -9,7 +9,9 @@ import typer
 
 
 def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `clareps demo` (e.g. runs/demo)"),
-               out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default RUN_ROOT/report.html)")
+               out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default RUN_ROOT/report.html)"),
+               figures: Optional[Path] = typer.Option(None, "--figures",
+                                                      help="also write each figure as a PNG file in this folder")
                ) -> None:
     """One self-contained HTML page: data, teacher, banks, results, robustness, saliency, compute."""
     from clareps.errors import ClarepsError
@@ -21,7 +23,11 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
     if not (run_root / "demo.json").is_file():
         raise ClarepsError(f"{run_root} is not a demo run root (no demo.json; make one with `clareps demo`)")
     check_writable((out or run_root / "report.html").parent)
-    typer.echo(f"report: {build_report(run_root, out)}")
+    if figures is not None:
+        check_writable(figures)
+    typer.echo(f"report: {build_report(run_root, out, figures=figures)}")
+    if figures is not None:
+        typer.echo(f"figures: {figures}")
 
 
 def register(app: typer.Typer) -> None:

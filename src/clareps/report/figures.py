@@ -91,6 +91,43 @@ def robust_curves(agg: dict, attacks: list[str], budgets: dict[str, list[float]]
     return _png(fig)
 
 
+def better_is_right(d: dict, lower_is_better: bool) -> tuple[float, float, float]:
+    """A paired difference's mean and 95 % interval in points, negated for a lower-is-better metric (so a
+    gain is always positive); without an interval (one seed) both ends are the mean."""
+    sign = -100.0 if lower_is_better else 100.0
+    lo, hi = (d["low"], d["high"]) if d["low"] is not None else (d["mean"], d["mean"])
+    return sign * d["mean"], min(sign * lo, sign * hi), max(sign * lo, sign * hi)
+
+
+def paired_forest(paired: dict, keys: list[str], labels: list[str], lower_is_better: tuple[str, ...]) -> bytes:
+    """Each comparison's paired difference per metric (points) with its 95 % interval, signed so that right
+    is better for every metric; an interval that crosses the zero line is no detectable difference."""
+    names = list(paired)
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.32 * len(keys) * max(1, len(names)) ** 0.6))
+    step = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        ys, xs, lows, highs = [], [], [], []
+        for j, k in enumerate(keys):
+            d = paired[name].get(k)
+            if d is None:
+                continue
+            mean, lo, hi = better_is_right(d, k in lower_is_better)
+            ys.append(j + (i - (len(names) - 1) / 2) * step)
+            xs.append(mean)
+            lows.append(mean - lo)
+            highs.append(hi - mean)
+        ax.errorbar(xs, ys, xerr=[lows, highs], fmt="o", ms=4, capsize=2, lw=1.2, color=f"C{i % 10}",
+                    label=name.replace("-vs-", " − "))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(keys)), labels, fontsize=8.5)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired difference, points (right: better; bars: 95 % interval over seeds)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.4 / max(1, len(keys))),
+              ncol=len(names), frameon=False)
+    return _png(fig)
+
+
 def spectra(singular_values: torch.Tensor, label: str) -> bytes:
     """Mean ± std over items of the k singular values of J at each item's latent."""
     s = singular_values.float()

@@ -3,13 +3,15 @@ CSS, no script, no link out of the page). Each section whose inputs are missing 
 
 from __future__ import annotations
 
+import base64
+import re
 import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from clareps.io import write_text
+from clareps.io import write_bytes, write_text
 from clareps.report import sections as S
 from clareps.report import student_sections as E
 from clareps.report import upstream_sections as T
@@ -91,11 +93,28 @@ def render_report(run_root: str | Path) -> tuple[str, list[str]]:
     return html, problems
 
 
-def build_report(run_root: str | Path, out: str | Path | None = None, warn: bool = True) -> Path:
-    """Write the report of ``run_root`` (default: RUN_ROOT/report.html) and return its path."""
+def build_report(run_root: str | Path, out: str | Path | None = None, warn: bool = True,
+                 figures: str | Path | None = None) -> Path:
+    """Write the report of ``run_root`` (default: RUN_ROOT/report.html) and return its path; with ``figures``,
+    each of its images also as a PNG file there (``<section>-<n>.png``)."""
     out = Path(out) if out is not None else Path(run_root) / "report.html"
     html, problems = render_report(run_root)
     if warn:
         for p in problems:
             print(f"warning: report section {p}", file=sys.stderr)
+    if figures is not None:
+        export_figures(html, Path(figures))
     return write_text(out, html)
+
+
+def export_figures(html: str, folder: Path) -> list[Path]:
+    """The page's embedded PNGs as files, named by the section they sit in and their order there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, counts, section = [], {}, "top"
+    for m in re.finditer(r'<h2 id="([^"]+)">|src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html):
+        if m.group(1):
+            section = m.group(1)
+            continue
+        counts[section] = counts.get(section, 0) + 1
+        paths.append(write_bytes(folder / f"{section}-{counts[section]}.png", base64.b64decode(m.group(2))))
+    return paths

@@ -9,7 +9,7 @@ import numpy as np
 from clareps.device import describe_hardware
 from clareps.diffusion.model_card import CONSISTENCY_BAR as BAR
 from clareps.report.context import Missing, ReportContext
-from clareps.report.html_parts import esc, minutes, pct, table
+from clareps.report.html_parts import esc, img, minutes, pct, table
 from clareps.report.layout import BANK_KINDS
 
 
@@ -132,8 +132,9 @@ def results_table(ctx: ReportContext) -> str:
 def versus_baselines(agg: dict) -> str:
     """CaDistill (and cadistill-matched) against ``ce`` and against ``control`` on the key metrics,
     paired by seed: the mean difference, its 95 % t-interval and the verdict that interval gives."""
-    from clareps.evaluate.aggregate import LOWER_IS_BETTER, metric_order
+    from clareps.evaluate.aggregate import LOWER_IS_BETTER, label, metric_order
     from clareps.evaluate.paired import by_method, paired_table
+    from clareps.report.figures import paired_forest
 
     paired = agg.get("paired") or paired_table(agg["metrics"], LOWER_IS_BETTER)
     if not paired:
@@ -145,7 +146,11 @@ def versus_baselines(agg: dict) -> str:
     keys = ["clean/test-original", "clean/test-mixed-rand", "bg/gap", *robust[-1:], "corr/mean",
             "saliency/integrated-gradients"]
     out = "".join(_versus(agg, method, names, paired, keys) for method, names in by_method(paired).items())
-    return out + "<h3>All methods</h3>" if out else ""
+    if not out:
+        return ""
+    shown = [k for k in keys if any(k in row for row in paired.values())]
+    forest = paired_forest(paired, shown, [label(k) for k in shown], LOWER_IS_BETTER)
+    return out + img(forest, "paired differences with their 95 % intervals") + "<h3>All methods</h3>"
 
 
 def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[str]) -> str:
