@@ -1,6 +1,6 @@
 """The per-class tables of docs/studies/cadistill.md from the study's evaluation files: for each class, each
-method's mean over seeds of a per-class measure, then cadistill (and cadistill-matched) minus ce and minus
-control, paired by seed, with their 95 % intervals (a class's 100 test images make these wide: read them as
+method's mean over seeds of a per-class measure, then each CaDistill label minus ce (and cadistill minus
+control), paired by seed, with their 95 % intervals (a class's 100 test images make these wide: read them as
 where to look, not as verdicts).
 
     python scripts/cadistill_per_class.py runs/studies/cadistill/students/*/eval-standard.json
@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 from clareps.data.foregrounds import ANIMAL_CLASSES
-from clareps.evaluate.paired import interval_text, paired_difference
+from clareps.evaluate.aggregate import METHOD_ORDER
+from clareps.evaluate.paired import interval_text, paired_difference, treated
 
-ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
-PAIRS = (("cadistill", "ce"), ("cadistill", "control"), ("cadistill-matched", "ce"))
 
 
 def _at_budget(rob: dict, block: str, eps_255: float) -> list | None:
@@ -57,8 +56,10 @@ def cells(paths: list[str], measure: str) -> dict[str, list[dict]]:
 
 def table(by_method: dict[str, list[dict]], measure: str) -> str:
     lower = MEASURES[measure][1]
-    methods = sorted(by_method, key=lambda m: ORDER.index(m) if m in ORDER else 99)
-    pairs = [(a, b) for a, b in PAIRS if a in by_method and b in by_method]
+    methods = sorted(by_method, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+    # every CaDistill label against ce, and the preset's against the guidance-only control too
+    pairs = [(a, b) for a in treated(by_method) for b in ("ce", "control")
+             if a in by_method and b in by_method and (b == "ce" or a == "cadistill")]
     n_classes = len(next(iter(by_method.values())))
     names = list(ANIMAL_CLASSES) if n_classes == len(ANIMAL_CLASSES) else [str(c) for c in range(n_classes)]
     lines = [f"{measure}, mean over seeds" + (" (lower is better)" if lower else ""), "",

@@ -14,9 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from clareps.evaluate.paired import BASELINES, TREATED, interval_text, paired_difference
+from clareps.evaluate.aggregate import METHOD_ORDER
+from clareps.evaluate.paired import BASELINES, interval_text, paired_difference, treated
 
-ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
 
 
 def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
@@ -36,7 +36,8 @@ def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
 
 def table(by_bank: dict[str, dict[str, dict]]) -> str:
     banks = list(by_bank)
-    methods = sorted({m for b in banks for m in by_bank[b]}, key=lambda m: ORDER.index(m) if m in ORDER else 99)
+    methods = sorted({m for b in banks for m in by_bank[b]},
+                     key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
     lines = ["| method | " + " | ".join(f"CKA, {b} bank" for b in banks) + " | seeds |",
              "|---|" + "---:|" * len(banks) + "---:|"]
     for m in methods:
@@ -49,7 +50,7 @@ def table(by_bank: dict[str, dict[str, dict]]) -> str:
         lines.append(f"| {m} | " + " | ".join(row) + f" | {n} |")
     lines += ["", "| paired by seed | " + " | ".join(f"{b} bank, 95 % CI (points of CKA x 100)" for b in banks) + " |",
               "|---|" + "---:|" * len(banks)]
-    for m in TREATED:
+    for m in treated(methods):
         for base in BASELINES:
             if m == base:
                 continue

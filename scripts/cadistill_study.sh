@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CaDistill study (issue 17 §3; configs/study-cadistill.yaml): six methods x 5 seeds on the shipped
+# The CaDistill study (issue 17 §3; configs/study-cadistill.yaml): seven methods x 5 seeds on the shipped
 # teacher, the standard evaluation, the paired table. Long (each stage's time lands in RUN/demo.json);
 # resumable: rerun the same command and finished stages are reused. Runs on one thread at nice 19 unless
 # OMP_NUM_THREADS / NICE say otherwise; prints the table at the end (also in RUN/results/results.md).

@@ -94,7 +94,10 @@ def test_tiny_demo_end_to_end_then_reused(tmp_path, tiny_data_cache, run_cli):
     (["--full", "--section", "demo"], "--full is --section full"),
     (["--set", "seeds=oops"], "bad value for 'seeds'"),
     (["--set", "bank.nope=1"], "unknown config key 'nope'"),
-    (["--set", "methods=[ce,magic]"], "bad value for 'methods.1'"),
+    (["--set", "methods=[ce,magic]"], "unknown method 'magic'"),
+    (["--set", "methods=[ce,ce]"], "a method is listed twice"),
+    (["--set", "variants={linear: {distill: {loss: {head: linear}}}}"], "variant 'linear': name it cadistill-"),
+    (["--set", "variants={cadistill-x: {distill: {loss: {hed: linear}}}}"], "[variants.cadistill-x]"),
 ])
 def test_demo_config_errors_are_one_line(args, match, tmp_path, run_cli):
     code, out, err = run_cli("demo", "-c", "demo-tiny", "--out", tmp_path / "d", *args)
@@ -131,8 +134,9 @@ def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny
     method reads it; its students, results, paired intervals and report sit beside cadistill's."""
     tiny = yaml.safe_load(Path(preset("demo-tiny")).read_text())["demo"]
     config = tmp_path / "study-tiny.yaml"
-    config.write_text(yaml.safe_dump({"study": dict(tiny, methods=["ce", "control", "cadistill", "cadistill-matched"],
-                                                    seeds=[0, 1])}))
+    methods = ["ce", "control", "cadistill", "cadistill-matched", "cadistill-linear"]
+    variants = {"cadistill-linear": {"distill": {"loss": {"head": "linear"}}}}  # a variant: a label of its own
+    config.write_text(yaml.safe_dump({"study": dict(tiny, methods=methods, variants=variants, seeds=[0, 1])}))
     run = tmp_path / "study"
     code, out, err = run_cli("demo", "-c", config, "--section", "study", "--out", run,
                              "--set", f"data.cache_dir={tiny_data_cache}", "-q")
@@ -148,7 +152,10 @@ def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny
 
     # the two students differ in their bank only, and their contracts tell them apart
     cfgs = {m: yaml.safe_load((run / "students" / f"{m}-s0" / "config.yaml").read_text())
-            for m in ("cadistill", "cadistill-matched")}
+            for m in ("cadistill", "cadistill-matched", "cadistill-linear")}
+    assert dict(cfgs["cadistill-linear"], config_hash=None) == \
+        dict(cfgs["cadistill"], loss=dict(cfgs["cadistill"]["loss"], head="linear"), config_hash=None)
+    assert cfgs["cadistill"]["loss"]["head"] == "mlp"
     assert cfgs["cadistill-matched"]["method"] == "cadistill" and cfgs["cadistill-matched"]["bank_source"] == "matched"
     assert cfgs["cadistill-matched"]["bank"] == str(run / "banks" / "matched")
     assert cfgs["cadistill"]["bank"] == str(run / "banks" / "canonical")
@@ -160,9 +167,9 @@ def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny
     res = json.loads((run / "students" / "cadistill-matched-s1" / "eval-fast.json").read_text())
     assert res["method"] == "cadistill-matched" and res["student"]["method"] == "cadistill"
     agg = json.loads((run / "results" / "results.json").read_text())
-    assert agg["methods"] == ["ce", "control", "cadistill", "cadistill-matched"]
-    assert set(agg["paired"]) == {"cadistill-vs-ce", "cadistill-vs-control", "cadistill-matched-vs-ce",
-                                  "cadistill-matched-vs-control", "cadistill-matched-vs-cadistill"}
+    assert agg["methods"] == methods
+    assert set(agg["paired"]) == {f"{m}-vs-{b}" for m in methods[2:] for b in ("ce", "control", "cadistill")
+                                  if m != b}
     assert agg["paired"]["cadistill-matched-vs-control"]["clean/test-original"]["seeds"] == [0, 1]
     table = (run / "results" / "results.md").read_text()
     assert "| cadistill-matched − ce, 95 % CI | verdict | cadistill-matched − control, 95 % CI |" in table
@@ -176,8 +183,11 @@ def test_the_study_config_validates_without_running(tmp_path):
     from clareps.demo.spec import ALL_METHODS
 
     cfg = load_demo_config(preset("study-cadistill"), "study")
-    assert cfg.methods == ALL_METHODS + ["cadistill-matched"] and cfg.seeds == [0, 1, 2, 3, 4]
+    assert cfg.methods == ALL_METHODS + ["cadistill-matched", "cadistill-spatial"] and cfg.seeds == [0, 1, 2, 3, 4]
     pipeline = Pipeline(cfg, tmp_path / "run", "study", quiet=True)
+    spatial = merged(pipeline.distill_base, cfg.variants["cadistill-spatial"].distill)  # the sweep's pick
+    assert spatial["loss"] == dict(pipeline.distill_base["loss"], align_on="spatial")
+    assert cfg.base_method("cadistill-spatial") == "cadistill"
     assert list(pipeline.banks) == ["canonical", "control", "feat-real", "matched"]
     matched, canonical = pipeline.banks["matched"], pipeline.banks["canonical"]
     assert (matched.kind, matched.source, canonical.source) == ("canonical", "matched", "random")

@@ -46,6 +46,9 @@ def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert first[1].strip() == "bear" and first[2].strip() == "85.0" and first[3].strip() == "88.0"
     assert first[4].strip().startswith("+3.0 [-9.7, +15.7]")
     assert lines[lines.index(header) + 3].split("|")[4].strip() == "+0.0 [+0.0, +0.0]"
+    variant = _eval(tmp_path, "cadistill-linear", 0, [0.8] * n, [0.3] * n)  # a demo config's variant: vs ce
+    header = t.table(t.cells([*paths, variant], RAND), RAND).splitlines()[2]
+    assert header.endswith("| cadistill − ce, 95 % CI | cadistill-linear − ce, 95 % CI |")
     fast = t.table(t.cells(paths, FAST), FAST).splitlines()
     assert fast[4].split("|")[4].strip() == "-10.0 [-137.1, +117.1]"  # bear: 0 and -20 points
 

@@ -51,12 +51,14 @@ class Pipeline:
         # that goes on training elsewhere cannot mix two versions into one run
         external = self.source is not None and is_external(self.source)
         self.teacher = self.source if external else self.run.teacher_dir / TEACHER_FILE
-        needed = {METHOD_BANK.get(m) for m in cfg.methods}
+        needed = {METHOD_BANK.get(cfg.base_method(m)) for m in cfg.methods}
         self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS
                       if kind not in ON_DEMAND_BANKS or kind in needed}
         self.distill_base = merged(read_yaml(preset("distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
+        for name, variant in cfg.variants.items():
+            build_config(DistillConfig, merged(self.distill_base, variant.distill), f"demo config [variants.{name}]")
         self.eval_cfg = load_eval_config(resolve_preset(cfg.evaluate.preset, "evaluate-default"), cfg.evaluate.mode,
                                          cfg.evaluate.overrides + [f"device={cfg.device}"])
         device = resolve_device(cfg.device)
@@ -89,13 +91,17 @@ class Pipeline:
                     **BANK_SETTINGS.get(kind, {"kind": kind}))
         return build_config(BankConfig, data, f"demo config [bank] ({kind})")
 
-    def distill_config(self, method: str, seed: int):
-        """The distill config of the method label ``method`` (cadistill-matched: the cadistill method
-        on the matched bank, which it refuses to be of another source)."""
+    def distill_config(self, label: str, seed: int):
+        """The distill config of the method label ``label`` (cadistill-matched: the cadistill method
+        on the matched bank, which it refuses to be of another source; a variant: its method's with its
+        overrides)."""
         from clareps.adapters.loading import teacher_fingerprint
         from clareps.distill.config import DistillConfig
 
-        data = merged(self.distill_base, {"method": METHOD_DISTILL.get(method, method), "seed": seed})
+        method = self.cfg.base_method(label)
+        base = merged(self.distill_base, self.cfg.variants[label].distill) if label in self.cfg.variants \
+            else self.distill_base
+        data = merged(base, {"method": METHOD_DISTILL.get(method, method), "seed": seed})
         if method in METHOD_BANK:
             kind = METHOD_BANK[method]
             data.update(bank=str(self.run.bank(kind)), expect_teacher=teacher_fingerprint(self.teacher))
@@ -103,7 +109,7 @@ class Pipeline:
                 data["bank_source"] = BANK_SETTINGS[kind]["source"]
         if method == "kd":
             data["kd"] = dict(data.get("kd", {}), teacher=str(self.run.kd_teacher))
-        return build_config(DistillConfig, data, f"demo config [distill] ({method})")
+        return build_config(DistillConfig, data, f"demo config [distill] ({label})")
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -152,7 +158,7 @@ class Pipeline:
         self.teacher_stage()
         for kind in self.banks:
             self.bank_stage(kind)
-        if "kd" in self.cfg.methods:
+        if any(self.cfg.base_method(m) == "kd" for m in self.cfg.methods):
             self.kd_teacher_stage()
         for seed in self.cfg.seeds:  # seed-major: an interrupted demo still has every method of seed 0
             for method in self.cfg.methods:

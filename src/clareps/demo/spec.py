@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clareps.config import StrictModel, apply_overrides, build_config, read_yaml
 from clareps.data.spec import DataSpec
@@ -16,6 +16,14 @@ from clareps.errors import ClarepsError
 
 ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]  # the default; cadistill-matched on request
 MethodLabel = Literal["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched"]
+BUILTIN_LABELS = set(MethodLabel.__args__)
+
+
+class VariantSpec(StrictModel):
+    """A method label of its own: the method ``of`` (its bank too) with ``distill`` overrides, e.g. a loss
+    variant a sweep picked, run beside the preset (``cadistill-spatial: {distill: {loss: {align_on: spatial}}}``)."""
+    of: MethodLabel = "cadistill"
+    distill: dict = Field(default_factory=dict)  # overrides of the run's distill config, this method only
 
 
 class TeacherSpec(StrictModel):
@@ -43,11 +51,28 @@ class DemoConfig(StrictModel):
     bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (every bank)
     distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
     # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched)
-    methods: list[MethodLabel] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    variants: dict[str, VariantSpec] = Field(default_factory=dict)  # more method labels (see VariantSpec)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     device: str = "auto"
+
+    @model_validator(mode="after")
+    def _labels(self):
+        for name, v in self.variants.items():
+            if name in BUILTIN_LABELS or not name.startswith(f"{v.of}-"):
+                raise ValueError(f"variant {name!r}: name it {v.of}-SOMETHING (not a built-in method label)")
+        unknown = [m for m in self.methods if m not in BUILTIN_LABELS and m not in self.variants]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}: one of {sorted(BUILTIN_LABELS)} or a name in variants")
+        if len(set(self.methods)) < len(self.methods):
+            raise ValueError("a method is listed twice")
+        return self
+
+    def base_method(self, label: str) -> str:
+        """The built-in method label behind ``label`` (itself unless it is a variant)."""
+        return self.variants[label].of if label in self.variants else label
 
 
 def load_demo_config(path: str | Path, section: str, overrides: list[str] | None = None) -> DemoConfig:

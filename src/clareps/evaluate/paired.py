@@ -47,10 +47,19 @@ TREATED = ("cadistill", "cadistill-matched")
 BASELINES = ("ce", "control", "cadistill")
 
 
-def paired_table(metrics: dict, lower_is_better: tuple[str, ...], methods: tuple[str, ...] = TREATED,
+def treated(methods) -> tuple[str, ...]:
+    """The compared methods among ``methods``: ``TREATED``, then every other CaDistill label (a variant of a
+    demo config, ``cadistill-<name>``)."""
+    return TREATED + tuple(sorted(m for m in methods if m.startswith("cadistill-") and m not in TREATED))
+
+
+def paired_table(metrics: dict, lower_is_better: tuple[str, ...], methods: tuple[str, ...] | None = None,
                  baselines: tuple[str, ...] = BASELINES) -> dict:
-    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each method and baseline present
-    (so the matched-source CaDistill is also read against the random-source one)."""
+    """{"<method>-vs-<baseline>": {metric: paired_difference}} for each method (default: ``treated`` of those
+    in ``metrics``) and baseline present (so the matched-source CaDistill is also read against the
+    random-source one)."""
+    if methods is None:
+        methods = treated({m for row in metrics.values() for m in row})
     out: dict = {}
     for method in methods:
         for base in baselines:
