@@ -130,8 +130,9 @@ def results_table(ctx: ReportContext) -> str:
 
 
 def versus_baselines(agg: dict) -> str:
-    """CaDistill (and cadistill-matched) against ``ce`` and against ``control`` on the key metrics,
-    paired by seed: the mean difference, its 95 % t-interval and the verdict that interval gives."""
+    """Every CaDistill label (cadistill, cadistill-matched, a demo config's variant) against ``ce``, ``control``
+    and ``cadistill`` on the key metrics, paired by seed: the mean difference, its 95 % t-interval and the
+    verdict that interval gives; then all of them in one forest plot."""
     from clareps.evaluate.aggregate import LOWER_IS_BETTER, label, metric_order
     from clareps.evaluate.paired import by_method, paired_table
     from clareps.report.figures import paired_forest
