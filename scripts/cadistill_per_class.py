@@ -63,7 +63,7 @@ def table(by_method: dict[str, list[dict]], measure: str) -> str:
     n_classes = len(next(iter(by_method.values())))
     names = list(ANIMAL_CLASSES) if n_classes == len(ANIMAL_CLASSES) else [str(c) for c in range(n_classes)]
     lines = [f"{measure}, mean over seeds" + (" (lower is better)" if lower else ""), "",
-             "| class | " + " | ".join(methods) + " | " + " | ".join(f"{a} − {b}, 95 % CI" for a, b in pairs) + " |",
+             "| " + " | ".join(["class", *methods, *(f"{a} − {b}, 95 % CI" for a, b in pairs)]) + " |",
              "|---|" + "---:|" * (len(methods) + len(pairs))]
     for c, name in enumerate(names):
         means = [by_method[m][c]["values"] for m in methods]

@@ -53,6 +53,12 @@ def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert fast[4].split("|")[4].strip() == "-10.0 [-137.1, +117.1]"  # bear: 0 and -20 points
 
 
+def test_without_a_cadistill_run_the_table_has_only_the_methods(tmp_path):
+    t = _module()
+    lines = t.table(t.cells([_eval(tmp_path, "ce", 0, [0.8] * 10, [0.3] * 10)], RAND), RAND).splitlines()
+    assert lines[2:4] == ["| class | ce |", "|---|---:|"] and lines[4] == "| bear | 80.0 |"
+
+
 def test_an_evaluation_without_the_budget_is_refused(tmp_path):
     t = _module()
     with pytest.raises(SystemExit, match="no per-class values"):
