@@ -42,6 +42,12 @@ def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert row.split("|")[2].strip().startswith("+5.5 [") and "+0.0 [+0.0, +0.0]" in row.split("|")[3]
 
 
+def test_without_a_pair_there_is_no_paired_table(tmp_path):
+    table = _module()
+    text = table.table(table.cells([_probe(tmp_path, "ce", 0, 0.40, 0.40)]))
+    assert text.splitlines()[-1] == "| ce | 0.400 | 0.400 | 1 |" and "paired by seed" not in text
+
+
 def test_a_bank_the_student_trained_on_is_refused(tmp_path):
     table = _module()
     with pytest.raises(SystemExit, match="not held out"):
