@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 from clareps.data.foregrounds import ANIMAL_CLASSES
-from clareps.evaluate.aggregate import METHOD_ORDER
+from clareps.evaluate.aggregate import method_rank
 from clareps.evaluate.paired import interval_text, paired_difference, treated
-
 
 
 def _at_budget(rob: dict, block: str, eps_255: float) -> list | None:
@@ -56,7 +55,7 @@ def cells(paths: list[str], measure: str) -> dict[str, list[dict]]:
 
 def table(by_method: dict[str, list[dict]], measure: str) -> str:
     lower = MEASURES[measure][1]
-    methods = sorted(by_method, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+    methods = sorted(by_method, key=method_rank)
     # every CaDistill label against ce, and the preset's against the guidance-only control too
     pairs = [(a, b) for a in treated(by_method) for b in ("ce", "control")
              if a in by_method and b in by_method and (b == "ce" or a == "cadistill")]

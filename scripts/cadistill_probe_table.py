@@ -14,9 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from clareps.evaluate.aggregate import METHOD_ORDER
+from clareps.evaluate.aggregate import method_rank
 from clareps.evaluate.paired import BASELINES, interval_text, paired_difference, treated
-
 
 
 def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
@@ -36,8 +35,7 @@ def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
 
 def table(by_bank: dict[str, dict[str, dict]]) -> str:
     banks = list(by_bank)
-    methods = sorted({m for b in banks for m in by_bank[b]},
-                     key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+    methods = sorted({m for b in banks for m in by_bank[b]}, key=method_rank)
     lines = ["| method | " + " | ".join(f"CKA, {b} bank" for b in banks) + " | seeds |",
              "|---|" + "---:|" * len(banks) + "---:|"]
     for m in methods:

@@ -57,8 +57,8 @@ class Pipeline:
         self.distill_base = merged(read_yaml(preset("distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
-        for name, variant in cfg.variants.items():
-            build_config(DistillConfig, merged(self.distill_base, variant.distill), f"demo config [variants.{name}]")
+        for name in cfg.variants:
+            build_config(DistillConfig, self._distill_data(name), f"demo config [variants.{name}]")
         self.eval_cfg = load_eval_config(resolve_preset(cfg.evaluate.preset, "evaluate-default"), cfg.evaluate.mode,
                                          cfg.evaluate.overrides + [f"device={cfg.device}"])
         device = resolve_device(cfg.device)
@@ -91,6 +91,11 @@ class Pipeline:
                     **BANK_SETTINGS.get(kind, {"kind": kind}))
         return build_config(BankConfig, data, f"demo config [bank] ({kind})")
 
+    def _distill_data(self, label: str) -> dict:
+        """The run's distill settings, with a variant's own overrides merged in."""
+        variant = self.cfg.variants.get(label)
+        return merged(self.distill_base, variant.distill) if variant else self.distill_base
+
     def distill_config(self, label: str, seed: int):
         """The distill config of the method label ``label`` (cadistill-matched: the cadistill method
         on the matched bank, which it refuses to be of another source; a variant: its method's with its
@@ -99,9 +104,7 @@ class Pipeline:
         from clareps.distill.config import DistillConfig
 
         method = self.cfg.base_method(label)
-        base = merged(self.distill_base, self.cfg.variants[label].distill) if label in self.cfg.variants \
-            else self.distill_base
-        data = merged(base, {"method": METHOD_DISTILL.get(method, method), "seed": seed})
+        data = merged(self._distill_data(label), {"method": METHOD_DISTILL.get(method, method), "seed": seed})
         if method in METHOD_BANK:
             kind = METHOD_BANK[method]
             data.update(bank=str(self.run.bank(kind)), expect_teacher=teacher_fingerprint(self.teacher))

@@ -27,6 +27,11 @@ METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matc
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
 
 
+def method_rank(method: str) -> tuple:
+    """Table order: the built-in methods as in ``METHOD_ORDER``, then any other label (a variant) by name."""
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
 def find_results(paths: list[str | Path], mode: str = "full") -> list[Path]:
     """Result files: a JSON file as given, or ``eval.json`` (``eval-<mode>.json``) in a run dir."""
     out = []
@@ -113,8 +118,7 @@ def _stats(values: list[float]) -> dict:
 def aggregate(runs: list[dict]) -> dict:
     """{"methods", "metrics": {metric: {method: {mean, std, n, seeds, values}}}, ...} over seeds."""
     mce_ref = add_mce(runs)
-    methods = sorted({str(r.get("method")) for r in runs},
-                     key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    methods = sorted({str(r.get("method")) for r in runs}, key=method_rank)
     metrics = sorted({k for r in runs for k in r["summary"]}, key=metric_order)
     table: dict[str, dict] = {}
     for metric in metrics:
