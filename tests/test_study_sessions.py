@@ -1,0 +1,63 @@
+"""scripts/cadistill_sessions.py: the study's order of students, claims between processes, the archive."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+from pathlib import Path
+from types import SimpleNamespace
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_sessions.py"
+
+
+def _module(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OUT", str(tmp_path / "run"))
+    monkeypatch.setenv("ARCHIVE", str(tmp_path / "archive"))
+    spec = importlib.util.spec_from_file_location("cadistill_sessions", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_primary_comparisons_first_for_every_seed(tmp_path, monkeypatch):
+    m = _module(tmp_path, monkeypatch)
+    cfg = SimpleNamespace(methods=["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched"], seeds=[0, 1])
+    order = m.units(cfg)
+    assert order[:6] == [("ce", 0), ("control", 0), ("cadistill", 0), ("ce", 1), ("control", 1), ("cadistill", 1)]
+    assert sorted(order) == sorted((x, s) for x in cfg.methods for s in cfg.seeds)
+
+
+def test_a_claim_is_exclusive_until_its_process_is_gone(tmp_path, monkeypatch):
+    m = _module(tmp_path, monkeypatch)
+    assert m.claim("ce-s0")
+    assert not m.claim("ce-s0")  # held by this (live) process
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    (m.CLAIMS / "ce-s0" / "owner").write_text(f"{platform.node()} {dead}")
+    assert m.claim("ce-s0")  # a dead owner's claim is taken over
+    assert (m.CLAIMS / "ce-s0" / "owner").read_text() == f"{platform.node()} {os.getpid()}"
+    (m.CLAIMS / "ce-s0" / "owner").write_text(f"another-host {dead}")
+    assert not m.claim("ce-s0")  # another machine's claim: its process cannot be checked from here
+    m.release("ce-s0")
+    assert m.claim("ce-s0")
+
+
+def test_archive_keeps_the_small_files_and_seed_0_maps(tmp_path, monkeypatch):
+    m = _module(tmp_path, monkeypatch)
+    for seed in (0, 1):
+        run = tmp_path / "run" / "students" / f"ce-s{seed}"
+        run.mkdir(parents=True)
+        for name in ("result.json", "metrics.jsonl", "config.yaml", "eval-standard.json", "probe.json"):
+            (run / name).write_text("{}")
+        for name in ("student.safetensors", "checkpoint.safetensors", "eval-standard-maps.safetensors"):
+            (run / name).write_bytes(b"\0" * 8)
+        m.archive(run, "ce", seed, {"train": 1.0})
+    kept = {p.name for p in (tmp_path / "archive" / "students" / "ce-s0").iterdir()}
+    assert kept == {"result.json", "metrics.jsonl", "config.yaml", "eval-standard.json", "probe.json",
+                    "eval-standard-maps.safetensors", "unit.json"}
+    assert "eval-standard-maps.safetensors" not in {p.name for p in (tmp_path / "archive" / "students" / "ce-s1").iterdir()}
+    unit = json.loads((tmp_path / "archive" / "students" / "ce-s1" / "unit.json").read_text())
+    assert (unit["label"], unit["seed"], unit["seconds"]) == ("ce", 1, {"train": 1.0})
+    assert m.archived("ce", 1) and not m.archived("ce", 2)
+    assert not list((tmp_path / "archive" / "students").glob("*.tmp"))
