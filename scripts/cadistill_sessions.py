@@ -5,7 +5,7 @@ git survives. So every finished student is archived into the repository as soon 
 (its results, metrics, CKA probe and config, not its weights), and a new session rebuilds the banks
 (deterministic; ~20 min on two cores) and goes on with the students the archive lacks:
 
-  python scripts/cadistill_sessions.py prep        # data, teacher, the four banks (shards over 2 processes),
+  python scripts/cadistill_sessions.py prep [N]    # data, teacher, the four banks (shards over N=2 processes),
                                                    # their metrics, the held-out probe banks
   python scripts/cadistill_sessions.py work &      # start two: each claims the next student not archived,
   python scripts/cadistill_sessions.py work &      # trains, evaluates, probes and archives it; repeat
@@ -34,8 +34,9 @@ from pathlib import Path
 RUN = Path(os.environ.get("OUT", "runs/studies/cadistill"))
 ARCHIVE = Path(os.environ.get("ARCHIVE", Path(__file__).resolve().parents[1] / "docs/studies/data/cadistill"))
 CONFIG, SECTION = os.environ.get("STUDY_CONFIG", "study-cadistill"), os.environ.get("STUDY_SECTION", "study")
+OVERRIDES = os.environ.get("STUDY_SET", "").split()  # e.g. "seeds=[0]": as `clareps demo --set`
 PRIMARY = ("ce", "control", "cadistill")
-PROBE_SEED, PROBE_PER_CLASS = 1, 20  # as scripts/cadistill_probe.sh
+PROBE_SEED, PROBE_PER_CLASS = 1, int(os.environ.get("PROBE_PER_CLASS", "20"))  # as scripts/cadistill_probe.sh
 CLAIMS = RUN / "claims"
 
 
@@ -44,7 +45,7 @@ def pipeline(quiet: bool = True):
     from clareps.demo.spec import load_demo_config
     from clareps.paths import resolve_preset
 
-    cfg = load_demo_config(resolve_preset(CONFIG, "demo-default"), SECTION, [])
+    cfg = load_demo_config(resolve_preset(CONFIG, "demo-default"), SECTION, OVERRIDES)
     return Pipeline(cfg, RUN, SECTION, quiet=quiet)
 
 
@@ -68,7 +69,8 @@ def commit() -> str:
 
 
 # -- prep ---------------------------------------------------------------------------------------------
-def prep(parts: int = 2) -> None:
+def prep(parts: int | str = 2) -> None:
+    parts = int(parts)
     p = pipeline()
     p.refuse_foreign_root()
     RUN.mkdir(parents=True, exist_ok=True)
