@@ -5,6 +5,7 @@ git survives. So every finished student is archived into the repository as soon 
 (its results, metrics, CKA probe and config, not its weights), and a new session rebuilds the banks
 (deterministic; ~20 min on two cores) and goes on with the students the archive lacks:
 
+  python scripts/cadistill_sessions.py start       # prep, then two `work` processes, in the background
   python scripts/cadistill_sessions.py prep [N]    # data, teacher, the four banks (shards over N=2 processes),
                                                    # their metrics, the held-out probe banks
   python scripts/cadistill_sessions.py work &      # start two: each claims the next student not archived,
@@ -264,9 +265,28 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-COMMANDS = {"prep": prep, "shards": shards, "work": work, "status": status, "assemble": assemble}
+def start(workers: int | str = 2) -> None:
+    """prep, then ``workers`` work processes (one thread each, nice 19), detached from this shell: the
+    session's one command. Logs: RUN/session.log."""
+    RUN.mkdir(parents=True, exist_ok=True)
+    log = open(RUN / "session.log", "a")
+    subprocess.Popen([sys.executable, __file__, "session", str(workers)], stdout=log, stderr=subprocess.STDOUT,
+                     start_new_session=True)
+    print(f"started: prep, then {workers} workers; log {RUN / 'session.log'}; `status` shows the archive")
+
+
+def session(workers: str) -> None:
+    prep()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(["nice", "-n", "19", sys.executable, __file__, "work"], env=env)
+             for _ in range(int(workers))]
+    sys.exit(max(proc.wait() for proc in procs))
+
+
+COMMANDS = {"start": start, "prep": prep, "work": work, "status": status, "assemble": assemble,
+            "shards": shards, "session": session}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: {Path(__file__).name} {{{'|'.join(c for c in COMMANDS if c != 'shards')}}}")
+        sys.exit(f"usage: {Path(__file__).name} {{{'|'.join(c for c in COMMANDS if c not in ('shards', 'session'))}}}")
     COMMANDS[sys.argv[1]](*sys.argv[2:])
