@@ -240,6 +240,12 @@ def status() -> None:
         print(f"  {m:<20} seeds {[s for s in p.cfg.seeds if archived(m, s)]}")
     claims = sorted(c.name for c in CLAIMS.iterdir()) if CLAIMS.is_dir() else []
     print(f"claimed now: {', '.join(claims) or 'none'}")
+    spent = [sum(json.loads((ARCHIVE / "students" / f"{m}-s{s}" / "unit.json").read_text())["seconds"].values())
+             for m, s in done]
+    if spent and len(done) < len(rows):  # a rough guide: kd and the other CaDistill labels cost more than ce
+        mean = sum(spent) / len(spent)
+        print(f"left: {len(rows) - len(done)} students, ~{(len(rows) - len(done)) * mean / 3600:.1f} worker-hours "
+              f"at the archived mean of {mean / 60:.0f} min per student (+ ~25 min for the KD teacher)")
 
 
 def assemble() -> None:

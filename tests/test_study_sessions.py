@@ -83,6 +83,9 @@ def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys):
     assert {k: (b["bank_kind"], b["held_out"], b["seed"]) for k, b in probe["banks"].items()} == {
         "canonical": ("canonical", True, 1), "control": ("control", True, 1)}
     stamp = (students / "ce-s0" / "unit.json").stat().st_mtime_ns
+    capsys.readouterr()
+    m.status()
+    assert "archived 2 of 2 students" in capsys.readouterr().out
     m.work()
     assert "every student is archived" in capsys.readouterr().out
     assert (students / "ce-s0" / "unit.json").stat().st_mtime_ns == stamp
@@ -91,3 +94,16 @@ def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys):
     table = (tmp_path / "run" / "results" / "results.md").read_text()
     assert "cadistill" in table and "ce" in table
     assert (tmp_path / "run" / "report.html").exists()
+
+
+def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsys):
+    m = _module(tmp_path, monkeypatch)
+    for seed, seconds in ((0, {"train": 600.0, "evaluate": 1200.0}), (1, {"train": 300.0, "evaluate": 1500.0})):
+        run = tmp_path / "run" / "students" / f"ce-s{seed}"
+        run.mkdir(parents=True)
+        m.archive(run, "ce", seed, seconds)
+    m.status()  # the study's own config: 7 methods x 5 seeds
+    out = capsys.readouterr().out
+    assert "archived 2 of 35 students" in out
+    assert "ce                   seeds [0, 1]" in out
+    assert "left: 33 students, ~16.5 worker-hours at the archived mean of 30 min per student" in out
