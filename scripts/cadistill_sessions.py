@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from clareps.io import write_json
+
 RUN = Path(os.environ.get("OUT", "runs/studies/cadistill"))
 ARCHIVE = Path(os.environ.get("ARCHIVE", Path(__file__).resolve().parents[1] / "docs/studies/data/cadistill"))
 CONFIG, SECTION = os.environ.get("STUDY_CONFIG", "study-cadistill"), os.environ.get("STUDY_SECTION", "study")
@@ -54,14 +56,13 @@ def clareps(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "clareps", *args], check=True)
 
 
-def machine() -> dict:
+def machine(precision: str | None = None) -> dict:
+    """The machine as every timing records it (clareps.device.hardware), with its host name."""
     import torch
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    return {"cpu": model, "capability": torch.backends.cpu.get_cpu_capability(), "host": platform.node(),
-            "threads": torch.get_num_threads()}
+    from clareps.device import hardware
+
+    return dict(hardware(torch.device("cpu"), precision), host=platform.node())
 
 
 def commit() -> str:
@@ -125,7 +126,8 @@ def record_banks(p) -> None:
         banks[kind] = {"tensors_sha256": meta.get("tensors_sha256"), "size": meta.get("size"),
                        "metrics": json.loads(metrics.read_text()) if metrics.exists() else None}
     out = ARCHIVE / "banks" / f"{time.strftime('%Y-%m-%dT%H%M', time.gmtime())}-{platform.node()}.json"
-    write_json(out, {"machine": machine(), "commit": commit(), "banks": banks})
+    write_json(out, {"machine": machine(p.banks["canonical"].clarid.sampler_precision), "commit": commit(),
+                     "banks": banks})
 
 
 # -- work ---------------------------------------------------------------------------------------------
@@ -210,10 +212,11 @@ def run_unit(p, label: str, seed: int) -> None:
     clareps("probe", "--student", str(p.run.student(label, seed)),
             "--bank", f"canonical={banks}/canonical-s{PROBE_SEED}", "--bank", f"control={banks}/control-s{PROBE_SEED}")
     seconds["probe"] = time.perf_counter() - t0
-    archive(p.run.student(label, seed), label, seed, {k: round(v, 1) for k, v in seconds.items()})
+    archive(p.run.student(label, seed), label, seed, {k: round(v, 1) for k, v in seconds.items()},
+            p.distill_config(label, seed).precision)
 
 
-def archive(folder: Path, label: str, seed: int, seconds: dict) -> None:
+def archive(folder: Path, label: str, seed: int, seconds: dict, precision: str | None = None) -> None:
     """The unit's small files (not the weights; seed 0 keeps its saliency maps, which the report draws)
     into ARCHIVE/students/<label>-s<seed>, written whole or not at all."""
     dest = ARCHIVE / "students" / f"{label}-s{seed}"
@@ -225,7 +228,7 @@ def archive(folder: Path, label: str, seed: int, seconds: dict) -> None:
         if f.is_file() and keep:
             shutil.copy2(f, tmp / f.name)
     write_json(tmp / "unit.json", {"label": label, "seed": seed, "seconds": seconds, "commit": commit(),
-                                   "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                   "machine": machine(precision), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
@@ -262,13 +265,6 @@ def assemble() -> None:
     p.aggregate_stage()
     from clareps.report.html import build_report
     print(build_report(p.run.root))
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def start(workers: int | str = 2) -> None:
