@@ -2,7 +2,8 @@
 per method, the linear CKA between its students' penultimate features and the teacher's features on each
 held-out bank (mean ± std over seeds), then, paired by seed, cadistill and cadistill-matched minus ce and
 minus control with their 95 % intervals. A method that learned the canonical geometry scores higher than
-ce on the canonical bank, and higher on the canonical bank than on the control bank.
+ce on the canonical bank, and higher on the canonical bank than on the control bank. An interval reads
+"higher", "lower" or "no detectable difference": CKA describes where a student moved, it is not a score.
 
     python scripts/cadistill_probe_table.py runs/studies/cadistill/students/*/probe.json
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from clareps.evaluate.aggregate import method_rank
 from clareps.evaluate.paired import BASELINES, interval_text, paired_difference, treated
+
+DIRECTION = {"better": "higher", "worse": "lower"}  # paired_difference's words, for a measure with no good side
 
 
 def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
@@ -55,7 +58,7 @@ def table(by_bank: dict[str, dict[str, dict]]) -> str:
                      if m in by_bank[b] and base in by_bank[b] else None for b in banks]
             if any(d is not None for d in diffs):
                 paired.append(f"| {m} − {base} | " + " | ".join(
-                    f"{interval_text(d)} ({d['verdict']})" if d else "" for d in diffs) + " |")
+                    f"{interval_text(d)} ({DIRECTION.get(d['verdict'], d['verdict'])})" if d else "" for d in diffs) + " |")
     if paired:  # none until a CaDistill student and its baseline share a seed
         lines += ["", "| paired by seed | " + " | ".join(f"{b} bank, 95 % CI (points of CKA x 100)" for b in banks)
                   + " |", "|---|" + "---:|" * len(banks), *paired]

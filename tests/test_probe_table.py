@@ -42,6 +42,15 @@ def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert row.split("|")[2].strip().startswith("+5.5 [") and "+0.0 [+0.0, +0.0]" in row.split("|")[3]
 
 
+def test_an_interval_reads_higher_or_lower_not_better_or_worse(tmp_path):
+    table = _module()
+    paths = [_probe(tmp_path, m, s, base + up, base - up) for s, base in enumerate((0.40, 0.50, 0.45))
+             for m, up in (("ce", 0.0), ("cadistill", 0.05 + 0.01 * s))]
+    row = next(line for line in table.table(table.cells(paths)).splitlines() if line.startswith("| cadistill − ce"))
+    assert "(higher)" in row.split("|")[2]
+    assert "(lower)" in row.split("|")[3] and "better" not in row and "worse" not in row
+
+
 def test_without_a_pair_there_is_no_paired_table(tmp_path):
     table = _module()
     text = table.table(table.cells([_probe(tmp_path, "ce", 0, 0.40, 0.40)]))
