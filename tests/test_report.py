@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 
@@ -211,3 +212,20 @@ def test_the_forest_of_paired_differences_puts_every_gain_on_the_right():
               "cadistill-vs-control": {"bg/gap": dict(gap_lower)}}
     png = paired_forest(paired, ["clean/test-original", "bg/gap"], ["clean", "gap"], ("bg/gap",))
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="numba starts a thread per core: one core cannot show it")
+def test_the_umap_embedding_leaves_torch_on_its_thread_count():
+    """numba's OpenMP pool (UMAP's kernels) is torch's: without care it raised torch to a thread per core,
+    so a student trained in the same process after a report came out other bytes."""
+    import torch
+
+    from clareps.report.embed import embed_2d
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xy = embed_2d(torch.randn(60, 8, generator=torch.Generator().manual_seed(0)), "umap")
+        assert xy.shape == (60, 2) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

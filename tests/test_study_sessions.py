@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,6 +62,38 @@ def test_archive_keeps_the_small_files_and_seed_0_maps(tmp_path, monkeypatch):
     assert (unit["label"], unit["seed"], unit["seconds"]) == ("ce", 1, {"train": 1.0})
     assert m.archived("ce", 1) and not m.archived("ce", 2)
     assert not list((tmp_path / "archive" / "students").glob("*.tmp"))
+
+
+def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys):
+    """The whole route at toy size: banks over two shard processes, two units archived, a second `work`
+    with nothing left, then the aggregate and report from the archive alone (the students' folders gone)."""
+    for key, value in {"STUDY_CONFIG": "demo-tiny", "STUDY_SECTION": "demo", "PROBE_PER_CLASS": "2",
+                       "STUDY_SET": "seeds=[0] methods=[ce,cadistill]"}.items():
+        monkeypatch.setenv(key, value)
+    m = _module(tmp_path, monkeypatch)
+    m.prep()
+    assert len(list((tmp_path / "archive" / "banks").glob("*.json"))) == 1
+    m.work()
+    students = tmp_path / "archive" / "students"
+    assert sorted(p.name for p in students.iterdir()) == ["cadistill-s0", "ce-s0"]
+    for unit in students.iterdir():
+        assert {"eval-fast.json", "probe.json", "result.json", "unit.json"} <= {p.name for p in unit.iterdir()}
+        assert not list(unit.glob("student*.safetensors"))
+    probe = json.loads((students / "cadistill-s0" / "probe.json").read_text())
+    assert {k: (b["bank_kind"], b["held_out"], b["seed"]) for k, b in probe["banks"].items()} == {
+        "canonical": ("canonical", True, 1), "control": ("control", True, 1)}
+    stamp = (students / "ce-s0" / "unit.json").stat().st_mtime_ns
+    capsys.readouterr()
+    m.status()
+    assert "archived 2 of 2 students" in capsys.readouterr().out
+    m.work()
+    assert "every student is archived" in capsys.readouterr().out
+    assert (students / "ce-s0" / "unit.json").stat().st_mtime_ns == stamp
+    shutil.rmtree(tmp_path / "run" / "students")
+    m.assemble()
+    table = (tmp_path / "run" / "results" / "results.md").read_text()
+    assert "cadistill" in table and "ce" in table
+    assert (tmp_path / "run" / "report.html").exists()
 
 
 def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsys):

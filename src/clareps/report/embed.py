@@ -3,6 +3,7 @@ or PCA on request; cached by a hash of the features, so a rerun of the report is
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -31,10 +32,27 @@ def _reduce(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "umap":
         import umap
 
-        return umap.UMAP(n_neighbors=min(15, len(x) - 1), random_state=seed, n_jobs=1).fit_transform(x)
+        with _torch_threads_kept():
+            return umap.UMAP(n_neighbors=min(15, len(x) - 1), random_state=seed, n_jobs=1).fit_transform(x)
     from sklearn.manifold import TSNE
 
     return TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed, init="pca").fit_transform(x)
+
+
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """UMAP's numba kernels start numba's OpenMP pool with a thread per core, and that pool is torch's too:
+    torch would compute with that many threads afterwards in this process (other bytes than the user's
+    thread count gives, and a background job set to one thread no longer on one). Run them with torch's
+    thread count and give it back after."""
+    import numba
+
+    threads = torch.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def embed_2d(features: torch.Tensor, method: str, cache_dir: Path | None = None, seed: int = 0) -> np.ndarray:
