@@ -2,8 +2,9 @@
 
 A session's machine, and with it RUN (runs/studies/cadistill), can be gone by the next session; only
 git survives. So every finished student is archived into the repository as soon as it is evaluated
-(its results, metrics, CKA probe and config, not its weights), and a new session rebuilds the banks
-(deterministic; ~20 min on two cores) and goes on with the students the archive lacks:
+(its results, metrics, CKA probe and config, not its weights; the one set of weights kept is the KD
+teacher's, which every kd student reads), and a new session rebuilds the banks (deterministic; ~20 min on
+two cores) and goes on with the students the archive lacks:
 
   python scripts/cadistill_sessions.py start       # prep, then two `work` processes, in the background
   python scripts/cadistill_sessions.py prep [N]    # data, teacher, the four banks (shards over N=2 processes),
@@ -78,6 +79,7 @@ def prep(parts: int | str = 2) -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     p.data_stage()
     p.teacher_stage()
+    kd_teacher_archived(p)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, __file__, "shards", f"{r}/{parts}"], env=env) for r in range(parts)]
     if any(proc.wait() for proc in procs):
@@ -176,9 +178,28 @@ def kd_teacher_ready(p) -> bool:
         return False
     try:
         p.kd_teacher_stage()
+        kd_teacher_archived(p)
     finally:
         release("kd-teacher")
     return True
+
+
+def kd_teacher_archived(p) -> None:
+    """The KD teacher (4.6 MB) kept in ARCHIVE/kd-teacher once trained, and put back into a RUN that lacks
+    it: every kd student of the study learns from the same bytes, in any session, on any kind of CPU (fp32
+    rounds differently on another vector ISA). The run's reuse check still decides whether it fits."""
+    run, kept = p.run.kd_teacher.parent, ARCHIVE / "kd-teacher"
+    if kept.is_dir() and not p.run.kd_teacher.exists():
+        src, dest = kept, run
+    elif p.run.kd_teacher.exists() and not kept.is_dir():
+        src, dest = run, kept
+    else:
+        return
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dest, ignore_errors=True)  # (a RUN/kd-teacher without its weights: a run killed mid-way)
+    tmp.rename(dest)
 
 
 def work() -> None:

@@ -107,3 +107,25 @@ def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsy
     assert "archived 2 of 35 students" in out
     assert "ce                   seeds [0, 1]" in out
     assert "left: 33 students, ~16.5 worker-hours at the archived mean of 30 min per student" in out
+
+
+def test_the_kd_teacher_is_archived_once_and_put_back_into_a_run_that_lacks_it(tmp_path, monkeypatch):
+    m = _module(tmp_path, monkeypatch)
+    weights = tmp_path / "run" / "kd-teacher" / "kd_teacher.safetensors"
+    p = SimpleNamespace(run=SimpleNamespace(kd_teacher=weights))
+    m.kd_teacher_archived(p)  # nothing trained, nothing kept: nothing to do
+    assert not (tmp_path / "archive" / "kd-teacher").exists()
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"trained")
+    (weights.parent / "kd_teacher.json").write_text("{}")
+    m.kd_teacher_archived(p)
+    kept = tmp_path / "archive" / "kd-teacher"
+    assert sorted(f.name for f in kept.iterdir()) == ["kd_teacher.json", "kd_teacher.safetensors"]
+    weights.write_bytes(b"retrained elsewhere")
+    m.kd_teacher_archived(p)  # the archive keeps the first one
+    assert (kept / "kd_teacher.safetensors").read_bytes() == b"trained"
+    shutil.rmtree(tmp_path / "run")  # a new session's machine
+    (tmp_path / "run" / "kd-teacher").mkdir(parents=True)  # with a half-made folder, killed before its weights
+    m.kd_teacher_archived(p)
+    assert weights.read_bytes() == b"trained" and (weights.parent / "kd_teacher.json").exists()
+    assert not list((tmp_path / "run").glob("*.tmp"))
