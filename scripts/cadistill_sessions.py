@@ -195,10 +195,16 @@ def kd_teacher_archived(p) -> None:
         src, dest = run, kept
     else:
         return
+    # (replacing a RUN/kd-teacher without its weights: a run killed mid-way)
+    written_whole(dest, lambda tmp: shutil.copytree(src, tmp))
+
+
+def written_whole(dest: Path, fill) -> None:
+    """``fill(tmp)`` builds a folder beside ``dest`` that then replaces it: ``dest`` is whole or absent."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(dest, ignore_errors=True)  # (a RUN/kd-teacher without its weights: a run killed mid-way)
+    fill(tmp)
+    shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
 
@@ -240,18 +246,17 @@ def run_unit(p, label: str, seed: int) -> None:
 def archive(folder: Path, label: str, seed: int, seconds: dict, precision: str | None = None) -> None:
     """The unit's small files (not the weights; seed 0 keeps its saliency maps, which the report draws)
     into ARCHIVE/students/<label>-s<seed>, written whole or not at all."""
-    dest = ARCHIVE / "students" / f"{label}-s{seed}"
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in sorted(folder.iterdir()):
-        keep = f.suffix in (".json", ".jsonl", ".yaml") or (seed == 0 and f.name.endswith("-maps.safetensors"))
-        if f.is_file() and keep:
-            shutil.copy2(f, tmp / f.name)
-    write_json(tmp / "unit.json", {"label": label, "seed": seed, "seconds": seconds, "commit": commit(),
-                                   "machine": machine(precision), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    def fill(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        for f in sorted(folder.iterdir()):
+            keep = f.suffix in (".json", ".jsonl", ".yaml") or (seed == 0 and f.name.endswith("-maps.safetensors"))
+            if f.is_file() and keep:
+                shutil.copy2(f, tmp / f.name)
+        write_json(tmp / "unit.json", {"label": label, "seed": seed, "seconds": seconds, "commit": commit(),
+                                       "machine": machine(precision),
+                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    written_whole(ARCHIVE / "students" / f"{label}-s{seed}", fill)
 
 
 # -- status, assemble ---------------------------------------------------------------------------------

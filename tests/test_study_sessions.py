@@ -129,3 +129,23 @@ def test_the_kd_teacher_is_archived_once_and_put_back_into_a_run_that_lacks_it(t
     m.kd_teacher_archived(p)
     assert weights.read_bytes() == b"trained" and (weights.parent / "kd_teacher.json").exists()
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_a_folder_written_whole_keeps_the_old_one_when_the_writing_fails(tmp_path, monkeypatch):
+    m = _module(tmp_path, monkeypatch)
+    dest = tmp_path / "archive" / "students" / "ce-s0"
+    dest.mkdir(parents=True)
+    (dest / "result.json").write_text("old")
+
+    def fails(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "result.json").write_text("half")
+        raise OSError("disk full")
+
+    try:
+        m.written_whole(dest, fails)
+    except OSError:
+        pass
+    assert (dest / "result.json").read_text() == "old"
+    m.written_whole(dest, lambda tmp: (tmp.mkdir(), (tmp / "result.json").write_text("new")))
+    assert (dest / "result.json").read_text() == "new" and not list(dest.parent.glob("*.tmp"))
