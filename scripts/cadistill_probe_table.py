@@ -21,16 +21,31 @@ from clareps.evaluate.paired import BASELINES, interval_text, paired_difference,
 DIRECTION = {"better": "higher", "worse": "lower"}  # paired_difference's words, for a measure with no good side
 
 
+def label_and_seed(path: Path, probe: dict) -> tuple[str, int]:
+    """Read from the files beside the probe.json (a study's archive keeps no weights, and the student path
+    it names may be gone): the method label of its evaluation, since a variant's student calls itself by
+    its base method (cadistill-matched's is `cadistill`), else the student's method; the seed of result.json."""
+    folder = path.parent
+    evals = [f for f in sorted(folder.glob("eval-*.json")) if not f.name.endswith("-maps.json")]
+    label = json.loads(evals[0].read_text())["method"] if evals else probe["method"]
+    result = folder / "result.json"
+    if not result.exists():
+        result = Path(probe["student"]).parent / "result.json"
+    if not result.exists():
+        raise SystemExit(f"{path}: no result.json beside it or beside its student, so no seed")
+    return label, json.loads(result.read_text())["seed"]
+
+
 def cells(paths: list[str]) -> dict[str, dict[str, dict]]:
-    """{bank: {method: {"seeds": [...], "values": [...]}}} from probe.json files."""
+    """{bank: {method label: {"seeds": [...], "values": [...]}}} from probe.json files."""
     out: dict[str, dict[str, dict]] = {}
     for path in paths:
         probe = json.loads(Path(path).read_text())
-        seed = json.loads((Path(probe["student"]).parent / "result.json").read_text())["seed"]
+        label, seed = label_and_seed(Path(path), probe)
         for bank, row in probe["banks"].items():
             if not row["held_out"]:
                 raise SystemExit(f"{path}: bank {bank} is the one the student trained on, not held out")
-            cell = out.setdefault(bank, {}).setdefault(probe["method"], {"seeds": [], "values": []})
+            cell = out.setdefault(bank, {}).setdefault(label, {"seeds": [], "values": []})
             cell["seeds"].append(seed)
             cell["values"].append(row["cka"])
     return out

@@ -61,3 +61,20 @@ def test_a_bank_the_student_trained_on_is_refused(tmp_path):
     table = _module()
     with pytest.raises(SystemExit, match="not held out"):
         table.cells([_probe(tmp_path, "cadistill", 0, 0.9, 0.5, held_out=False)])
+
+
+def test_a_variant_is_its_own_row_read_from_the_evaluation_beside_the_probe(tmp_path):
+    """A cadistill-matched student's metadata says `cadistill`; its evaluation says `cadistill-matched`. The
+    archive keeps no student folder, so the seed comes from the result.json beside the probe.json."""
+    table = _module()
+    paths = [_probe(tmp_path, "cadistill", s, 0.6, 0.6) for s in (0, 1)]
+    for s in (0, 1):
+        (tmp_path / "run").mkdir(exist_ok=True)
+        folder = Path(_probe(tmp_path / "run", "cadistill", s, 0.7 + 0.01 * s, 0.6)).parent
+        archived = folder.rename(tmp_path / f"cadistill-matched-s{s}")  # its student's folder is gone
+        (archived / "eval-standard.json").write_text(json.dumps({"method": "cadistill-matched", "train_seed": s}))
+        (archived / "eval-standard-maps.json").write_text(json.dumps({"kind": "maps"}))
+        paths.append(str(archived / "probe.json"))
+    by_bank = table.cells(paths)
+    assert by_bank["canonical"]["cadistill"] == {"seeds": [0, 1], "values": [0.6, 0.6]}
+    assert by_bank["canonical"]["cadistill-matched"] == {"seeds": [0, 1], "values": [0.7, 0.71]}
