@@ -17,6 +17,7 @@ from pathlib import Path
 
 from clareps.evaluate.aggregate import method_rank
 from clareps.evaluate.paired import BASELINES, interval_text, paired_difference, treated
+from clareps.evaluate.suite import FORMAT
 
 DIRECTION = {"better": "higher", "worse": "lower"}  # paired_difference's words, for a measure with no good side
 
@@ -26,8 +27,9 @@ def label_and_seed(path: Path, probe: dict) -> tuple[str, int]:
     it names may be gone): the method label of its evaluation, since a variant's student calls itself by
     its base method (cadistill-matched's is `cadistill`), else the student's method; the seed of result.json."""
     folder = path.parent
-    evals = [f for f in sorted(folder.glob("eval-*.json")) if not f.name.endswith("-maps.json")]
-    label = json.loads(evals[0].read_text())["method"] if evals else probe["method"]
+    # eval.json (full mode) or eval-<mode>.json, told from their maps' sidecars by the format
+    evals = [e for f in sorted(folder.glob("eval*.json")) if (e := json.loads(f.read_text())).get("format") == FORMAT]
+    label = evals[0]["method"] if evals else probe["method"]
     result = folder / "result.json"
     if not result.exists():
         result = Path(probe["student"]).parent / "result.json"

@@ -72,8 +72,10 @@ def test_a_variant_is_its_own_row_read_from_the_evaluation_beside_the_probe(tmp_
         (tmp_path / "run").mkdir(exist_ok=True)
         folder = Path(_probe(tmp_path / "run", "cadistill", s, 0.7 + 0.01 * s, 0.6)).parent
         archived = folder.rename(tmp_path / f"cadistill-matched-s{s}")  # its student's folder is gone
-        (archived / "eval-standard.json").write_text(json.dumps({"method": "cadistill-matched", "train_seed": s}))
-        (archived / "eval-standard-maps.json").write_text(json.dumps({"kind": "maps"}))
+        name = "eval.json" if s == 0 else "eval-standard.json"  # full mode, another mode
+        (archived / name).write_text(json.dumps({"format": "clareps-eval/1", "method": "cadistill-matched",
+                                                 "train_seed": s}))
+        (archived / "eval-maps.json").write_text(json.dumps({"method": "not an evaluation"}))
         paths.append(str(archived / "probe.json"))
     by_bank = table.cells(paths)
     assert by_bank["canonical"]["cadistill"] == {"seeds": [0, 1], "values": [0.6, 0.6]}

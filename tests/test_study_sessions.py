@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_sessions.py"
 
 
@@ -142,10 +144,8 @@ def test_a_folder_written_whole_keeps_the_old_one_when_the_writing_fails(tmp_pat
         (tmp / "result.json").write_text("half")
         raise OSError("disk full")
 
-    try:
+    with pytest.raises(OSError, match="disk full"):
         m.written_whole(dest, fails)
-    except OSError:
-        pass
     assert (dest / "result.json").read_text() == "old"
     m.written_whole(dest, lambda tmp: (tmp.mkdir(), (tmp / "result.json").write_text("new")))
     assert (dest / "result.json").read_text() == "new" and not list(dest.parent.glob("*.tmp"))
