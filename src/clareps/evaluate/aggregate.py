@@ -203,10 +203,10 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
                      "that an attribution spread evenly would put on it.")
     if agg.get("mce_reference"):
         notes.append(f"mCE relative to {agg['mce_reference']}.")
-    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n" + _paired_markdown(agg, all_rows)
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n" + paired_markdown(agg, all_rows)
 
 
-def _paired_markdown(agg: dict, all_rows: bool) -> str:
+def paired_markdown(agg: dict, all_rows: bool = False) -> str:
     """One table per compared method: its paired difference from each baseline."""
     paired = agg.get("paired") or {}
     if not paired:
