@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_per_class.py"
 RAND = "clean acc, mixed-rand (%)"
 FAST = "worst case of the fast attacks at 2/255 (%)"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("cadistill_per_class", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _eval(tmp_path: Path, method: str, seed: int, rand: list, fast_at_2: list | None) -> str:
@@ -30,8 +21,8 @@ def _eval(tmp_path: Path, method: str, seed: int, rand: list, fast_at_2: list | 
     return str(path)
 
 
-def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path):
-    t = _module()
+def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path, load_script):
+    t = load_script("cadistill_per_class")
     n = 10
     paths = [_eval(tmp_path, "ce", 0, [0.80] * n, [0.30] * n), _eval(tmp_path, "ce", 1, [0.90] * n, [0.40] * n),
              _eval(tmp_path, "cadistill", 0, [0.82] + [0.80] * (n - 1), [0.30] * n),
@@ -53,13 +44,13 @@ def test_each_class_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert fast[4].split("|")[4].strip() == "-10.0 [-137.1, +117.1]"  # bear: 0 and -20 points
 
 
-def test_without_a_cadistill_run_the_table_has_only_the_methods(tmp_path):
-    t = _module()
+def test_without_a_cadistill_run_the_table_has_only_the_methods(tmp_path, load_script):
+    t = load_script("cadistill_per_class")
     lines = t.table(t.cells([_eval(tmp_path, "ce", 0, [0.8] * 10, [0.3] * 10)], RAND), RAND).splitlines()
     assert lines[2:4] == ["| class | ce |", "|---|---:|"] and lines[4] == "| bear | 80.0 |"
 
 
-def test_an_evaluation_without_the_budget_is_refused(tmp_path):
-    t = _module()
+def test_an_evaluation_without_the_budget_is_refused(tmp_path, load_script):
+    t = load_script("cadistill_per_class")
     with pytest.raises(SystemExit, match="no per-class values"):
         t.cells([_eval(tmp_path, "ce", 0, [0.8] * 10, None)], FAST)

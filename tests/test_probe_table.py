@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_probe_table.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("cadistill_probe_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _probe(tmp_path: Path, method: str, seed: int, canonical: float, control: float, held_out: bool = True) -> str:
@@ -29,8 +19,8 @@ def _probe(tmp_path: Path, method: str, seed: int, canonical: float, control: fl
     return str(run / "probe.json")
 
 
-def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path):
-    table = _module()
+def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path, load_script):
+    table = load_script("cadistill_probe_table")
     paths = [_probe(tmp_path, "ce", 0, 0.40, 0.40), _probe(tmp_path, "ce", 1, 0.50, 0.45),
              _probe(tmp_path, "cadistill", 0, 0.45, 0.40), _probe(tmp_path, "cadistill", 1, 0.56, 0.45)]
     by_bank = table.cells(paths)
@@ -42,8 +32,8 @@ def test_the_table_pairs_cadistill_with_ce_by_seed(tmp_path):
     assert row.split("|")[2].strip().startswith("+5.5 [") and "+0.0 [+0.0, +0.0]" in row.split("|")[3]
 
 
-def test_an_interval_reads_higher_or_lower_not_better_or_worse(tmp_path):
-    table = _module()
+def test_an_interval_reads_higher_or_lower_not_better_or_worse(tmp_path, load_script):
+    table = load_script("cadistill_probe_table")
     paths = [_probe(tmp_path, m, s, base + up, base - up) for s, base in enumerate((0.40, 0.50, 0.45))
              for m, up in (("ce", 0.0), ("cadistill", 0.05 + 0.01 * s))]
     row = next(line for line in table.table(table.cells(paths)).splitlines() if line.startswith("| cadistill − ce"))
@@ -51,22 +41,22 @@ def test_an_interval_reads_higher_or_lower_not_better_or_worse(tmp_path):
     assert "(lower)" in row.split("|")[3] and "better" not in row and "worse" not in row
 
 
-def test_without_a_pair_there_is_no_paired_table(tmp_path):
-    table = _module()
+def test_without_a_pair_there_is_no_paired_table(tmp_path, load_script):
+    table = load_script("cadistill_probe_table")
     text = table.table(table.cells([_probe(tmp_path, "ce", 0, 0.40, 0.40)]))
     assert text.splitlines()[-1] == "| ce | 0.400 | 0.400 | 1 |" and "paired by seed" not in text
 
 
-def test_a_bank_the_student_trained_on_is_refused(tmp_path):
-    table = _module()
+def test_a_bank_the_student_trained_on_is_refused(tmp_path, load_script):
+    table = load_script("cadistill_probe_table")
     with pytest.raises(SystemExit, match="not held out"):
         table.cells([_probe(tmp_path, "cadistill", 0, 0.9, 0.5, held_out=False)])
 
 
-def test_a_variant_is_its_own_row_read_from_the_evaluation_beside_the_probe(tmp_path):
+def test_a_variant_is_its_own_row_read_from_the_evaluation_beside_the_probe(tmp_path, load_script):
     """A cadistill-matched student's metadata says `cadistill`; its evaluation says `cadistill-matched`. The
     archive keeps no student folder, so the seed comes from the result.json beside the probe.json."""
-    table = _module()
+    table = load_script("cadistill_probe_table")
     paths = [_probe(tmp_path, "cadistill", s, 0.6, 0.6) for s in (0, 1)]
     for s in (0, 1):
         (tmp_path / "run").mkdir(exist_ok=True)

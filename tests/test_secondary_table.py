@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_secondary.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("cadistill_secondary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cell(values: list[float]) -> dict:
@@ -31,8 +21,8 @@ def _results(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_kd_is_paired_with_ce_by_seed_in_table_order(tmp_path, capsys):
-    text = _module().main([_results(tmp_path), "--methods", "kd", "--against", "ce"])
+def test_kd_is_paired_with_ce_by_seed_in_table_order(tmp_path, capsys, load_script):
+    text = load_script("cadistill_secondary").main([_results(tmp_path), "--methods", "kd", "--against", "ce"])
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| metric (points) | kd − ce, 95 % CI | verdict |")
     # clean accuracy: +1 point on every seed (std 0), so the interval is the point and it is "better"
@@ -42,7 +32,7 @@ def test_kd_is_paired_with_ce_by_seed_in_table_order(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == text.strip()
 
 
-def test_a_method_the_results_lack_is_refused(tmp_path, capsys):
+def test_a_method_the_results_lack_is_refused(tmp_path, capsys, load_script):
     with pytest.raises(SystemExit):
-        _module().main([_results(tmp_path), "--methods", "cadistill"])
+        load_script("cadistill_secondary").main([_results(tmp_path), "--methods", "cadistill"])
     assert "has no method cadistill, control (it has ce, kd)" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -12,28 +11,24 @@ from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cadistill_sessions.py"
 
-
-def _module(tmp_path: Path, monkeypatch):
+def _module(tmp_path: Path, monkeypatch, load_script):
+    """The script with its run root and archive in tmp_path (it reads the environment at import)."""
     monkeypatch.setenv("OUT", str(tmp_path / "run"))
     monkeypatch.setenv("ARCHIVE", str(tmp_path / "archive"))
-    spec = importlib.util.spec_from_file_location("cadistill_sessions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cadistill_sessions")
 
 
-def test_primary_comparisons_first_for_every_seed(tmp_path, monkeypatch):
-    m = _module(tmp_path, monkeypatch)
+def test_primary_comparisons_first_for_every_seed(tmp_path, monkeypatch, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     cfg = SimpleNamespace(methods=["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched"], seeds=[0, 1])
     order = m.units(cfg)
     assert order[:6] == [("ce", 0), ("control", 0), ("cadistill", 0), ("ce", 1), ("control", 1), ("cadistill", 1)]
     assert sorted(order) == sorted((x, s) for x in cfg.methods for s in cfg.seeds)
 
 
-def test_a_claim_is_exclusive_until_its_process_is_gone(tmp_path, monkeypatch):
-    m = _module(tmp_path, monkeypatch)
+def test_a_claim_is_exclusive_until_its_process_is_gone(tmp_path, monkeypatch, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     assert m.claim("ce-s0")
     assert not m.claim("ce-s0")  # held by this (live) process
     dead = 2 ** 22 + 12345  # above the default pid_max: no such process
@@ -46,8 +41,8 @@ def test_a_claim_is_exclusive_until_its_process_is_gone(tmp_path, monkeypatch):
     assert m.claim("ce-s0")
 
 
-def test_archive_keeps_the_small_files_and_seed_0_maps(tmp_path, monkeypatch):
-    m = _module(tmp_path, monkeypatch)
+def test_archive_keeps_the_small_files_and_seed_0_maps(tmp_path, monkeypatch, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     for seed in (0, 1):
         run = tmp_path / "run" / "students" / f"ce-s{seed}"
         run.mkdir(parents=True)
@@ -66,13 +61,13 @@ def test_archive_keeps_the_small_files_and_seed_0_maps(tmp_path, monkeypatch):
     assert not list((tmp_path / "archive" / "students").glob("*.tmp"))
 
 
-def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys):
+def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys, load_script):
     """The whole route at toy size: banks over two shard processes, two units archived, a second `work`
     with nothing left, then the aggregate and report from the archive alone (the students' folders gone)."""
     for key, value in {"STUDY_CONFIG": "demo-tiny", "STUDY_SECTION": "demo", "PROBE_PER_CLASS": "2",
                        "STUDY_SET": "seeds=[0] methods=[ce,cadistill]"}.items():
         monkeypatch.setenv(key, value)
-    m = _module(tmp_path, monkeypatch)
+    m = _module(tmp_path, monkeypatch, load_script)
     m.prep()
     assert len(list((tmp_path / "archive" / "banks").glob("*.json"))) == 1
     m.work()
@@ -98,8 +93,8 @@ def test_prep_work_assemble_on_the_tiny_demo(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "report.html").exists()
 
 
-def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsys):
-    m = _module(tmp_path, monkeypatch)
+def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsys, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     for seed, seconds in ((0, {"train": 600.0, "evaluate": 1200.0}), (1, {"train": 300.0, "evaluate": 1500.0})):
         run = tmp_path / "run" / "students" / f"ce-s{seed}"
         run.mkdir(parents=True)
@@ -111,8 +106,8 @@ def test_status_counts_the_archive_and_what_is_left(tmp_path, monkeypatch, capsy
     assert "left: 33 students, ~16.5 worker-hours at the archived mean of 30 min per student" in out
 
 
-def test_the_kd_teacher_is_archived_once_and_put_back_into_a_run_that_lacks_it(tmp_path, monkeypatch):
-    m = _module(tmp_path, monkeypatch)
+def test_the_kd_teacher_is_archived_once_and_put_back_into_a_run_that_lacks_it(tmp_path, monkeypatch, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     weights = tmp_path / "run" / "kd-teacher" / "kd_teacher.safetensors"
     p = SimpleNamespace(run=SimpleNamespace(kd_teacher=weights))
     m.kd_teacher_archived(p)  # nothing trained, nothing kept: nothing to do
@@ -133,8 +128,8 @@ def test_the_kd_teacher_is_archived_once_and_put_back_into_a_run_that_lacks_it(t
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
-def test_a_folder_written_whole_keeps_the_old_one_when_the_writing_fails(tmp_path, monkeypatch):
-    m = _module(tmp_path, monkeypatch)
+def test_a_folder_written_whole_keeps_the_old_one_when_the_writing_fails(tmp_path, monkeypatch, load_script):
+    m = _module(tmp_path, monkeypatch, load_script)
     dest = tmp_path / "archive" / "students" / "ce-s0"
     dest.mkdir(parents=True)
     (dest / "result.json").write_text("old")
