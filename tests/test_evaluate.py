@@ -367,6 +367,13 @@ def test_evaluate_and_aggregate_cli(trained_student, tmp_path, run_cli):
     assert (trained_student / "eval-fast-maps.safetensors").exists()
     code, out, _ = run_cli(*args)
     assert code == 0 and "reused" in out
+    # --label: the results grouped under a variant's name, without evaluating again; back to "ce"
+    for label in ("ce-linear", "ce"):
+        code, out, err = run_cli(*args, "--label", label)
+        assert code == 0 and "reused" in out, err
+        assert json.loads((trained_student / "eval-fast.json").read_text())["method"] == label
+    code, _, err = run_cli(*args, "--label", "kd")
+    assert code == 2 and "--label 'kd': name it ce or ce-SOMETHING" in err and "Traceback" not in err
     # a second "seed" of another method: the same results under other labels
     other = tmp_path / "kd-s1.json"
     other.write_text(json.dumps(dict(res, method="kd", train_seed=1)))

@@ -104,3 +104,9 @@ def test_probe_cli_marks_the_training_bank_as_not_held_out(tmp_path, data, npz, 
     assert -1 <= result["banks"]["held"]["cka"] <= 1 and "not held out" in out
     code, out, err = run_cli("probe", "--student", tmp_path / "run", "--bank", str(held_out))
     assert code == 2 and "NAME=DIR" in err
+    code, _, err = run_cli("probe", "--student", tmp_path / "run", "--bank", f"held={held_out}",
+                           "--label", "cadistill-spatial")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "probe.json").read_text())["method"] == "cadistill-spatial"
+    code, _, err = run_cli("probe", "--student", tmp_path / "run", "--bank", f"held={held_out}", "--label", "cadistill-")
+    assert code == 2 and "name it cadistill or cadistill-SOMETHING" in err

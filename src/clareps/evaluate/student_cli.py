@@ -16,6 +16,26 @@ def _preset_path(config: Optional[str]) -> Path:
     return resolve_preset(config, DEFAULT_PRESET)
 
 
+LABEL_HELP = ("the method label the results are grouped by (default: the student's method): METHOD-NAME for a "
+              "variant, e.g. cadistill-spatial")
+
+
+def checked_label(label: Optional[str], student: Path) -> Optional[str]:
+    """``--label``: the student's method or METHOD-NAME (as a demo config's variants), so aggregate still finds
+    the ce reference and pairs a CaDistill variant with the baselines; checked before any work."""
+    if label is None:
+        return None
+    from clareps.errors import ClarepsError
+    from clareps.io import load_tensors
+
+    method = load_tensors(student)[1].get("method")
+    variant = label.startswith(f"{method}-") and len(label) > len(method) + 1
+    if method is None or not (label == method or variant) or any(c.isspace() for c in label):
+        raise ClarepsError(f"--label {label!r}: name it {method} or {method}-SOMETHING, without spaces "
+                           f"(the student's method is {method})")
+    return label
+
+
 def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
                  fast: bool = typer.Option(False, "--fast", help="few images, one budget (same as --mode fast)"),
                  mode: str = typer.Option("full", "--mode", "-m", help="the preset section: full | fast | demo | ..."),
@@ -30,6 +50,7 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
                  reference: Optional[Path] = typer.Option(None, "--reference",
                                                           help="the ce student's results JSON, for mCE"),
                  device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N]"),
+                 label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
                  force: bool = typer.Option(False, "--force", help="evaluate again even if the results exist"),
                  quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Clean, background, adversarial, corruption and saliency metrics of one student, as one JSON."""
@@ -44,15 +65,19 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     overrides += [f"variant_files.{name}={file}" for name, file in named_files("--variant", variant).items()]
     cfg = load_eval_config(_preset_path(config), mode, overrides)
     path = resolve_student(student)
+    label = checked_label(label, path)
     out = out or path.parent / result_name(mode)
     check_writable(out.parent)
     if not force and results_current(out, path, cfg, need_mce=reference is not None):
+        kept = read_json(out)
+        if label is not None and kept.get("method") != label:
+            write_results(dict(kept, method=label), out)
         typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
                    f"results: {out}")
         return
     ref = read_json(reference) if reference is not None else None
     results = evaluate_student(path, cfg, mode=mode, reference=ref, maps_path=maps_path(out), quiet=quiet)
-    write_results(results, out)
+    write_results(results if label is None else dict(results, method=label), out)
     s = results["summary"]
     shown = [k for k in ("clean/test-original", "bg/gap", "corr/mean", "saliency/saliency") if k in s]
     shown += [k for k in s if k.startswith("robust/worst@")]
@@ -87,8 +112,8 @@ def probe_cmd(student: Path = typer.Option(..., "--student", help="distill run d
               bank: list[str] = typer.Option(..., "--bank", "-b",
                                              help="NAME=DIR: a bank to score against (repeat; e.g. held-out "
                                                   "canonical and control banks built with another seed)"),
-              out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON (default RUN_DIR/probe.json)")
-              ) -> None:
+              out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON (default RUN_DIR/probe.json)"),
+              label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP)) -> None:
     """Linear CKA between the student's penultimate features and each bank's canonical features."""
     from clareps.errors import ClarepsError
     from clareps.evaluate.probe import probe
@@ -98,7 +123,10 @@ def probe_cmd(student: Path = typer.Option(..., "--student", help="distill run d
     pairs = [b.split("=", 1) for b in bank]
     if any(len(p) != 2 or not p[0] for p in pairs):
         raise ClarepsError(f"--bank takes NAME=DIR, got {bank!r}")
+    label = checked_label(label, resolve_student(student))
     result = probe(student, dict(pairs))
+    if label is not None:
+        result["method"] = label
     out = out or resolve_student(student).parent / "probe.json"
     write_json(out, result)
     for name, row in result["banks"].items():
