@@ -159,21 +159,30 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
     return path
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a safetensors file written by `save_tensors` and its metadata, checking that they belong together."""
+def read_meta(path: str | Path) -> dict:
+    """The metadata `save_tensors` wrote into a safetensors file, from its header alone (no tensors read)."""
     path = Path(path)
     if not path.exists():
         raise ClarepsError(f"missing checkpoint: {path}")
     try:
         with safe_open(str(path), "pt") as fh:
             header = fh.metadata() or {}
-        tensors = load_file(str(path))
         meta = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else None
     except (SafetensorError, OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
     if meta is None:
         raise ClarepsError(f"{path} carries no clareps metadata: not written by clareps, or by a version "
                            "before 0.1 kept it inside the file; rebuild it")
+    return meta
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load a safetensors file written by `save_tensors` and its metadata, checking that they belong together."""
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ClarepsError(f"corrupt checkpoint {path}: {exc}") from None
     if meta.get("tensors_digest") != tensors_digest(tensors):
         raise ClarepsError(f"corrupt checkpoint {path}: its tensors do not match the digest written with them")
     return tensors, dict(meta, tensors_sha256=hash_file(path))

@@ -26,9 +26,9 @@ def checked_label(label: Optional[str], student: Path) -> Optional[str]:
     if label is None:
         return None
     from clareps.errors import ClarepsError
-    from clareps.io import load_tensors
+    from clareps.io import read_meta
 
-    method = load_tensors(student)[1].get("method")
+    method = read_meta(student).get("method")
     variant = label.startswith(f"{method}-") and len(label) > len(method) + 1
     if method is None or not (label == method or variant) or any(c.isspace() for c in label):
         raise ClarepsError(f"--label {label!r}: name it {method} or {method}-SOMETHING, without spaces "
@@ -69,8 +69,8 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     out = out or path.parent / result_name(mode)
     check_writable(out.parent)
     if not force and results_current(out, path, cfg, need_mce=reference is not None):
-        kept = read_json(out)
-        if label is not None and kept.get("method") != label:
+        kept = read_json(out) if label is not None else None
+        if kept is not None and kept.get("method") != label:
             write_results(dict(kept, method=label), out)
         typer.echo(f"results with these settings exist for this student: reused (--force to redo)\n"
                    f"results: {out}")
@@ -123,11 +123,12 @@ def probe_cmd(student: Path = typer.Option(..., "--student", help="distill run d
     pairs = [b.split("=", 1) for b in bank]
     if any(len(p) != 2 or not p[0] for p in pairs):
         raise ClarepsError(f"--bank takes NAME=DIR, got {bank!r}")
-    label = checked_label(label, resolve_student(student))
-    result = probe(student, dict(pairs))
+    path = resolve_student(student)
+    label = checked_label(label, path)
+    result = probe(path, dict(pairs))
     if label is not None:
         result["method"] = label
-    out = out or resolve_student(student).parent / "probe.json"
+    out = out or path.parent / "probe.json"
     write_json(out, result)
     for name, row in result["banks"].items():
         note = "" if row["held_out"] else " (the bank it trained on: not held out)"
