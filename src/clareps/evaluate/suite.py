@@ -252,9 +252,13 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
         data = main.subset(idx)
         from clareps.data.benchmark import default_cache_dir
         cache = Path(spec.cache_dir or default_cache_dir()) / "corruptions"
+        released = None
+        if spec.corruption_files is not None:  # released CIFAR-10-C files: the test images' rows at idx
+            from clareps.evaluate.released_corruptions import released_source
+            released = released_source(spec.corruption_files, main.images, main.labels, idx)
         with progress_bar("corruptions", total=len(cc.types) * len(cc.severities), quiet=quiet) as advance:
             out = timed("corruptions", lambda: evaluate_corruptions(
-                model, data.images, data.labels, cc, seed, cache, bs, advance))
+                model, data.images, data.labels, cc, seed, cache, bs, advance, released))
         if reference is not None and reference.get("corruptions"):
             out.update(mce(out, reference["corruptions"]), mce_reference=reference.get("student", {}).get("path"))
         results["corruptions"] = dict(out, images=images)
