@@ -363,7 +363,7 @@ def test_cli_error_has_no_traceback(tmp_path, npz):
     proc = subprocess.run([sys.executable, "-m", "clareps", "distill", "--method", "nope", "-c", str(config),
                            "--out", str(tmp_path / "run"), "-q"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: unknown method 'nope' (known: ce, feat-real, control, kd, cadistill)"
+    assert proc.stderr.strip() == "error: unknown method 'nope' (known: ce, feat-real, control, kd, cadistill, cadistill-oracle, ce-oracle)"
 
 
 def test_banks_from_the_builder_feed_the_trainer(tiny_teacher, tiny_data_cache, tmp_path):

@@ -24,7 +24,7 @@ def _load(config: Optional[str], overrides: list[str]):
 
 
 def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
-                                                     help="ce | feat-real | control | kd | cadistill"),
+                                                     help="ce | feat-real | control | kd | cadistill | cadistill-oracle | ce-oracle"),
                 seed: Optional[int] = typer.Option(None, "--seed"),
                 bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="bank folder (bank.safetensors)"),
                 config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),

@@ -23,7 +23,7 @@ from clareps.evaluate.paired import CONFIDENCE, by_method, interval_text, paired
 from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
-METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
+METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched", "ce-oracle", "cadistill-oracle")
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
 
 
