@@ -190,8 +190,10 @@ def elastic_transform(x, c):
     dst = src + np.random.uniform(-jitter, jitter, size=src.shape).astype(np.float32)
     x = cv2.warpAffine(x.astype(np.float32), cv2.getAffineTransform(src, dst), (w, h),
                        borderMode=cv2.BORDER_REFLECT_101)
-    dx, dy = (_gaussian(np.random.uniform(-1, 1, size=(h, w)), sigma) * alpha if sigma > 0 else
-              np.zeros((h, w)) for _ in range(2))
+    from skimage.filters import gaussian
+
+    dx, dy = (gaussian(np.random.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha
+              if sigma > 0 else np.zeros((h, w)) for _ in range(2))
     yy, xx, zz = np.meshgrid(np.arange(h), np.arange(w), np.arange(3), indexing="ij")
     coords = (yy + dy[..., None]).reshape(-1), (xx + dx[..., None]).reshape(-1), zz.reshape(-1)
     return map_coordinates(x, coords, order=1, mode="reflect").reshape(x.shape)

@@ -54,7 +54,7 @@ def terms_section(ctx: ReportContext) -> str:
 
 
 def corruption_section(ctx: ReportContext) -> str:
-    from clareps.evaluate.corruptions import COMMON
+    from clareps.evaluate.corruptions import COMMON, TABLE_NAMES
 
     agg = ctx.need_agg()
     types = [t for t in COMMON if f"corr/{t}" in agg["metrics"]]
@@ -63,7 +63,9 @@ def corruption_section(ctx: ReportContext) -> str:
         raise Missing("the evaluation ran no corruptions")
     png = figures.grouped_bars(agg, [f"corr/{t}" for t in types], [t.replace("_", " ") for t in types],
                                "accuracy (%)", "accuracy under each corruption, mean over its severities")
-    return img(png, "corruption accuracy per type")
+    table = agg.get("corruption_table") or "imagenet"  # aggregates from before tables were named
+    names = ", ".join(TABLE_NAMES.get(t, t) for t in table.split(", "))
+    return img(png, "corruption accuracy per type") + f"<p>Corruption settings: {names}.</p>"
 
 
 def background_section(ctx: ReportContext) -> str:
