@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clareps-installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test test-avx2 venv bench clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The suite as a CPU without AVX-512 runs it (other convolution kernels, emulated bf16), on any x86 CPU.
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/teacher_step.py
