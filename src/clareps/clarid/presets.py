@@ -22,7 +22,9 @@ TEACHER_PRESETS: dict[str, str] = {"clareps": "bank-default", "unet2d": "cifar10
                                    "dit": "imagenet-dit-bank"}
 
 
-class _Settings(StrictModel):
+class ClaridSettings(StrictModel):
+    """CLARID settings under their section name, so that errors name the key as ``clarid.key``."""
+
     clarid: ClaridConfig = Field(default_factory=ClaridConfig)
 
 
@@ -44,7 +46,7 @@ def clarid_settings(base: ClaridConfig | TeacherKind, **overrides: Any) -> Clari
     cfg = base if isinstance(base, ClaridConfig) else clarid_preset(base)
     if not overrides:
         return cfg
-    return build_config(_Settings, {"clarid": dict(cfg.model_dump(), **overrides)}, "settings").clarid
+    return build_config(ClaridSettings, {"clarid": dict(cfg.model_dump(), **overrides)}, "settings").clarid
 
 
 def bank_defaults(teacher: str | None) -> dict:
