@@ -51,6 +51,13 @@ class Teacher:
         return self.model.cfg.num_classes
 
     @property
+    def image_size(self) -> int:
+        """The side of the images it makes, in pixels (after the VAE's decoder, for a latent model)."""
+        from clareps.diffusion.teacher import pixel_shape
+
+        return int(pixel_shape(self.model)[-1])
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
