@@ -85,12 +85,17 @@ def test_images_as_the_source(dit, tmp_path, run_cli, asked):
     assert code == 0, err
     assert asked == [([3] * 2, 3), ([3] * 2, 0)]
     assert _check_pair(tmp_path / "c", 2, 3, 8)["canonical"]["source"] == "images"
+    code, _, err = run_cli("canonical", "--teacher", dit, "--class", 3, "--n", 3, "--batch-size", 2, *TINY,
+                           "--out", tmp_path / "b")
+    assert code == 0, err
+    assert asked[2:] == [([3] * 2, 16), ([3], 16), ([3] * 2, 0), ([3], 0)]  # three items, two at a time
 
 
 @pytest.mark.parametrize("args, message", [
     (["--class", 5], "--class 5 is out of range: this teacher has classes 0..4"),
     (["--class", -1], "--class -1 is out of range"),
     (["--class", 3, "--n", 0], "--n must be at least 1"),
+    (["--class", 3, "--batch-size", 0], "--batch-size must be at least 1"),
     (["--class", 3, "--set", "k=2"], "canonical takes CLARID settings only"),
     (["--class", 3, "--set", "clarid.nope=2"], "unknown config key 'clarid.nope'"),
     (["--class", 3, "--set", "clarid.k=-1"], "bad value for 'clarid.k'"),

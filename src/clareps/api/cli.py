@@ -47,6 +47,8 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
                   set_: list[str] = typer.Option([], "--set", "-s", help="CLARID setting: clarid.key=value "
                                                  "(over the preset for the teacher's kind)"),
                   out: Path = typer.Option(..., "--out", "-o", help="folder for canonical.png, .safetensors, .json"),
+                  batch_size: Optional[int] = typer.Option(None, "--batch-size", help="items at a time (default: "
+                                                           "all; fewer need less GPU memory)"),
                   device: str = typer.Option("auto", "--device")) -> None:
     """Canonical samples of one class and their guidance-only control (k = 0, the same noise), side by
     side: a PNG grid (rows: canonical, control) and a safetensors file of both, with a JSON sidecar."""
@@ -57,6 +59,8 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
         raise ClarepsError(f"--n must be at least 1, got {n}")
     if seed < 0:
         raise ClarepsError(f"--seed must be >= 0, got {seed}")
+    if batch_size is not None and batch_size < 1:
+        raise ClarepsError(f"--batch-size must be at least 1, got {batch_size}")
     overrides = clarid_overrides(set_)
     check_writable(out)
     refuse_foreign_files(out)
@@ -68,8 +72,8 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
     cfg = t.settings(**overrides)
     pixels = _images(t, images, n) if images is not None else None
     labels = [class_] * (len(pixels) if pixels is not None else n or 10)
-    canon = t.canonical(labels=labels, images=pixels, seed=seed, settings=cfg)
-    control = t.canonical(labels=labels, images=pixels, seed=seed, settings=cfg, k=0)
+    canon = t.canonical(labels=labels, images=pixels, seed=seed, settings=cfg, batch_size=batch_size)
+    control = t.canonical(labels=labels, images=pixels, seed=seed, settings=cfg, batch_size=batch_size, k=0)
     paths = write_pair(out, canon, control)
     typer.echo(f"canonical: {paths[0]} (rows: canonical, control; {len(labels)} of class {class_})\n"
                f"samples: {paths[1]}")

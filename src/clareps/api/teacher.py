@@ -99,13 +99,14 @@ class Teacher:
         return sample_labels(self.model, self.labels(labels), w, steps, seed, batch_size, quiet=quiet)
 
     def canonical(self, labels: Labels | None = None, images: torch.Tensor | None = None, seed: int = 0,
-                  settings: ClaridConfig | None = None, **clarid: Any) -> Canonical:
+                  settings: ClaridConfig | None = None, batch_size: int | None = None, **clarid: Any) -> Canonical:
         """Canonical samples of the classes ``labels``: from Gaussian noise (seeded by ``seed``; ``images``
         None), or from ``images`` (N, C, H, W) in [0, 1] (DDIM-inverted to t_e with their class). Sample
         to t_e with the class, remove the top-k Jacobian directions of the features, decode with guidance
         w. ``clarid``: CLARID settings as keywords over this kind's preset (``k=``, ``t_e=``, ``w=``,
         ``tap=``, ``steps=``, ``tol=``, ``max_iter=``, ...); ``k=0`` is the guidance-only control (the same
-        noise, the same path, no projection). Only the items asked for are computed."""
+        noise, the same path, no projection). Only the items asked for are computed, ``batch_size`` at a
+        time (default: all at once; fewer items at a time need less GPU memory)."""
         from clareps.clarid import canonical as engine
         from clareps.diffusion.teacher import pixel_shape
 
@@ -113,23 +114,30 @@ class Teacher:
             raise ClarepsError("labels= is required: one class per canonical sample, e.g. labels=[3] * 10")
         cfg = self.settings(settings, **clarid)
         y = self.labels(labels)
+        if batch_size is not None and batch_size < 1:
+            raise ClarepsError(f"batch_size must be >= 1, got {batch_size}")
         if images is None:
             m = self.model.cfg
             gen = torch.Generator().manual_seed(seed)
-            noise = torch.randn((len(y), m.in_channels, m.image_size, m.image_size), generator=gen)
-            x_te = engine.random_latents(self.model, y.to(self.device), cfg, noise.to(self.device))
+            sources = torch.randn((len(y), m.in_channels, m.image_size, m.image_size), generator=gen)
         else:
             want = tuple(pixel_shape(self.model))
             if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != want \
                     or len(images) != len(y):
                 raise ClarepsError(f"images must be (N, {', '.join(map(str, want))}) in [0, 1] with one label "
                                    f"each; got {_describe(images)} and {len(y)} labels")
-            x_te = engine.matched_latents(self.model, images.float().to(self.device), y.to(self.device), cfg)
-        out = engine.canonicalize(self.model, x_te, y.to(self.device), cfg)
+            sources = images.float()
+        parts, step = [], batch_size or len(y)
+        for i in range(0, len(y), step):
+            yy, src = y[i:i + step].to(self.device), sources[i:i + step]
+            x_te = (engine.random_latents(self.model, yy, cfg, src.to(self.device)) if images is None
+                    else engine.matched_latents(self.model, src.to(self.device), yy, cfg))
+            parts.append({k: v.cpu() for k, v in engine.canonicalize(self.model, x_te, yy, cfg).items()
+                          if k in ("images", "features", "latents", "singular_values")})
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         meta = {"settings": cfg.model_dump(mode="json"), "source": "noise" if images is None else "images",
                 "seed": seed, "teacher": str(self.path), "teacher_kind": self.kind}
-        return Canonical(out["images"].cpu(), y, out["features"].cpu(), out["latents"].cpu(),
-                         out["singular_values"].cpu(), meta)
+        return Canonical(out["images"], y, out["features"], out["latents"], out["singular_values"], meta)
 
 
 def _describe(value: Any) -> str:
