@@ -216,3 +216,22 @@ def test_evaluation_fields_from_results():
     assert ev.accuracy == {"test-original": 0.9, "test-only-fg": 0.8} and ev.robust_accuracy == {"2/255": 0.3}
     assert ev.saliency_fg_share == {"gradcam": 0.6}
     assert "| clean/test-original | 0.9" in ev.to_markdown()
+
+
+def test_bank_objects_build_load_compare(tmp_path, monkeypatch, tiny_teacher, tiny_data_cache, tiny_judge,
+                                         tiny_mask_judge):
+    _tiny_home(tmp_path / "home", tiny_teacher, tiny_data_cache)
+    monkeypatch.setenv("CLAREPS_HOME", str(tmp_path / "home"))
+    with pytest.raises(ClarepsError, match="unknown config key 'clarid.nope'"):
+        clareps.Bank.build(tmp_path / "bad", per_class=1, clarid={"nope": 1})
+    assert not (tmp_path / "bad").exists()
+    canon = clareps.Bank.build(tmp_path / "canonical", per_class=1, source="matched", clarid={"k": 2})
+    control = clareps.Bank.build(tmp_path / "control", per_class=1, source="matched", kind="control")
+    assert len(canon) == 10 and canon.meta["k"] == 2 and control.meta["k"] == 0
+    again = clareps.Bank.load(tmp_path / "canonical")
+    assert torch.equal(again.features, canon.features) and again.path == tmp_path / "canonical"
+    same = clareps.Bank.build(tmp_path / "canonical", per_class=1, source="matched", **{"clarid.k": 2})
+    assert torch.equal(same.images, canon.images)  # dotted and nested keys are the same setting: reused
+    cmp = canon.compare(control, judge=tiny_judge, mask_judge=tiny_mask_judge)
+    assert {r["measure"] for r in cmp.rows} >= {"class_correct", "bg_change"} and cmp.banks[1] == tmp_path / "control"
+    assert cmp.to_markdown().startswith("reference:")
