@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clareps-installed
 
-.PHONY: demo test venv bench docs clean
+.PHONY: demo test test-avx2 venv bench docs clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+<<<<<<< HEAD
 docs: $(STAMP)   # the documentation site, into site/ (fails on a broken link or a missing API reference)
 	PYTHONPATH=$(CURDIR)/src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+=======
+# The suite as a CPU without AVX-512 runs it (other convolution kernels, emulated bf16), on any x86 CPU.
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest
+>>>>>>> main
 
 bench: $(STAMP)
 	$(PY) benchmarks/teacher_step.py
