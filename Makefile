@@ -22,14 +22,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-<<<<<<< HEAD
-docs: $(STAMP)   # the documentation site, into site/ (fails on a broken link or a missing API reference)
-	PYTHONPATH=$(CURDIR)/src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
-=======
 # The suite as a CPU without AVX-512 runs it (other convolution kernels, emulated bf16), on any x86 CPU.
 test-avx2: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest
->>>>>>> main
+
+# The documentation site, into site/ (fails on a broken link or a missing API reference).
+docs: $(STAMP)
+	PYTHONPATH=$(CURDIR)/src NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) benchmarks/teacher_step.py
