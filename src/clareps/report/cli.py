@@ -1,4 +1,4 @@
-"""``clareps report RUN_ROOT``: the HTML report of a demo run root."""
+"""``clareps report RUN_ROOT``: the HTML report of a run root (``clareps demo``'s, or one laid out the same way)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 
-def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `clareps demo` (e.g. runs/demo)"),
+def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `clareps demo` (e.g. runs/demo), or laid "
+                                               "out as one by hand: banks/, kd-teacher/, students/, results/"),
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default RUN_ROOT/report.html)"),
                figures: Optional[Path] = typer.Option(None, "--figures",
                                                       help="also write each figure as a PNG file in this folder")
@@ -20,8 +21,9 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
 
     if not run_root.is_dir():
         raise ClarepsError(f"no run root at {run_root} (make one with `clareps demo`)")
-    if not (run_root / "demo.json").is_file():
-        raise ClarepsError(f"{run_root} is not a demo run root (no demo.json; make one with `clareps demo`)")
+    if not (run_root / "demo.json").is_file() and not (run_root / "results" / "results.json").is_file():
+        raise ClarepsError(f"{run_root} is not a demo run root (no demo.json: make one with `clareps demo`) nor laid out "
+                           f"as one (no results/results.json: `clareps aggregate ... --out {run_root / 'results'}`)")
     check_writable((out or run_root / "report.html").parent)
     if figures is not None:
         check_writable(figures)
