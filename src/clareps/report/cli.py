@@ -12,13 +12,18 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
                                                "out as one by hand: banks/, kd-teacher/, students/, results/"),
                out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default RUN_ROOT/report.html)"),
                figures: Optional[Path] = typer.Option(None, "--figures",
-                                                      help="also write each figure as a PNG file in this folder")
+                                                      help="also write each figure as a PNG file in this folder"),
+               embedding: Optional[str] = typer.Option(None, "--embedding",
+                                                       help="auto | umap | tsne | pca: the 2-D embedding of the "
+                                                            "features (default: the demo config's, else auto)")
                ) -> None:
     """One self-contained HTML page: data, teacher, banks, results, robustness, saliency, compute."""
     from clareps.errors import ClarepsError
     from clareps.io import check_writable
     from clareps.report.html import build_report
 
+    if embedding not in (None, "auto", "umap", "tsne", "pca"):
+        raise ClarepsError(f"--embedding {embedding!r}: one of auto, umap, tsne, pca")
     if not run_root.is_dir():
         raise ClarepsError(f"no run root at {run_root} (make one with `clareps demo`)")
     if not (run_root / "demo.json").is_file() and not (run_root / "results" / "results.json").is_file():
@@ -27,7 +32,7 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
     check_writable((out or run_root / "report.html").parent)
     if figures is not None:
         check_writable(figures)
-    typer.echo(f"report: {build_report(run_root, out, figures=figures)}")
+    typer.echo(f"report: {build_report(run_root, out, figures=figures, embedding=embedding)}")
     if figures is not None:
         typer.echo(f"figures: {figures}")
 
