@@ -67,8 +67,8 @@ def teacher_box(ctx: ReportContext) -> str:
 def run_facts(ctx: ReportContext) -> str:
     latest = ctx.latest
     if not latest:
-        return ('<p class="missing">No demo.json: this run root was laid out stage by stage, not made by '
-                '<code>clareps demo</code>, so the stages\' timings are not recorded here.</p>')
+        return ('<p class="missing">No demo.json: this run root was not made by <code>clareps demo</code> (its '
+                'stages were run one by one), so their timings are not recorded here.</p>')
     stages = {k: v for k, v in latest.get("stages", {}).items() if k != "report"}
     reused = sum(1 for s in stages.values() if s.get("reused"))
     state = "before this page was made" if latest.get("finished") else "(that invocation did not finish)"
