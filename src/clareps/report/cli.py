@@ -27,8 +27,9 @@ def report_cmd(run_root: Path = typer.Argument(..., help="a run root made by `cl
     if not run_root.is_dir():
         raise ClarepsError(f"no run root at {run_root} (make one with `clareps demo`)")
     if not (run_root / "demo.json").is_file() and not (run_root / "results" / "results.json").is_file():
-        raise ClarepsError(f"{run_root} is not a demo run root (no demo.json: make one with `clareps demo`) nor laid out "
-                           f"as one (no results/results.json: `clareps aggregate ... --out {run_root / 'results'}`)")
+        raise ClarepsError(f"{run_root} is not a demo run root (no demo.json: make one with `clareps demo`) nor "
+                           f"laid out as one (no results/results.json: `clareps aggregate ... --out "
+                           f"{run_root / 'results'}`)")
     check_writable((out or run_root / "report.html").parent)
     if figures is not None:
         check_writable(figures)

@@ -57,9 +57,9 @@ def teacher_box(ctx: ReportContext) -> str:
     if why:
         said = why[0] if len(why) == 1 else ", ".join(why[:-1]) + " and " + why[-1]
         lines.append(f"<b>This teacher is {said}.</b> Banks from a teacher whose samples are not "
-                     "recognisable animals carry little class information, so the differences between the methods "
-                     "below mean little for CaDistill or the paper's claims: read this page as a test of the "
-                     "pipeline, not as a result.")
+                     "recognisable members of their class carry little class information, so the differences between "
+                     "the methods below mean little for CaDistill or the paper's claims: read this page as a test of "
+                     "the pipeline, not as a result.")
         return f'<div class="warn">{" ".join(lines)}</div>'
     return f'<div class="note">{" ".join(lines)}</div>'
 
