@@ -211,6 +211,7 @@ def test_each_stage_wrote_what_the_guide_says(walk):
         for kind in ("canonical", "control", "feat-real"):
             meta = json.loads((root / "runs" / base / "banks" / kind / "bank.json").read_text())
             kinds[base, kind] = (meta["bank_kind"], meta["k"], meta["source"])
+            assert meta["teacher"].startswith("diffusers:") == (base == "cifar10-diffusers")
     for base in ("cifar10", "cifar10-diffusers"):
         assert kinds[base, "canonical"] == ("canonical", 1, "random")
         assert kinds[base, "control"] == ("control", 0, "random")
