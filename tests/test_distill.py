@@ -217,12 +217,12 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
         extra = ["--bank", banks[method]] if method in banks else []
         extra += ["--kd-teacher", kdt] if method == "kd" else []
         code, out, err = run_cli("distill", "--method", method, "--seed", 1, "-c", config,
-                                 "--out", tmp_path / method, "-q", *extra)
+                                 "--out", tmp_path / "runs" / method, "-q", *extra)  # not into a bank's folder
         assert code == 0, err
         assert f"{method} seed 1: val_acc" in out and "student:" in out
-        result = json.loads((tmp_path / method / "result.json").read_text())
+        result = json.loads((tmp_path / "runs" / method / "result.json").read_text())
         assert result["method"] == method and result["seed"] == 1 and 0 <= result["val_acc"] <= 1
-    terms = json.loads((tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()[0])
+    terms = json.loads((tmp_path / "runs" / "kd" / "metrics.jsonl").read_text().splitlines()[0])
     assert "kd" in terms and "cano" not in terms
 
 
