@@ -1,4 +1,4 @@
-"""CLI verbs for the teacher: ``train-teacher`` and ``sample``."""
+"""CLI verbs for the teacher: ``train-teacher`` (``sample`` and ``canonical``: ``api/cli.py``, for any teacher)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from pydantic import Field
 
 from clareps.config import StrictModel, build_config, load_config
-from clareps.paths import default_teacher, preset
+from clareps.paths import preset
 
 
 class SamplingOptions(StrictModel):
@@ -46,29 +46,5 @@ def train_teacher(config: Optional[Path] = typer.Option(None, "--config", "-c", 
     typer.echo(f"teacher: {path}\nmetrics: {out / 'metrics.jsonl'}")
 
 
-def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teacher .safetensors"),
-               out: Path = typer.Option(Path("runs/samples"), "--out", "-o"),
-               per_class: int = typer.Option(8, "--per-class"),
-               w: float = typer.Option(3.0, "--w", help="classifier-free guidance scale"),
-               steps: int = typer.Option(50, "--steps", help="DDIM steps"),
-               seed: int = typer.Option(0, "--seed"),
-               device: str = typer.Option("auto", "--device"),
-               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Draw a grid of samples per class (rows = classes) from a teacher."""
-    from clareps.device import resolve_device
-    from clareps.diffusion.checkpoint import load_teacher
-    from clareps.diffusion.sampler import sample_per_class
-    from clareps.io import check_writable
-    from clareps.grids import save_grid
-
-    check_sampling("sample", per_class, w, steps, seed)
-    check_writable(out)
-    model, meta = load_teacher(teacher or default_teacher(), resolve_device(device))
-    images, _ = sample_per_class(model, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
-    path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)
-    typer.echo(f"samples: {path}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("train-teacher")(train_teacher)
-    app.command("sample")(sample_cmd)

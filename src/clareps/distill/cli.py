@@ -16,6 +16,27 @@ def _preset_path(config: Optional[str]) -> Path:
     return resolve_preset(config, DEFAULT_PRESET)
 
 
+def refuse_foreign_folder(out: Path, ours: bool, what: str) -> None:
+    """A run goes into a new folder or one that holds (part of) a run of its kind (``ours``), never among
+    other artifacts: the rule ``bank build`` keeps (clarid.bank.refuse_foreign_folder)."""
+    if ours or not out.is_dir():
+        return
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if others:
+        from clareps.errors import ClarepsError
+
+        raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
+                           f"not {what}: use a new --out folder")
+
+
+def holds_distill_run(out: Path) -> bool:
+    """The folder's record (config.yaml, written before the first checkpoint) is a distill run's."""
+    from clareps.io import read_yaml_or_none
+
+    record = read_yaml_or_none(out / "config.yaml") or {}
+    return "method" in record and "student" in record
+
+
 def _load(config: Optional[str], overrides: list[str]):
     from clareps.config import load_config
     from clareps.distill.config import DistillConfig
@@ -31,8 +52,8 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
                 set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
                 out: Optional[Path] = typer.Option(None, "--out", "-o",
                                                    help="run directory (default runs/distill/<method>-s<seed>)"),
-                teacher: Optional[Path] = typer.Option(None, "--teacher", "-t",
-                                                       help="teacher .safetensors the bank must have been built with"),
+                teacher: Optional[Path] = typer.Option(None, "--teacher", "-t", help="the teacher (.safetensors or "
+                                                       "diffusers folder) the bank must have been built with"),
                 kd_teacher: Optional[Path] = typer.Option(None, "--kd-teacher",
                                                           help="classifier teacher for --method kd"),
                 test: list[str] = typer.Option([], "--test",
@@ -59,6 +80,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
     check_writable(out)
+    refuse_foreign_folder(out, holds_distill_run(out), "a distill run")
     interrupt_note(f"the last checkpoint is in {out}; rerun the same command to resume")
     trainer = DistillTrainer(cfg, out, quiet=quiet)
     result = trainer.train(resume=resume)
@@ -84,8 +106,10 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
     check_writable(out)
+    refuse_foreign_folder(out, (out / "kd_teacher.safetensors").exists(), "a KD teacher")
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
-    typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
+    preset = f" -c {config}" if config is not None else ""
+    typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill{preset} --method kd --kd-teacher {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -135,7 +135,7 @@ def aggregate(runs: list[dict]) -> dict:
     return {"methods": methods, "metrics": table, "mce_reference": mce_ref,
             "corruption_table": ", ".join(tables) or None,
             "paired": paired_table(table, LOWER_IS_BETTER),
-            "fg_area": (first.get("saliency") or {}).get("fg_area"),
+            "fg_area": (first.get("saliency") or {}).get("fg_area"), "skipped": first.get("skipped") or {},
             "eval": {"mode": first["mode"], "config_hash": first["config_hash"], "eval_seed": first["eval_seed"]},
             "images": _images(first), "runs": [{"file": r["file"], "method": r.get("method"),
                                                 "train_seed": r.get("train_seed"),
@@ -211,6 +211,8 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
         notes.append(f"Corruption table: {', '.join(names)}.")
     if agg.get("mce_reference"):
         notes.append(f"mCE relative to {agg['mce_reference']}.")
+    for test, why in (agg.get("skipped") or {}).items():
+        notes.append(f"Not measured: {'background tests' if test == 'background' else test}, {why}.")
     return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n" + paired_markdown(agg, all_rows)
 
 

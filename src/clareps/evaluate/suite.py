@@ -169,7 +169,7 @@ def summarize(results: dict) -> dict[str, float]:
         if cor.get("mce") is not None:
             s["corr/mce"] = cor["mce"]
     sal = results.get("saliency")
-    if sal:
+    if sal and "methods" in sal:  # data without foreground masks: {"skipped": why}
         s.update({f"saliency/{m}": v["fg_share"] for m, v in sal["methods"].items()})
     return {k: v for k, v in s.items() if v is not None}
 
