@@ -172,7 +172,9 @@ def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[s
         rows.append(cells)
     if not rows:
         return ""
-    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources"}.get(method, method)
+    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources",
+            "cadistill-oracle": "CaDistill on the oracle bank",
+            "ce-oracle": "Cross-entropy with the oracle bank's images"}.get(method, method)
     head = ["metric (%)", method]
     for n in names:
         head += [f"{n.split('-vs-')[1]}: difference, 95 % CI (points)", "verdict"]
