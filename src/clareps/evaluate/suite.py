@@ -24,7 +24,7 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.errors import ClarepsError
-from clareps.evaluate.background import VARIANTS, background_metrics
+from clareps.evaluate.background import VARIANTS, background_metrics, background_skipped
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
@@ -212,7 +212,8 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
         "student": {"path": str(path), "sha256": hash_file(path), "arch": meta["arch"], "width": meta.get("width"),
                     "method": meta.get("method"), "config_hash": meta.get("config_hash"), "role": meta.get("role")},
         "data": {"spec": to_plain(spec), "from": spec_from, "fingerprint": fp,
-                 "matches_student": None if train_fp is None else train_fp.split(":")[0] == fp.split(":")[0]},
+                 "matches_student": None if train_fp is None else (train_fp.split(":")[0] == fp.split(":")[0] if bench
+                                                                   else train_fp == data_fingerprint(spec, "train"))},
         "config": to_plain(cfg), "config_hash": config_hash(to_plain(cfg)),
         "device": str(device), "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "seconds": {},
@@ -266,7 +267,8 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
     if "saliency" in cfg.components:
         sc = cfg.saliency
         if main.masks is None:
-            results["saliency"] = {"skipped": f"split {split} has no foreground masks"}
+            results["saliency"] = {"skipped": f"split {split} has no foreground masks (the share of attribution "
+                                              "on the foreground needs them)"}
         else:
             idx, images = select(main, sc.n_images, seed, split)
             data = main.subset(idx)
@@ -284,9 +286,17 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
                 results["saliency"]["maps_file"] = str(maps_path)
 
     results["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
+    results["skipped"] = skipped(results)
     results["checks"] = _checks(results)
     results["summary"] = summarize(results)
     return results
+
+
+def skipped(results: dict) -> dict[str, str]:
+    """The tests that measured nothing on this data, and why (no foreground masks, no background variants)."""
+    out = {"background": background_skipped(results["clean"])} if "clean" in results else {}
+    out["saliency"] = (results.get("saliency") or {}).get("skipped")
+    return {k: v for k, v in out.items() if v}
 
 
 def write_results(results: dict, out: str | Path) -> Path:
