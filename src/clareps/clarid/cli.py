@@ -31,14 +31,14 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     from clareps.clarid.bank import BankConfig, build_bank
     from clareps.clarid.bank_views import ensure_metrics
     from clareps.distributed import context
-    from clareps.errors import interrupt_note
+    from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
 
     check_judges(judge, mask_judge)
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + (["kind=control"] if control else [])
     cfg = load_config(BankConfig, config or preset("bank-default"), overrides)
     check_writable(out)
-    interrupt_note(f"finished shards are in {out / 'shards'}; rerun the same command to resume")
+    interrupt_note(kept_or_nothing(any_file(out / "shards", "*.json"), f"finished shards are in {out / 'shards'}"))
     bank, reused = build_bank(cfg, out, quiet=quiet)
     if not context().main:  # under torchrun, rank 0 reports and measures
         return

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from clareps.paths import resolve_preset
+from clareps.runs import refuse_foreign_folder
 
 DEFAULT_PRESET = "distill-default"
+RUN_MARKERS = ("config.yaml", "checkpoint.safetensors", "student.safetensors", "result.json")  # a distill run's own
 
 
 def _preset_path(config: Optional[str]) -> Path:
@@ -44,7 +46,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     from clareps.adapters.loading import teacher_fingerprint
     from clareps.config import named_files
     from clareps.distill.trainer import DistillTrainer
-    from clareps.errors import interrupt_note
+    from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
 
     overrides = list(set_)
@@ -59,7 +61,8 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
     check_writable(out)
-    interrupt_note(f"the last checkpoint is in {out}; rerun the same command to resume")
+    refuse_foreign_folder(out, "a distill run", markers=RUN_MARKERS)
+    interrupt_note(kept_or_nothing(any_file(out, "checkpoint.safetensors"), f"the last checkpoint is in {out}"))
     trainer = DistillTrainer(cfg, out, quiet=quiet)
     result = trainer.train(resume=resume)
     if not result:
@@ -84,6 +87,7 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
     check_writable(out)
+    refuse_foreign_folder(out, "a kd teacher", own=("kd_teacher.safetensors", "kd_teacher.json"))
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
 
