@@ -279,7 +279,7 @@ def test_a_folder_given_for_a_checkpoint_file_says_so(tmp_path, run_cli):
 FOREIGN_OUT = [  # every verb that writes an --out folder, as far as its cheap checks
     ["train-teacher", "--set", "steps=1"], ["distill", "--method", "ce"], ["train-kd-teacher"], ["train-judge"],
     ["train-mask-judge"], ["sample", "--per-class", "1"], ["data", "show"], ["bank", "sweep"],
-    ["distill-sweep", "--grid", "lr=0.1"], ["aggregate", "nowhere"],
+    ["distill-sweep", "--grid", "lr=0.1"], ["aggregate", "nowhere"], ["bank", "show", "--bank", "nowhere"],
 ]
 
 

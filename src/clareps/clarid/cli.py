@@ -62,16 +62,19 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
                                           help="print the metrics (recomputed from the bank when stale)")) -> None:
     """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
     (engine record and measures) of each bank."""
+    from clareps.clarid.bank import BANK_MARKERS
     from clareps.clarid.bank_format import load_bank
     from clareps.clarid.bank_views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
     from clareps.data.spec import load_data
     from clareps.io import check_writable
+    from clareps.runs import refuse_foreign_folder
 
     if per_class < 1:
         raise ClarepsError(f"--per-class must be at least 1, got {per_class}")
     check_judges(judge, mask_judge)
     out = out or bank
     check_writable(out)
+    refuse_foreign_folder(out, "a bank or its views", markers=BANK_MARKERS, own=("comparison.png", "spectra.png"))
     canonical = load_bank(bank)
     banks, names = [canonical], ["canonical"]
     if control is not None:
