@@ -87,7 +87,8 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
     check_writable(out)
-    refuse_foreign_folder(out, "a kd teacher", markers=("kd_teacher.safetensors",), own=("kd_teacher.json",))
+    refuse_foreign_folder(out, "a kd teacher", markers=("kd_teacher.safetensors",),
+                          own=("kd_teacher.json", "timing.json"))
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
 

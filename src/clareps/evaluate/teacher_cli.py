@@ -30,7 +30,8 @@ def _train(what: str, config_cls, train, config: Path, set_: list[str], out: Pat
 
     cfg = load_config(config_cls, config, set_)
     check_writable(out)
-    refuse_foreign_folder(out, f"a {what}", markers=(f"{file}.safetensors",), own=(f"{file}.json",))
+    refuse_foreign_folder(out, f"a {what}", markers=(f"{file}.safetensors",),
+                          own=(f"{file}.json", "timing.json"))
     path, metrics = train(cfg, out, quiet=quiet)
     typer.echo(f"{what}: {path}\n{metrics}")
 
