@@ -24,7 +24,7 @@ from clareps.clarid.directions import project
 from clareps.clarid.engine import top_subspace
 from clareps.config import load_config
 from clareps.device import autocast, hardware
-from clareps.diffusion.checkpoint import load_teacher
+from clareps.adapters.loading import load_teacher_any as load_teacher
 from clareps.diffusion.sampler import decode
 from clareps.paths import default_teacher, preset
 

@@ -262,7 +262,7 @@ def main() -> None:
     if args.random_teacher:
         model, source = UNet(UNetConfig(), Schedule.cosine()).to(device).eval(), "random init"
     else:
-        from clareps.diffusion.checkpoint import load_teacher
+        from clareps.adapters.loading import load_teacher_any as load_teacher
 
         model, _ = load_teacher(args.teacher, device)
         source = args.teacher

@@ -32,7 +32,7 @@ from clareps.clarid.engine import top_subspace  # noqa: E402
 from clareps.clarid.forward_mode import jacobian_mode  # noqa: E402
 from clareps.clarid.linalg import principal_angles  # noqa: E402
 from clareps.config import load_config  # noqa: E402
-from clareps.diffusion.checkpoint import load_teacher  # noqa: E402
+from clareps.adapters.loading import load_teacher_any as load_teacher  # noqa: E402
 from clareps.diffusion.sampler import decode  # noqa: E402
 from clareps.errors import ClarepsError  # noqa: E402
 from clareps.paths import default_teacher, preset  # noqa: E402

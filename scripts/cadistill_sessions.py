@@ -39,7 +39,7 @@ RUN = Path(os.environ.get("OUT", "runs/studies/cadistill"))
 ARCHIVE = Path(os.environ.get("ARCHIVE", Path(__file__).resolve().parents[1] / "docs/studies/data/cadistill"))
 CONFIG, SECTION = os.environ.get("STUDY_CONFIG", "study-cadistill"), os.environ.get("STUDY_SECTION", "study")
 OVERRIDES = os.environ.get("STUDY_SET", "").split()  # e.g. "seeds=[0]": as `clareps demo --set`
-PRIMARY = ("ce", "control", "cadistill")
+PRIMARY = tuple(os.environ.get("STUDY_FIRST", "ce control cadistill").split())  # the units taken first
 PROBE_SEED, PROBE_PER_CLASS = 1, int(os.environ.get("PROBE_PER_CLASS", "20"))  # as scripts/cadistill_probe.sh
 CLAIMS = RUN / "claims"
 
@@ -86,7 +86,7 @@ def prep(parts: int | str = 2) -> None:
         sys.exit("a shard process failed; rerun prep (finished shards are kept)")
     for kind in p.banks:  # merges the shards; each bank's metrics
         p.bank_stage(kind)
-    probe_banks(env)
+    probe_banks(env, serial=parts == 1)
     record_banks(p)
 
 
@@ -101,7 +101,7 @@ def shards(part: str) -> None:
             builder.build(rank, world)
 
 
-def probe_banks(env: dict) -> None:
+def probe_banks(env: dict, serial: bool = False) -> None:
     """The held-out banks of the CKA probe: the study's bank settings, another seed, 20 items per class."""
     import yaml
 
@@ -109,12 +109,15 @@ def probe_banks(env: dict) -> None:
     folder.mkdir(exist_ok=True)
     config = folder / "config.yaml"
     config.write_text(yaml.safe_dump(json.loads((RUN / "banks/canonical/bank.json").read_text())["config"]))
-    procs = [subprocess.Popen([sys.executable, "-m", "clareps", "bank", "build", "-c", str(config),
-                               "--out", str(folder / f"{kind}-s{PROBE_SEED}"),
-                               "--teacher", str(RUN / "teacher/teacher.safetensors"),
-                               *(["--control"] if kind == "control" else []), "--set", f"seed={PROBE_SEED}",
-                               "--set", f"per_class={PROBE_PER_CLASS}", "--no-metrics", "-q"], env=env)
-             for kind in ("canonical", "control")]
+    procs = []
+    for kind in ("canonical", "control"):  # side by side, or one after the other (serial: one thread)
+        procs.append(subprocess.Popen([sys.executable, "-m", "clareps", "bank", "build", "-c", str(config),
+                                       "--out", str(folder / f"{kind}-s{PROBE_SEED}"),
+                                       "--teacher", str(RUN / "teacher/teacher.safetensors"),
+                                       *(["--control"] if kind == "control" else []), "--set", f"seed={PROBE_SEED}",
+                                       "--set", f"per_class={PROBE_PER_CLASS}", "--no-metrics", "-q"], env=env))
+        if serial:
+            procs[-1].wait()
     if any(proc.wait() for proc in procs):
         sys.exit("a probe bank failed; rerun prep")
 
@@ -304,7 +307,7 @@ def start(workers: int | str = 2) -> None:
 
 
 def session(workers: str) -> None:
-    prep()
+    prep(os.environ.get("PREP_PARTS", 2))  # PREP_PARTS=1: the banks in one process
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen(["nice", "-n", "19", sys.executable, __file__, "work"], env=env)
              for _ in range(int(workers))]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clareps.adapters import Teacher, pixel_shape, teacher_fingerprint, to_latent, to_pixels
+from clareps.adapters import TeacherModel, pixel_shape, teacher_fingerprint, to_latent, to_pixels
 from clareps.clarid.bank import BankConfig, build_bank
 from clareps.clarid.canonical import ClaridConfig, matched_latents, timestep
 from clareps.clarid.engine import top_subspace
@@ -62,7 +62,7 @@ def _load(external, which):
 
 def test_our_unet_is_a_teacher(tiny_unet):
     x = torch.randn(1, 3, 8, 8)
-    assert isinstance(tiny_unet, Teacher)
+    assert isinstance(tiny_unet, TeacherModel)
     assert to_latent(tiny_unet, x) is x and to_pixels(tiny_unet, x) is x
     assert pixel_shape(tiny_unet) == (3, 8, 8)
 

@@ -95,7 +95,8 @@ def test_the_sampler_reads_the_schedule_the_teacher_carries(tiny_unet):
 
 
 def test_a_teacher_file_carries_the_schedule_back(tiny_unet, tmp_path):
-    from clareps.diffusion.checkpoint import load_teacher, save_teacher
+    from clareps.adapters.loading import load_teacher_any as load_teacher
+    from clareps.diffusion.checkpoint import save_teacher
 
     model, meta = load_teacher(save_teacher(tmp_path / "t.safetensors", tiny_unet, {}))
     assert meta["T"] == 1000 and torch.equal(model.schedule.alpha_bar, tiny_unet.schedule.alpha_bar)

@@ -1,4 +1,4 @@
-"""The README's "Your own data" walk, run as written (at toy size) on npz files with masks, and the
+"""The own-data guide's npz walk, run as written (at toy size) on npz files with masks, and the
 advice of evaluate's npz error, run as written (issue 18, item 7)."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 
 from clareps.data.benchmark import BenchmarkConfig, read_split_arrays, build_benchmark
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "own-data.md"
 FILES = {"train.npz": "train", "test.npz": "test-original", "mixed-same.npz": "test-mixed-same",
          "mixed-rand.npz": "test-mixed-rand", "only-fg.npz": "test-only-fg"}
-# toy sizes appended to each command (the README's commands are for real data)
+# toy sizes appended to each command (the guide's commands are for real data)
 TINY = {
     "train-teacher": ["--set", "model={base_channels: 8, channel_mult: [1, 2], groups: 4, attn_resolutions: [16]}",
                       "--set", "steps=2", "--set", "batch_size=16", "--set", "warmup=1", "--set", "precision=fp32",
@@ -30,7 +30,7 @@ TINY = {
 
 
 def readme_commands() -> list[list[str]]:
-    section = README.read_text().split("## Your own data", 1)[1].split("\n## ", 1)[0]
+    section = GUIDE.read_text().split("## npz files", 1)[1].split("\n## ", 1)[0]
     block = re.sub(r"\\\n\s*", "", section)  # join continued lines
     return [shlex.split(line.strip())[1:] for line in block.splitlines() if line.startswith("    clareps ")]
 

@@ -22,6 +22,8 @@ CPU = torch.device("cpu")
 def cpu_flags(monkeypatch, tmp_path):
     """Pretend to be a CPU with the given bf16 flags and architecture; cache in a fresh folder."""
     monkeypatch.setenv("CLAREPS_CACHE", str(tmp_path / "cache"))
+    for cap in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):  # the flags alone decide
+        monkeypatch.delenv(cap, raising=False)
     dev.cpu_bf16_speedup.cache_clear()
     dev._warn_emulated.cache_clear()
 
@@ -90,6 +92,20 @@ def test_cuda_follows_the_card(monkeypatch):
 def test_unknown_precision_is_a_config_error(tmp_path):
     with pytest.raises(ClarepsError, match="bad value for 'precision'"):
         load_config(TeacherConfig, preset("teacher-default"), ["precision=fp16"])
+
+
+@pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "avx512_core"},
+                                 {"ATEN_CPU_CAPABILITY": "avx2"}])
+def test_an_isa_cap_makes_auto_choose_fp32_on_a_bf16_cpu(cpu_flags, monkeypatch, env):
+    """Capped below bf16, oneDNN or ATen emulate it (a conv ~100x slower): auto runs as on an AVX2 CPU."""
+    cpu_flags(capability="AVX512", amx=True, avx512_bf16=True)
+    assert dev.resolve_precision("auto", CPU) == "bf16"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert dev.resolve_precision("auto", CPU) == "fp32" and dev.cpu_bf16_native() is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a cap above bf16 changes nothing
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert dev.resolve_precision("auto", CPU) == "bf16"
 
 
 def test_autocast_resolves_auto(cpu_flags):

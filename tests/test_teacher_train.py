@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
-from clareps.diffusion.checkpoint import load_teacher
+from clareps.adapters.loading import load_teacher_any as load_teacher
 from clareps.diffusion.train import TeacherConfig, TeacherTrainer
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, load_tensors, save_tensors, sidecar_path
@@ -106,7 +106,7 @@ def test_corrupt_and_mismatched_checkpoints(tiny_config, tmp_path):
     save_tensors(other, tensors, meta)
     with pytest.raises(ClarepsError, match="does not fit this model"):
         load_teacher(other)
-    with pytest.raises(ClarepsError, match="missing checkpoint"):
+    with pytest.raises(ClarepsError, match="teacher not found"):
         load_teacher(tmp_path / "nope.safetensors")
 
 

@@ -1,13 +1,15 @@
 """clareps: canonical latent representations of class-conditional diffusion models.
 
-The Python API (``clareps.api``; the README's "From Python"): ``load_teacher``, ``canonical_samples``,
-``canonicalize_images``, ``build_bank``, ``distill_student``, ``evaluate_student``, ``save_grid``.
+The Python API (``clareps.api``): the objects ``Teacher`` (load, sample, canonical), ``Canonical``,
+``Bank`` (build, load, compare), ``Student`` (train, load, evaluate), ``Evaluation``, the settings model
+``ClaridConfig``, and the shortcuts ``load_teacher``, ``canonical_samples``, ``canonicalize_images``,
+``build_bank``, ``distill_student``, ``evaluate_student``, ``save_grid``.
 """
 
 from clareps.version import __version__
 
-API = ("Teacher", "Canonical", "load_teacher", "canonical_samples", "canonicalize_images", "build_bank",
-       "distill_student", "evaluate_student", "save_grid")
+API = ("Teacher", "Canonical", "Bank", "BankComparison", "Student", "Evaluation", "ClaridConfig", "load_teacher",
+       "canonical_samples", "canonicalize_images", "build_bank", "distill_student", "evaluate_student", "save_grid")
 __all__ = ["__version__", *API]
 
 

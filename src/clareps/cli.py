@@ -25,6 +25,7 @@ def _root(threads: Optional[int] = typer.Option(
 
 
 def _register() -> None:
+    from clareps.api.cli import register as register_canonical
     from clareps.clarid.cli import bank_app
     from clareps.data.cli import data_app
     from clareps.demo import demo
@@ -38,6 +39,7 @@ def _register() -> None:
     app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep, compare.")
     register_teacher(app)
+    register_canonical(app)
     register_teacher_check(app)
     register_student_eval(app)
     register_distill(app)

@@ -47,8 +47,23 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) under which its bf16 kernels are emulated even on a bf16 CPU
+_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def cpu_isa_capped() -> bool:
+    """Whether the environment caps the kernels below native bf16 (``ONEDNN_MAX_CPU_ISA=AVX2``,
+    ``ATEN_CPU_CAPABILITY=avx2``): such a process runs as a CPU without bf16 would, so ``auto`` must too."""
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    return onednn in _ONEDNN_ISAS_WITHOUT_BF16 or aten in ("default", "avx2")
+
+
 def cpu_bf16_native() -> bool | None:
-    """Whether the CPU has bf16 instructions: True/False where the flags tell, None where they cannot."""
+    """Whether the CPU has bf16 instructions that torch will use: True/False where the flags tell, None where
+    they cannot. False under an ISA cap (:func:`cpu_isa_capped`), where bf16 is emulated."""
+    if cpu_isa_capped():
+        return False
     if torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported():
         return True
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):

@@ -17,13 +17,15 @@ from clareps.errors import ClarepsError
 from clareps.io import hash_obj, read_json, read_yaml_or_none, write_text
 
 
-def refuse_foreign_folder(out: str | Path, what: str, markers: Iterable[str] = (), own: Iterable[str] = ()) -> None:
+def refuse_foreign_folder(out: str | Path, what: str, markers: Iterable[str] = (), own: Iterable[str] = (),
+                          ours: bool = False) -> None:
     """Every verb's rule for its output folder, before any work: a new or empty folder, one that holds
-    one of ``markers`` (the verb's own record: its run, to reuse, resume or refuse by config), or one
-    whose every entry matches a pattern of ``own`` (the files the verb writes). Any other folder holds
-    someone else's files: refused, so that nothing is written among them. Hidden entries do not count."""
+    one of ``markers`` (the verb's own record: its run, to reuse, resume or refuse by config) or that the
+    caller found to be ``ours`` (e.g. its record is of this kind), or one whose every entry matches a
+    pattern of ``own`` (the files the verb writes). Any other folder holds someone else's files: refused,
+    so that nothing is written among them. Hidden entries do not count."""
     out = Path(out)
-    if not out.is_dir() or any((out / m).exists() for m in markers):
+    if ours or not out.is_dir() or any((out / m).exists() for m in markers):
         return
     others = sorted(p.name for p in out.iterdir()
                     if not p.name.startswith(".") and not any(fnmatch(p.name, pattern) for pattern in own))

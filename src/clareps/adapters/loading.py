@@ -1,6 +1,6 @@
-"""Loading external teachers from local directories (never from a hub) and fingerprinting them.
+"""The one teacher loader (``load_teacher_any``), the teacher's kind, and fingerprints.
 
-A teacher spec is a clareps ``.safetensors`` file, or a directory (optionally written
+A teacher spec is a clareps ``.safetensors`` file (or the run folder holding it), or a directory (optionally written
 ``diffusers:/path``) holding a diffusers model in either layout:
 
 - a saved pipeline: ``unet/`` or ``transformer/``, optionally ``vae/``, ``scheduler/`` (what
@@ -9,7 +9,8 @@ A teacher spec is a clareps ``.safetensors`` file, or a directory (optionally wr
   ``scheduler_config.json`` beside it.
 
 Without a scheduler config the diffusers default is assumed (linear betas 1e-4..0.02 over 1000
-steps, epsilon prediction), and the teacher's metadata says so.
+steps, epsilon prediction), and the teacher's metadata says so. diffusers itself is optional (the
+``diffusers`` extra); a diffusers folder without it is refused with the line that installs it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
-from clareps.diffusion.checkpoint import load_teacher
+from clareps.diffusion.checkpoint import TEACHER_KIND, read_teacher_checkpoint
 from clareps.errors import ClarepsError
-from clareps.io import hash_file, hash_obj
+from clareps.io import hash_file, hash_obj, read_meta
 from clareps.paths import teacher_file
 
 PREFIX = "diffusers:"
 UNET_CLASSES = {"UNet2DModel"}
 DIT_CLASSES = {"DiTTransformer2DModel", "Transformer2DModel"}
+TeacherKind = Literal["clareps", "unet2d", "dit"]  # our U-Net, a diffusers UNet2DModel, a DiT (+ VAE)
 _SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
                   "rescale_betas_zero_snr")
 
@@ -74,6 +77,34 @@ def _schedule(path: Path | None) -> tuple[torch.Tensor, str]:
     return alpha_bar, config.get("prediction_type", "epsilon")
 
 
+def require_diffusers() -> None:
+    """diffusers is an optional dependency: a one-line refusal naming the extra when it is missing."""
+    if importlib.util.find_spec("diffusers") is None:
+        raise ClarepsError("loading a diffusers model needs diffusers: pip install -e '.[diffusers]'")
+
+
+def teacher_kind(spec: str | Path) -> TeacherKind:
+    """What a teacher spec holds, read from its files alone (no weights loaded): ``clareps`` (our U-Net
+    file), ``unet2d`` (a diffusers UNet2DModel) or ``dit`` (a DiT, with or without its VAE). A missing
+    path or an unsupported model is a one-line error."""
+    if not is_external(spec):
+        path = teacher_file(spec)
+        if not path.is_file():
+            raise ClarepsError(f"teacher not found: {spec} (a clareps .safetensors, its run folder, or a "
+                               "diffusers folder)")
+        kind = read_meta(path).get("kind")
+        if kind != TEACHER_KIND:
+            raise ClarepsError(f"{path} is not a clareps teacher checkpoint (kind={kind!r})")
+        return "clareps"
+    denoiser, _, _ = _components(_root(spec))
+    name = _read(denoiser / "config.json").get("_class_name")
+    if name in UNET_CLASSES:
+        return "unet2d"
+    if name in DIT_CLASSES:
+        return "dit"
+    raise ClarepsError(f"{denoiser} holds a {name!r}; supported: {', '.join(sorted(UNET_CLASSES | DIT_CLASSES))}")
+
+
 def _from_pretrained(cls, folder: Path):
     # diffusers loads through accelerate when it is installed, and warns when it is not
     lean = importlib.util.find_spec("accelerate") is not None
@@ -88,7 +119,8 @@ def _from_pretrained(cls, folder: Path):
 
 
 def load_external(spec: str | Path, device: str | torch.device = "cpu", classes: list[int] | None = None):
-    """The adapter in eval mode (carrying its schedule) and its metadata, like ``load_teacher``."""
+    """The adapter in eval mode (carrying its schedule) and its metadata, like a clareps teacher's."""
+    require_diffusers()
     from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DModel
 
     from clareps.adapters.models import DiTTeacher, UNet2DTeacher
@@ -130,10 +162,14 @@ def teacher_fingerprint(spec: str | Path) -> str:
 
 def load_teacher_any(spec: str | Path, device: str | torch.device = "cpu",
                      classes: list[int] | None = None) -> tuple[nn.Module, dict]:
-    """A clareps teacher file, or an external diffusers teacher from a local directory
-    (``clareps.adapters``); ``classes`` picks a subset of an external teacher's classes."""
+    """The one teacher loader: a clareps teacher file (or its run folder), or an external diffusers teacher
+    from a local directory (``clareps.adapters``); ``classes`` picks a subset of an external teacher's
+    classes. Returns the model in eval mode, carrying its schedule, and its metadata."""
     if is_external(spec):
         return load_external(spec, device, classes)
     if classes is not None:
         raise ClarepsError(f"teacher_classes is for external teachers; {spec} is a clareps teacher")
-    return load_teacher(spec, device)
+    if not teacher_file(spec).is_file():
+        raise ClarepsError(f"teacher not found: {spec} (a clareps .safetensors, its run folder, or a "
+                           "diffusers folder)")
+    return read_teacher_checkpoint(spec, device)

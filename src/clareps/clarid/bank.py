@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer, model_validator
 
 from clareps import distributed
 from clareps.adapters import teacher_fingerprint
@@ -20,6 +20,7 @@ from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, feature_map, features,
                                       matched_latents, random_latents, timestep)
 from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
+from clareps.clarid.oracle import OracleConfig, OracleImages
 from clareps.config import Seed, StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
@@ -32,7 +33,7 @@ from clareps.paths import default_teacher
 from clareps.progress import progress_bar
 from clareps.runs import RunContract, refuse_foreign_folder, without
 
-BankKind = Literal["canonical", "control", "feat-real"]
+BankKind = Literal["canonical", "control", "feat-real", "oracle"]
 
 
 class BankConfig(StrictModel):
@@ -48,15 +49,29 @@ class BankConfig(StrictModel):
     seed: Seed = 0
     shard_size: int = Field(10, ge=1)
     device: str = "auto"
+    oracle: OracleConfig | None = None  # kind oracle: which background, which pass (None: the defaults)
+
+    @model_validator(mode="after")
+    def _oracle_only_for_oracle(self):
+        if self.oracle is not None and self.kind != "oracle":
+            raise ValueError(f"oracle settings apply to kind: oracle only (this bank is kind: {self.kind})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_oracle(self, handler):
+        # left out unless set, so the configs and hashes of the other kinds do not change
+        return {k: v for k, v in handler(self).items() if k != "oracle" or v is not None}
 
 
 def resolved(cfg: BankConfig) -> BankConfig:
-    """Apply what the kind implies: control means k = 0; feat-real means matched, k = 0."""
+    """Apply what the kind implies: control means k = 0; feat-real and oracle mean matched, k = 0."""
     update: dict = {"teacher": cfg.teacher or str(default_teacher())}
-    if cfg.kind in ("control", "feat-real"):
+    if cfg.kind in ("control", "feat-real", "oracle"):
         update["clarid"] = cfg.clarid.model_copy(update={"k": 0})
-    if cfg.kind == "feat-real":
+    if cfg.kind in ("feat-real", "oracle"):
         update["source"] = "matched"
+    if cfg.kind == "oracle":
+        update["oracle"] = cfg.oracle or OracleConfig()
     return cfg.model_copy(update=update)
 
 
@@ -107,6 +122,7 @@ class BankBuilder:
         self.teacher_path = self.cfg.teacher
         self.model, self.teacher_meta = load_teacher_any(self.teacher_path, self.device, self.cfg.teacher_classes)
         self.data = load_data(self.cfg.data)
+        self.oracle = OracleImages(self.cfg.data, self.data, self.cfg.oracle) if self.cfg.kind == "oracle" else None
         if self.data.num_classes != self.model.cfg.num_classes:
             raise ClarepsError(f"data has {self.data.num_classes} classes, the teacher "
                                f"{self.model.cfg.num_classes} (set teacher_classes to pick a subset)")
@@ -132,7 +148,8 @@ class BankBuilder:
                 "bank_kind": c.kind, "source": c.source, "k": c.clarid.k, "t_e": c.clarid.t_e,
                 "w": c.clarid.w, "tap": c.clarid.tap, "size": len(self.labels),
                 "sampler_precision_resolved": self.sampler_precision,
-                "feature_shape": self.feature_shape()}
+                "feature_shape": self.feature_shape(),
+                **({"oracle": to_plain(c.oracle)} if c.oracle is not None else {})}
 
     def feature_shape(self, tap: str | None = None) -> list[int]:
         """Shape of one item's output at ``tap`` (default: the config's) before flattening, e.g. [64, 8, 8]
@@ -166,7 +183,8 @@ class BankBuilder:
         start = time.perf_counter()
         x_te, real = self._latents(idx, torch.stack(noise))
         t = timestep(self.model, c.clarid)
-        if c.kind == "feat-real":  # f(x_te): no projection, no decoding
+        if c.kind == "feat-real" or (self.oracle is not None and c.oracle.oracle_pass == "image"):
+            # f(x_te): no projection, no decoding; the images are the (edited) real ones
             f_te = features(self.model, x_te, t, feature_labels(self.model, y, c.clarid), c.clarid.tap)
             # a copy: safetensors refuses two entries that share storage
             out = {"latents": x_te, "images": real, "features": f_te.clone(), "input_features": f_te,
@@ -190,7 +208,8 @@ class BankBuilder:
         """x_te of the items idx (and their real images, matched source); noise: their Gaussian draws."""
         c, y = self.cfg, self.labels[idx].to(self.device)
         if c.source == "matched":
-            real = self.data.images[self.sources[idx]].to(self.device)
+            src = self.sources[idx]
+            real = (self.oracle.edit(src) if self.oracle is not None else self.data.images[src]).to(self.device)
             return matched_latents(self.model, real, y, c.clarid), real
         return random_latents(self.model, y, c.clarid, noise.to(self.device)), None
 

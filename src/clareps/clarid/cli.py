@@ -36,7 +36,15 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
 
     check_judges(judge, mask_judge)
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + (["kind=control"] if control else [])
-    cfg = load_config(BankConfig, config or preset("bank-default"), overrides)
+    if config is None:  # the default preset, with the CLARID settings of the teacher's kind
+        from clareps.clarid.presets import bank_defaults
+        from clareps.config import apply_overrides, build_config
+
+        given = [o.split("=", 1)[1] for o in overrides if o.strip().startswith("teacher=")]
+        data = apply_overrides(bank_defaults(given[-1] if given and given[-1] not in ("", "null") else None), overrides)
+        cfg = build_config(BankConfig, data, str(preset("bank-default")))
+    else:
+        cfg = load_config(BankConfig, config, overrides)
     check_writable(out)
     interrupt_note(kept_or_nothing(any_file(out / "shards", "*.json"), f"finished shards are in {out / 'shards'}"))
     bank, reused = build_bank(cfg, out, quiet=quiet)

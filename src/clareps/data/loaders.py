@@ -154,6 +154,22 @@ def load_image_folder(path: str | Path, size: int | None = None, classes: list[s
     return _make(path, tensor, torch.tensor(labels, dtype=torch.int64), None, None, len(classes), list(classes))
 
 
+def read_images(path: str | Path, size: int) -> torch.Tensor:
+    """One image file, or every image file of a folder (sorted by name, not recursive), as RGB
+    (N, 3, size, size) floats in [0, 1], each resized to ``size``."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ClarepsError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ClarepsError(f"images not found: {path}")
+    arr = np.stack([_read_image(f, size) for f in files]).transpose(0, 3, 1, 2)
+    return torch.from_numpy(arr.astype(np.float32) / 255.0)
+
+
 def _read_image(f: Path, size: int | None) -> np.ndarray:
     try:
         with Image.open(f) as im:

@@ -29,11 +29,15 @@ class DataSpec(StrictModel):
     classes: list[str] | None = None
     image_size: int | None = Field(None, ge=1)
     max_per_class: int | None = Field(None, ge=1)
+    # a folder of released corrupted test images (CIFAR-10-C's <type>.npy and labels.npy), read by the
+    # evaluation instead of corrupting the test images itself
+    corruption_files: str | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset_folder_options(self, handler):
         # Unset, they are left out, so configs and hashes of specs without them do not change.
-        return {k: v for k, v in handler(self).items() if k not in _FOLDER_OPTIONS or v is not None}
+        return {k: v for k, v in handler(self).items()
+                if k not in (*_FOLDER_OPTIONS, "corruption_files") or v is not None}
 
 
 def load_data(spec: DataSpec, split: str | None = None) -> ImageSet:

@@ -1,7 +1,7 @@
 """``clareps demo``: the whole pipeline in one run root.
 
 data -> teacher (shipped, or a tiny one trained here) -> canonical, control and feat-real banks (and
-the matched-source canonical bank when a method reads it) ->
+the matched-source canonical bank and the oracle bank when a method reads them) ->
 KD classifier teacher -> students (methods x seeds, each evaluated as soon as it exists) ->
 aggregation -> HTML report. Every stage is the library's own function, which reuses a complete
 artifact with the same config hash, so a rerun only re-reads; each stage's seconds and whether it
@@ -87,6 +87,8 @@ class Pipeline:
         from clareps.clarid.bank import BankConfig
 
         data = merged(read_yaml(preset("bank-default")), self.cfg.bank)
+        if kind != "oracle":  # the section's oracle settings (background, pass) are the oracle bank's alone
+            data.pop("oracle", None)
         data.update(teacher=str(self.teacher), data=to_plain(self.cfg.data), device=self.cfg.device,
                     **BANK_SETTINGS.get(kind, {"kind": kind}))
         return build_config(BankConfig, data, f"demo config [bank] ({kind})")

@@ -15,7 +15,8 @@ from clareps.data.spec import DataSpec
 from clareps.errors import ClarepsError
 
 ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]  # the default; cadistill-matched on request
-MethodLabel = Literal["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched"]
+MethodLabel = Literal["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched", "cadistill-oracle",
+                      "ce-oracle"]
 BUILTIN_LABELS = set(MethodLabel.__args__)
 
 
@@ -48,9 +49,10 @@ class DemoConfig(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
-    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (every bank)
+    bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (every bank; oracle: the oracle bank's)
     distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
-    # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched)
+    # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched);
+    # cadistill-oracle and ce-oracle: CaDistill's losses on, or cross-entropy with, the oracle bank (RUN/banks/oracle)
     methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
     variants: dict[str, VariantSpec] = Field(default_factory=dict)  # more method labels (see VariantSpec)
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)

@@ -27,8 +27,9 @@ def save_teacher(path: str | Path, model: UNet, meta: dict) -> Path:
     return save_tensors(path, model.state_dict(), meta)
 
 
-def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
-    """The EMA teacher in eval mode, carrying its schedule, and its sidecar metadata."""
+def read_teacher_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """The format reader of a clareps teacher file: the EMA U-Net in eval mode, carrying its schedule, and
+    its metadata. Load teachers with ``clareps.adapters.load_teacher_any`` (every format, one loader)."""
     path = teacher_file(path)
     tensors, meta = load_tensors(path)
     if meta.get("kind") != TEACHER_KIND:

@@ -1,4 +1,4 @@
-"""CLI verbs for the teacher: ``train-teacher`` and ``sample``."""
+"""CLI verbs for the teacher: ``train-teacher`` (``sample`` and ``canonical``: ``api/cli.py``, for any teacher)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,21 @@ def check_sampling(verb: str, per_class: int, w: float, steps: int, seed: int, n
                            "pass --no-limit to draw that many")
 
 
-def check_steps(verb: str, steps: int, teacher: str | Path) -> None:
-    """--steps at most the teacher's T, read from the file's header before the weights are loaded."""
+def header_T(teacher: str | Path | None) -> int | None:
+    """A clareps teacher file's T (or its run folder's), from the file's header before any weights are read;
+    None for other teachers (a diffusers folder: its T is known once loaded)."""
+    from clareps.diffusion.checkpoint import TEACHER_KIND
     from clareps.io import read_meta
 
-    T = read_meta(teacher_file(teacher)).get("T")
+    path = teacher_file(teacher or default_teacher())
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return None
+    meta = read_meta(path)
+    return meta.get("T") if meta.get("kind") == TEACHER_KIND else None
+
+
+def check_steps(verb: str, steps: int, T: int | None) -> None:
+    """--steps at most the teacher's T (None: not known yet)."""
     if isinstance(T, int) and not isinstance(T, bool) and steps > T:
         raise ClarepsError(f"{verb}: --steps {steps} is more than the teacher's T = {T} diffusion steps; "
                            f"use at most {T}")
@@ -67,34 +77,5 @@ def train_teacher(config: Optional[Path] = typer.Option(None, "--config", "-c", 
     typer.echo(f"teacher: {path}\nmetrics: {out / 'metrics.jsonl'}")
 
 
-def sample_cmd(teacher: Path = typer.Option(None, "--teacher", "-t", help="teacher .safetensors"),
-               out: Path = typer.Option(Path("runs/samples"), "--out", "-o"),
-               per_class: int = typer.Option(8, "--per-class"),
-               w: float = typer.Option(3.0, "--w", help="classifier-free guidance scale"),
-               steps: int = typer.Option(50, "--steps", help="DDIM steps"),
-               seed: int = typer.Option(0, "--seed"),
-               device: str = typer.Option("auto", "--device"),
-               no_limit: bool = typer.Option(False, "--no-limit", help=NO_LIMIT_HELP),
-               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Draw a grid of samples per class (rows = classes) from a teacher."""
-    from clareps.device import resolve_device
-    from clareps.diffusion.checkpoint import load_teacher
-    from clareps.diffusion.sampler import sample_per_class
-    from clareps.io import check_writable
-    from clareps.grids import save_grid
-    from clareps.runs import refuse_foreign_folder
-
-    check_sampling("sample", per_class, w, steps, seed, no_limit)
-    check_writable(out)
-    refuse_foreign_folder(out, "a folder of samples", own=("samples_*.png",))
-    teacher = teacher or default_teacher()
-    check_steps("sample", steps, teacher)
-    model, meta = load_teacher(teacher, resolve_device(device))
-    images, _ = sample_per_class(model, model.cfg.num_classes, per_class, w, steps, seed, quiet=quiet)
-    path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)
-    typer.echo(f"samples: {path}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("train-teacher")(train_teacher)
-    app.command("sample")(sample_cmd)

@@ -74,10 +74,9 @@ def sample(model: nn.Module, y: torch.Tensor, steps: int = 50, w: float = 3.0,
     return ddim_run(model, noise, y, sched.grid(t_stop, sched.T - 1, steps)[::-1], w, clip=True, **kw)
 
 
-def sample_per_class(teacher: nn.Module, num_classes: int, per_class: int, w: float, steps: int, seed: int,
-                     batch: int = 250, quiet: bool = False) -> tuple:
-    """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
+def sample_labels(teacher: nn.Module, labels: torch.Tensor, w: float, steps: int, seed: int, batch: int = 250,
+                  quiet: bool = False) -> torch.Tensor:
+    """DDIM samples in [0, 1] of the classes ``labels``, from one noise stream seeded by ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     device = next(teacher.parameters()).device
     out = []
@@ -86,4 +85,11 @@ def sample_per_class(teacher: nn.Module, num_classes: int, per_class: int, w: fl
             y = labels[i:i + batch].to(device)
             out.append(to_images(teacher, sample(teacher, y, steps=steps, w=w, generator=gen)).cpu())
             advance(len(y))
-    return torch.cat(out), labels
+    return torch.cat(out)
+
+
+def sample_per_class(teacher: nn.Module, num_classes: int, per_class: int, w: float, steps: int, seed: int,
+                     batch: int = 250, quiet: bool = False) -> tuple:
+    """``per_class`` DDIM samples of each class in [0, 1], with their intended labels."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return sample_labels(teacher, labels, w, steps, seed, batch, quiet), labels

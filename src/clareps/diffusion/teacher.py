@@ -5,7 +5,7 @@ A teacher is one ``nn.Module`` that carries all a sampler needs:
 - ``forward(x, t, y) -> eps``: x (B, C, H, W) in the space diffusion runs in, t (B,) integer
   timesteps of its schedule, y (B,) class labels where ``null_class`` is the unconditional one;
 - ``schedule``: its noise schedule (``diffusion.schedule.Schedule``), set when it is loaded
-  (``load_teacher``, ``adapters.load_teacher_any``) or trained, read through ``schedule_of``;
+  (``adapters.load_teacher_any``, the one loader) or trained, read through ``schedule_of``;
 - ``null_class`` and ``cfg.in_channels``, ``cfg.image_size``, ``cfg.num_classes``;
 - feature taps by module path (forward hooks, see ``clareps.taps``);
 - optionally ``encode(pixels) -> latents`` and ``decode(latents) -> pixels``, pixels in [-1, 1],
@@ -39,7 +39,9 @@ class TeacherShape:
 
 
 @runtime_checkable
-class Teacher(Protocol):
+class TeacherModel(Protocol):
+    """What a teacher network is (the user-facing object that holds one is ``clareps.Teacher``)."""
+
     null_class: int
     cfg: object
     schedule: Schedule
@@ -51,7 +53,7 @@ def schedule_of(model: nn.Module) -> Schedule:
     """The noise schedule the teacher carries."""
     schedule = getattr(model, "schedule", None)
     if not isinstance(schedule, Schedule):
-        raise ClarepsError(f"this {type(model).__name__} carries no noise schedule: load it with load_teacher "
+        raise ClarepsError(f"this {type(model).__name__} carries no noise schedule: load it with clareps.adapters.load_teacher_any "
                            "(or give it one: UNet(cfg, Schedule.cosine(T)))")
     return schedule
 

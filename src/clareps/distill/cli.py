@@ -11,11 +11,18 @@ from clareps.paths import resolve_preset
 from clareps.runs import refuse_foreign_folder
 
 DEFAULT_PRESET = "distill-default"
-RUN_MARKERS = ("config.yaml", "checkpoint.safetensors", "student.safetensors", "result.json")  # a distill run's own
 
 
 def _preset_path(config: Optional[str]) -> Path:
     return resolve_preset(config, DEFAULT_PRESET)
+
+
+def holds_distill_run(out: Path) -> bool:
+    """The folder's record (config.yaml, written before the first checkpoint) is a distill run's."""
+    from clareps.io import read_yaml_or_none
+
+    record = read_yaml_or_none(out / "config.yaml") or {}
+    return "method" in record and "student" in record
 
 
 def _load(config: Optional[str], overrides: list[str]):
@@ -26,15 +33,15 @@ def _load(config: Optional[str], overrides: list[str]):
 
 
 def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
-                                                     help="ce | feat-real | control | kd | cadistill"),
+                                                     help="ce | feat-real | control | kd | cadistill | cadistill-oracle | ce-oracle"),
                 seed: Optional[int] = typer.Option(None, "--seed"),
                 bank: Optional[Path] = typer.Option(None, "--bank", "-b", help="bank folder (bank.safetensors)"),
                 config: Optional[str] = typer.Option(None, "--config", "-c", help="preset name or YAML path"),
                 set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
                 out: Optional[Path] = typer.Option(None, "--out", "-o",
                                                    help="run directory (default runs/distill/<method>-s<seed>)"),
-                teacher: Optional[Path] = typer.Option(None, "--teacher", "-t",
-                                                       help="teacher .safetensors the bank must have been built with"),
+                teacher: Optional[Path] = typer.Option(None, "--teacher", "-t", help="the teacher (.safetensors or "
+                                                       "diffusers folder) the bank must have been built with"),
                 kd_teacher: Optional[Path] = typer.Option(None, "--kd-teacher",
                                                           help="classifier teacher for --method kd"),
                 test: list[str] = typer.Option([], "--test",
@@ -61,7 +68,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
     check_writable(out)
-    refuse_foreign_folder(out, "a distill run", markers=RUN_MARKERS)
+    refuse_foreign_folder(out, "a distill run", ours=holds_distill_run(out))
     interrupt_note(kept_or_nothing(any_file(out, "checkpoint.safetensors"), f"the last checkpoint is in {out}"))
     trainer = DistillTrainer(cfg, out, quiet=quiet)
     result = trainer.train(resume=resume)
@@ -87,10 +94,11 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
     check_writable(out)
-    refuse_foreign_folder(out, "a kd teacher", markers=("kd_teacher.safetensors",),
+    refuse_foreign_folder(out, "a KD teacher", markers=("kd_teacher.safetensors",),
                           own=("kd_teacher.json", "timing.json"))
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
-    typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill --method kd --kd-teacher {path}")
+    preset = f" -c {config}" if config is not None else ""
+    typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill{preset} --method kd --kd-teacher {path}")
 
 
 def register(app: typer.Typer) -> None:

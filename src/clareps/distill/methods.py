@@ -1,4 +1,4 @@
-"""The five distillation methods, the validation split, bank checks and the KD classifier teacher.
+"""The distillation methods, the validation split, bank checks and the KD classifier teacher.
 
 Every method trains the same student for the same epochs on the same real batches per
 seed; they differ only in what is added to the cross-entropy (see ``METHODS``).
@@ -35,6 +35,7 @@ class Method:
     distill: bool  # adds lambda_align L_align + lambda_cano L_cano + lambda_dist L_cka
     kd: bool  # adds logit distillation from a classifier teacher
     about: str
+    bank_ce: bool = False  # the bank's images enter the cross-entropy as labelled data (no teacher features)
 
 
 METHODS = {m.name: m for m in (
@@ -44,6 +45,11 @@ METHODS = {m.name: m for m in (
     Method("control", "control", True, False, "CaDistill with the guidance-only bank (k = 0)"),
     Method("kd", None, False, True, "logit distillation from a conventional classifier teacher"),
     Method("cadistill", "canonical", True, False, "CaDistill with the canonical bank"),
+    Method("cadistill-oracle", "oracle", True, False,
+           "CaDistill's losses on the oracle bank (backgrounds replaced using the true masks)"),
+    Method("ce-oracle", "oracle", False, False,
+           "cross-entropy on the training images and the oracle bank's images as labelled data (no teacher)",
+           bank_ce=True),
 )}
 
 
@@ -90,7 +96,7 @@ def check_bank(method: Method, bank: Bank | None, where: str, data: ImageSet, da
     if kind != method.bank_kind:
         raise ClarepsError(f"method {method.name} needs a {method.bank_kind} bank; {where} is a "
                            f"{kind or 'unlabelled'} bank (meta 'bank_kind')")
-    if method.bank_kind in ("canonical", "control"):
+    if method.bank_kind in ("canonical", "control", "oracle"):
         k = meta.get("k")
         if not isinstance(k, int) or (k > 0) != (method.bank_kind == "canonical"):
             want = "k > 0" if method.bank_kind == "canonical" else "k = 0"

@@ -66,9 +66,10 @@ def kd(s: StepTensors, temperature: float) -> torch.Tensor:
     return losses.kd_loss(s.logits, s.teacher_logits, temperature)
 
 
-def terms_for(distill: bool, use_kd: bool, loss, kd_cfg) -> list[WeightedTerm]:
-    """The table of a method that adds the CaDistill terms (``distill``) or logit KD (``use_kd``)."""
-    ce_term = partial(ce, on_bank=loss.ce_on_bank)
+def terms_for(distill: bool, use_kd: bool, loss, kd_cfg, bank_ce: bool = False) -> list[WeightedTerm]:
+    """The table of a method that adds the CaDistill terms (``distill``) or logit KD (``use_kd``);
+    ``bank_ce``: the bank's images always enter the cross-entropy (a method that reads them as data)."""
+    ce_term = partial(ce, on_bank=loss.ce_on_bank or bank_ce)
     if use_kd:
         return [WeightedTerm("ce", 1 - kd_cfg.alpha, ce_term),
                 WeightedTerm("kd", kd_cfg.alpha, partial(kd, temperature=kd_cfg.temperature))]

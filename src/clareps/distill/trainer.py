@@ -100,7 +100,7 @@ class DistillTrainer:
             self.student_dim = self._pool(store["out"]).shape[1]
             self.proj = self._head(store["out"]).to(self.device)
             params += list(self.proj.parameters())
-        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd)
+        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd, self.method.bank_ce)
         self.kd_teacher = None
         if self.method.kd:
             if cfg.kd.teacher is None:
@@ -118,7 +118,7 @@ class DistillTrainer:
     def _setup_bank(self) -> None:
         cfg = self.cfg
         need = 4 if cfg.loss.cka == "unbiased" else 2
-        if min(len(self.bank), cfg.bank_batch_size) < need:
+        if self.method.distill and min(len(self.bank), cfg.bank_batch_size) < need:
             raise ClarepsError(f"L_cka ({cfg.loss.cka}) needs canonical batches of at least {need} items; "
                                f"bank has {len(self.bank)}, bank_batch_size is {cfg.bank_batch_size}")
         feats, protos = teacher_targets(self.bank, self.num_classes, cfg.loss.teacher_pool, cfg.loss.teacher_norm)
@@ -131,7 +131,9 @@ class DistillTrainer:
         """Its hash covers what changes the result: the config less run control and unused sections, and
         the content hashes of the data, bank and KD teacher (not their paths)."""
         unused = set(RUN_CONTROL_KEYS)
-        if not self.method.distill:
+        if self.method.bank_ce and not self.method.distill:  # the bank's images as data: its batches count
+            unused.add("loss")
+        elif not self.method.distill:
             unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
         if not self.method.kd:
             unused.add("kd")
@@ -178,7 +180,7 @@ class DistillTrainer:
         mine = self.dist.shard(len(idx))
         x, y = augment(self.x[idx], self._gen(1, step), aug.crop_pad, aug.flip)[mine], self.y[idx][mine]
         b = x.shape[0]
-        if self.proj is not None:
+        if self.bank is not None:  # every method with a bank: CaDistill's losses, or its images as data
             bidx = self._indices(len(self.bank_x), cfg.bank_batch_size, step, stream=2)
             xb = self.bank_x[bidx]
             if aug.bank:
@@ -188,6 +190,8 @@ class DistillTrainer:
         with autocast(self.device, self.precision), tap(self.model, self.feature_path) as store:
             out = self.model(x).float()
         s = StepTensors(logits=out[:b], labels=y)
+        if self.bank is not None and self.proj is None:
+            s.bank_logits, s.bank_labels = out[b:], self.bank_y[bidx][bmine]
         if self.proj is not None:
             mapped = store["out"] if cfg.loss.align_on == "spatial" else self._pool(store["out"])
             with autocast(self.device, self.precision):

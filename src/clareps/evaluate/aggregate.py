@@ -18,12 +18,12 @@ import numpy as np
 
 from clareps.errors import ClarepsError
 from clareps.evaluate.background import VARIANTS
-from clareps.evaluate.corruptions import COMMON, mce
+from clareps.evaluate.corruptions import COMMON, TABLE_NAMES, mce, table_of
 from clareps.evaluate.paired import CONFIDENCE, by_method, interval_text, paired_table
 from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
-METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched")
+METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched", "ce-oracle", "cadistill-oracle")
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
 
 
@@ -68,7 +68,7 @@ def load_runs(files: list[Path]) -> list[dict]:
 
 def _mean_reference(refs: list[dict]) -> dict:
     first = refs[0]["corruptions"]
-    return {"severities": first["severities"],
+    return {"severities": first["severities"], "table": table_of(first),
             "accuracy": {t: list(np.mean([r["corruptions"]["accuracy"][t] for r in refs], axis=0))
                          for t in first["accuracy"]}}
 
@@ -131,12 +131,16 @@ def aggregate(runs: list[dict]) -> dict:
                 row[m] = dict(_stats([v for _, v in got]), seeds=[s for s, _ in got], values=[v for _, v in got])
         table[metric] = row
     first = runs[0]
+    tables = sorted({table_of(r["corruptions"]) for r in runs if r.get("corruptions")})
     return {"methods": methods, "metrics": table, "mce_reference": mce_ref,
+            "corruption_table": ", ".join(tables) or None,
             "paired": paired_table(table, LOWER_IS_BETTER),
-            "fg_area": (first.get("saliency") or {}).get("fg_area"),
+            "fg_area": (first.get("saliency") or {}).get("fg_area"), "skipped": first.get("skipped") or {},
             "eval": {"mode": first["mode"], "config_hash": first["config_hash"], "eval_seed": first["eval_seed"]},
             "images": _images(first), "runs": [{"file": r["file"], "method": r.get("method"),
-                                                "train_seed": r.get("train_seed")} for r in runs]}
+                                                "train_seed": r.get("train_seed"),
+                                                "corruption_table": table_of(r["corruptions"])
+                                                if r.get("corruptions") else None} for r in runs]}
 
 
 def _images(run: dict) -> dict:
@@ -201,8 +205,14 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
     if agg.get("fg_area") is not None:
         notes.append(f"The foreground covers {100 * agg['fg_area']:.1f} % of the saliency images: the share "
                      "that an attribution spread evenly would put on it.")
+    if agg.get("corruption_table"):
+        names = [f"{t} ({TABLE_NAMES[t]}'s settings)" if t in TABLE_NAMES else t
+                 for t in agg["corruption_table"].split(", ")]
+        notes.append(f"Corruption table: {', '.join(names)}.")
     if agg.get("mce_reference"):
         notes.append(f"mCE relative to {agg['mce_reference']}.")
+    for test, why in (agg.get("skipped") or {}).items():
+        notes.append(f"Not measured: {'background tests' if test == 'background' else test}, {why}.")
     return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n" + paired_markdown(agg, all_rows)
 
 

@@ -41,3 +41,12 @@ def background_metrics(model: nn.Module, variants: dict[str, ImageSet], batch_si
         k = next(iter(variants.values())).num_classes
         out["only_bg_above_chance"] = acc["test-only-bg"]["accuracy"] - 1.0 / k
     return out
+
+
+def background_skipped(clean: dict) -> str | None:
+    """Why the background tests measured nothing (None when they measured something): they need test
+    variants whose background was changed, which only data with foreground masks can give."""
+    if any(k in clean for k in ("bg_gap", "fg_only_drop", "only_bg_above_chance")):
+        return None
+    return ("the data has no test variants with the background changed (test-mixed-same and test-mixed-rand "
+            "give the background gap, test-only-fg the foreground-only drop: pass them with --variant NAME=FILE.npz)")

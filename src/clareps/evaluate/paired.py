@@ -42,9 +42,11 @@ def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict |
     return dict(out, std=sd, t=t, low=low, high=high, verdict=verdict)
 
 
-# the methods compared with the baselines: CaDistill on the random-source and on the matched-source bank
-TREATED = ("cadistill", "cadistill-matched")
-BASELINES = ("ce", "control", "cadistill")
+# the methods compared with the baselines: CaDistill on the random-source and on the matched-source bank (and,
+# where a run has them, on the oracle bank and cross-entropy with its images, against which the oracle
+# CaDistill is read too: distillation against the images alone)
+TREATED = ("cadistill", "cadistill-matched", "cadistill-oracle", "ce-oracle")
+BASELINES = ("ce", "control", "cadistill", "ce-oracle")
 
 
 def treated(methods) -> tuple[str, ...]:

@@ -97,9 +97,11 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     results = evaluate_student(path, cfg, mode=mode, reference=ref, maps_path=maps_path(out), quiet=quiet)
     write_results(results if label is None else dict(results, method=label), out)
     s = results["summary"]
-    shown = [k for k in ("clean/test-original", "bg/gap", "corr/mean", "saliency/saliency") if k in s]
+    shown = [k for k in ("clean/test-original", "clean/test", "bg/gap", "corr/mean", "saliency/saliency") if k in s]
     shown += [k for k in s if k.startswith("robust/worst@")]
     typer.echo(", ".join(f"{k} {s[k]:.3f}" for k in shown))
+    for test, why in results.get("skipped", {}).items():
+        typer.echo(f"skipped: {'background tests' if test == 'background' else test}: {why}")
     bad = [k for k, v in results.get("checks", {}).items() if not v]
     if bad:
         typer.echo(f"warning: sanity checks failed: {', '.join(bad)} (see 'checks' and "

@@ -24,7 +24,7 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.errors import ClarepsError
-from clareps.evaluate.background import VARIANTS, background_metrics
+from clareps.evaluate.background import VARIANTS, background_metrics, background_skipped
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
@@ -169,7 +169,7 @@ def summarize(results: dict) -> dict[str, float]:
         if cor.get("mce") is not None:
             s["corr/mce"] = cor["mce"]
     sal = results.get("saliency")
-    if sal:
+    if sal and "methods" in sal:  # data without foreground masks: {"skipped": why}
         s.update({f"saliency/{m}": v["fg_share"] for m, v in sal["methods"].items()})
     return {k: v for k, v in s.items() if v is not None}
 
@@ -212,7 +212,8 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
         "student": {"path": str(path), "sha256": hash_file(path), "arch": meta["arch"], "width": meta.get("width"),
                     "method": meta.get("method"), "config_hash": meta.get("config_hash"), "role": meta.get("role")},
         "data": {"spec": to_plain(spec), "from": spec_from, "fingerprint": fp,
-                 "matches_student": None if train_fp is None else train_fp.split(":")[0] == fp.split(":")[0]},
+                 "matches_student": None if train_fp is None else (train_fp.split(":")[0] == fp.split(":")[0] if bench
+                                                                   else train_fp == data_fingerprint(spec, "train"))},
         "config": to_plain(cfg), "config_hash": config_hash(to_plain(cfg)),
         "device": str(device), "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "seconds": {},
@@ -252,9 +253,13 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
         data = main.subset(idx)
         from clareps.data.benchmark import default_cache_dir
         cache = Path(spec.cache_dir or default_cache_dir()) / "corruptions"
+        released = None
+        if spec.corruption_files is not None:  # released CIFAR-10-C files: the test images' rows at idx
+            from clareps.evaluate.released_corruptions import released_source
+            released = released_source(spec.corruption_files, main.images, main.labels, idx)
         with progress_bar("corruptions", total=len(cc.types) * len(cc.severities), quiet=quiet) as advance:
             out = timed("corruptions", lambda: evaluate_corruptions(
-                model, data.images, data.labels, cc, seed, cache, bs, advance))
+                model, data.images, data.labels, cc, seed, cache, bs, advance, released))
         if reference is not None and reference.get("corruptions"):
             out.update(mce(out, reference["corruptions"]), mce_reference=reference.get("student", {}).get("path"))
         results["corruptions"] = dict(out, images=images)
@@ -262,7 +267,8 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
     if "saliency" in cfg.components:
         sc = cfg.saliency
         if main.masks is None:
-            results["saliency"] = {"skipped": f"split {split} has no foreground masks"}
+            results["saliency"] = {"skipped": f"split {split} has no foreground masks (the share of attribution "
+                                              "on the foreground needs them)"}
         else:
             idx, images = select(main, sc.n_images, seed, split)
             data = main.subset(idx)
@@ -280,9 +286,17 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
                 results["saliency"]["maps_file"] = str(maps_path)
 
     results["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
+    results["skipped"] = skipped(results)
     results["checks"] = _checks(results)
     results["summary"] = summarize(results)
     return results
+
+
+def skipped(results: dict) -> dict[str, str]:
+    """The tests that measured nothing on this data, and why (no foreground masks, no background variants)."""
+    out = {"background": background_skipped(results["clean"])} if "clean" in results else {}
+    out["saliency"] = (results.get("saliency") or {}).get("skipped")
+    return {k: v for k, v in out.items() if v}
 
 
 def write_results(results: dict, out: str | Path) -> Path:

@@ -11,6 +11,7 @@ import typer
 from clareps.config import load_config
 from clareps.device import describe_hardware, hardware
 from clareps.diffusion.cli import NO_LIMIT_HELP
+from clareps.errors import ClarepsError
 from clareps.paths import default_judge, default_teacher, preset, teacher_file
 
 
@@ -49,7 +50,8 @@ def train_mask_judge_cmd(config: Optional[Path] = typer.Option(None, "--config",
            MASK_JUDGE_FILE.removesuffix(".safetensors"))
 
 
-def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
+def teacher_check_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
+                                                    help="a clareps teacher .safetensors or its run folder"),
                       judge: Path = typer.Option(None, "--judge", "-j"),
                       per_class: int = typer.Option(100, "--per-class"),
                       w: float = typer.Option(3.0, "--w"),
@@ -62,20 +64,26 @@ def teacher_check_cmd(teacher: Path = typer.Option(None, "--teacher", "-t"),
     from clareps.config import build_config
     from clareps.data.spec import DataSpec, load_data
     from clareps.device import resolve_device
-    from clareps.diffusion.checkpoint import load_teacher
+    from clareps.adapters.loading import load_teacher_any, teacher_kind
     from clareps.diffusion.model_card import write_model_card
     from clareps.classifiers.shape_judge import load_judge
     from clareps.evaluate.teacher_check import check_teacher
-    from clareps.diffusion.cli import check_sampling, check_steps
+    from clareps.diffusion.cli import check_sampling, check_steps, header_T
     from clareps.io import check_writable, read_yaml_or_none, write_json
     from clareps.grids import save_grid
 
     check_sampling("teacher-check", per_class, w, steps, seed, no_limit)
-    teacher = teacher_file(teacher or default_teacher())
+    spec = teacher or default_teacher()
+    kind = teacher_kind(spec)
+    if kind != "clareps":
+        raise ClarepsError(f"teacher-check measures a clareps teacher against the data it was trained on, with the "
+                           f"shape judge; {spec} is a diffusers {kind} model: look at it with `clareps sample` "
+                           "or `clareps canonical`")
+    teacher = teacher_file(spec)
     check_writable(teacher.parent)
-    check_steps("teacher-check", steps, teacher)
+    check_steps("teacher-check", steps, header_T(teacher))
     dev = resolve_device(device)
-    model, meta = load_teacher(teacher, dev)
+    model, meta = load_teacher_any(teacher, dev)
     judge_model, judge_meta = load_judge(judge or default_judge(), dev)
     run_cfg = read_yaml_or_none(teacher.parent / "config.yaml") or {}
     spec = build_config(DataSpec, run_cfg.get("data", {}), f"{teacher.parent / 'config.yaml'}: data")

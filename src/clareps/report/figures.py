@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from clareps.grids import save_grid  # noqa: E402
 
 COLORS = {"ce": "#7f7f7f", "feat-real": "#1f77b4", "control": "#ff7f0e", "kd": "#9467bd", "cadistill": "#2ca02c",
-          "cadistill-matched": "#17becf"}
+          "cadistill-matched": "#17becf", "ce-oracle": "#8c564b", "cadistill-oracle": "#e377c2"}
 
 
 def _png(fig) -> bytes:

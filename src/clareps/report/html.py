@@ -73,11 +73,13 @@ def _render(make: Callable[[], str], problems: list[str], title: str) -> str:
         return f'<p class="error">This section could not be rendered: {esc(detail)}</p>'
 
 
-def render_report(run_root: str | Path) -> tuple[str, list[str]]:
-    """The page's HTML, and the sections that failed (not merely missing inputs)."""
+def render_report(run_root: str | Path, embedding: str | None = None) -> tuple[str, list[str]]:
+    """The page's HTML, and the sections that failed (not merely missing inputs); ``embedding`` overrides
+    the run's report.embedding (auto | umap | tsne | pca)."""
     ctx = ReportContext(run_root)
     problems: list[str] = []
-    parts = _sections(ctx, ctx.cfg.get("report") or {})
+    report_cfg = dict(ctx.cfg.get("report") or {}, **({"embedding": embedding} if embedding else {}))
+    parts = _sections(ctx, report_cfg)
     body = [f"<h1>clareps: CaDistill and its baselines</h1>"
             f"<p class='small'>Run root <code>{esc(Path(run_root))}</code>; page made "
             f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by <code>clareps report</code>.</p>",
@@ -94,11 +96,11 @@ def render_report(run_root: str | Path) -> tuple[str, list[str]]:
 
 
 def build_report(run_root: str | Path, out: str | Path | None = None, warn: bool = True,
-                 figures: str | Path | None = None) -> Path:
+                 figures: str | Path | None = None, embedding: str | None = None) -> Path:
     """Write the report of ``run_root`` (default: RUN_ROOT/report.html) and return its path; with ``figures``,
     each of its images also as a PNG file there (``<section>-<n>.png``)."""
     out = Path(out) if out is not None else Path(run_root) / "report.html"
-    html, problems = render_report(run_root)
+    html, problems = render_report(run_root, embedding)
     if warn:
         for p in problems:
             print(f"warning: report section {p}", file=sys.stderr)

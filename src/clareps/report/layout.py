@@ -6,6 +6,7 @@
                                     model card and check), or one trained here (tiny runs)
     RUN/banks/{canonical,control,feat-real}/
     RUN/banks/matched/              the canonical bank from matched sources, only when a method reads it
+    RUN/banks/oracle/               the oracle bank (true masks, backgrounds replaced), only when a method reads it
     RUN/kd-teacher/kd_teacher.safetensors (timing.json beside it: its training time, kept out of its bytes)
     RUN/students/<method>-s<seed>/  student.safetensors, eval-<mode>.json, eval-<mode>-maps.safetensors
     RUN/results/results.{md,csv,json}
@@ -17,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-BANK_KINDS = ("canonical", "control", "feat-real", "matched")
+BANK_KINDS = ("canonical", "control", "feat-real", "matched", "oracle")
 # banks built only when a run's methods read them (the others are built always: the report shows them)
-ON_DEMAND_BANKS = ("matched",)
+ON_DEMAND_BANKS = ("matched", "oracle")
 # the bank each method distils from (methods without one are absent)
 METHOD_BANK = {"cadistill": "canonical", "control": "control", "feat-real": "feat-real",
-               "cadistill-matched": "matched"}
+               "cadistill-matched": "matched", "cadistill-oracle": "oracle", "ce-oracle": "oracle"}
 # the distill method behind a method label that is not itself one: the same losses on another bank
 METHOD_DISTILL = {"cadistill-matched": "cadistill"}
 

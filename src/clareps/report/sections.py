@@ -57,9 +57,9 @@ def teacher_box(ctx: ReportContext) -> str:
     if why:
         said = why[0] if len(why) == 1 else ", ".join(why[:-1]) + " and " + why[-1]
         lines.append(f"<b>This teacher is {said}.</b> Banks from a teacher whose samples are not "
-                     "recognisable animals carry little class information, so the differences between the methods "
-                     "below mean little for CaDistill or the paper's claims: read this page as a test of the "
-                     "pipeline, not as a result.")
+                     "recognisable members of their class carry little class information, so the differences between "
+                     "the methods below mean little for CaDistill or the paper's claims: read this page as a test of "
+                     "the pipeline, not as a result.")
         return f'<div class="warn">{" ".join(lines)}</div>'
     return f'<div class="note">{" ".join(lines)}</div>'
 
@@ -67,7 +67,8 @@ def teacher_box(ctx: ReportContext) -> str:
 def run_facts(ctx: ReportContext) -> str:
     latest = ctx.latest
     if not latest:
-        return '<p class="missing">No demo.json: this run root was not made by <code>clareps demo</code>.</p>'
+        return ('<p class="missing">No demo.json: this run root was not made by <code>clareps demo</code> (its '
+                'stages were run one by one), so their timings are not recorded here.</p>')
     stages = {k: v for k, v in latest.get("stages", {}).items() if k != "report"}
     reused = sum(1 for s in stages.values() if s.get("reused"))
     state = "before this page was made" if latest.get("finished") else "(that invocation did not finish)"
@@ -171,7 +172,9 @@ def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[s
         rows.append(cells)
     if not rows:
         return ""
-    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources"}.get(method, method)
+    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources",
+            "cadistill-oracle": "CaDistill on the oracle bank",
+            "ce-oracle": "Cross-entropy with the oracle bank's images"}.get(method, method)
     head = ["metric (%)", method]
     for n in names:
         head += [f"{n.split('-vs-')[1]}: difference, 95 % CI (points)", "verdict"]

@@ -40,7 +40,7 @@ def terms_section(ctx: ReportContext) -> str:
     from clareps.io import read_jsonl
 
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for method in ctx.cfg.get("methods", []):
+    for method in ctx.cfg.get("methods") or (ctx.agg or {}).get("methods", []):
         runs = sorted(ctx.run.students.glob(f"{method}-s*/metrics.jsonl"))
         if not runs:
             continue
@@ -54,7 +54,7 @@ def terms_section(ctx: ReportContext) -> str:
 
 
 def corruption_section(ctx: ReportContext) -> str:
-    from clareps.evaluate.corruptions import COMMON
+    from clareps.evaluate.corruptions import COMMON, TABLE_NAMES
 
     agg = ctx.need_agg()
     types = [t for t in COMMON if f"corr/{t}" in agg["metrics"]]
@@ -63,7 +63,9 @@ def corruption_section(ctx: ReportContext) -> str:
         raise Missing("the evaluation ran no corruptions")
     png = figures.grouped_bars(agg, [f"corr/{t}" for t in types], [t.replace("_", " ") for t in types],
                                "accuracy (%)", "accuracy under each corruption, mean over its severities")
-    return img(png, "corruption accuracy per type")
+    table = agg.get("corruption_table") or "imagenet"  # aggregates from before tables were named
+    names = ", ".join(TABLE_NAMES.get(t, t) for t in table.split(", "))
+    return img(png, "corruption accuracy per type") + f"<p>Corruption settings: {names}.</p>"
 
 
 def background_section(ctx: ReportContext) -> str:
@@ -71,6 +73,8 @@ def background_section(ctx: ReportContext) -> str:
 
     agg = ctx.need_agg()
     variants = [v for v in VARIANTS if f"clean/{v}" in agg["metrics"]]
+    if "background" in (agg.get("skipped") or {}):
+        raise Missing(agg["skipped"]["background"])
     if not variants:
         raise Missing("the evaluation measured no clean accuracy")
     png = figures.grouped_bars(agg, [f"clean/{v}" for v in variants], [v.removeprefix("test-") for v in variants],
@@ -91,6 +95,8 @@ def saliency_section(ctx: ReportContext, n: int) -> str:
     from clareps.io import load_tensors
 
     agg = ctx.need_agg()
+    if "saliency" in (agg.get("skipped") or {}):
+        raise Missing(agg["skipped"]["saliency"])
     first: dict[str, Path] = {}
     for run in sorted(agg["runs"], key=lambda r: (r["train_seed"] is None, r["train_seed"])):
         first.setdefault(run["method"], maps_path(run["file"]))

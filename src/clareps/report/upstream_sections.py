@@ -55,8 +55,9 @@ def teacher_samples_section(ctx: ReportContext, per_class: int) -> str:
     return (f"<div class='row'><div>{img(figures.grid_png(bank.images[idx], k, names), 'teacher samples', 'pixelated')}"
             f"</div><div class='text'><p class='small'>Guided DDIM samples (w = {meta.get('w')}, "
             f"{steps} steps over the whole schedule), one row per class: the control bank's items, drawn from "
-            f"noise with no projection.{judged} A trained teacher draws an animal of the row's class on some "
-            "background; colour blobs or noise mean it is not there yet.</p></div></div>")
+            f"noise with no projection.{judged} A trained teacher draws a recognisable member of the row's class "
+            "(an animal on some background, on the default benchmark); colour blobs or noise mean it is not there "
+            "yet.</p></div></div>")
 
 
 def banks_section(ctx: ReportContext, per_class: int) -> str:
