@@ -242,6 +242,8 @@ def test_a_bad_set_value_names_the_command_line_and_a_bad_preset_value_its_file(
     code, _, err = run_cli("train-teacher", "--set", "batch_size=-4", "--out", tmp_path / "out")
     refused_before_work(code, err, "error: command line: bad value for 'batch_size'")
     assert "teacher-default.yaml" not in err
+    code, _, err = run_cli("bank", "build", "--set", f"seed={BIG_SEED}", "--out", tmp_path / "out")
+    refused_before_work(code, err, "error: command line: bad value for 'seed'")
     preset = tmp_path / "teacher.yaml"
     preset.write_text("batch_size: -4\n")
     code, _, err = run_cli("train-teacher", "-c", preset, "--set", "steps=2", "--out", tmp_path / "out")
@@ -271,7 +273,7 @@ def test_sampling_steps_above_the_teachers_T_are_refused_before_loading_it(tmp_p
 def test_a_folder_given_for_a_checkpoint_file_says_so(tmp_path, run_cli):
     folder = tmp_path / "not-a-file"
     folder.mkdir()
-    code, _, err = run_cli("sample", "--teacher", folder, "--per-class", "1", "--out", tmp_path / "out")
+    code, _, err = run_cli("distill", "--method", "kd", "--kd-teacher", folder, "--out", tmp_path / "out")
     refused_before_work(code, err, f"{folder} is a folder, not a checkpoint file")
     assert "os error" not in err
 

@@ -42,7 +42,7 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
 
         given = [o.split("=", 1)[1] for o in overrides if o.strip().startswith("teacher=")]
         data = apply_overrides(bank_defaults(given[-1] if given and given[-1] not in ("", "null") else None), overrides)
-        cfg = build_config(BankConfig, data, str(preset("bank-default")))
+        cfg = build_config(BankConfig, data, str(preset("bank-default")), overrides)
     else:
         cfg = load_config(BankConfig, config, overrides)
     check_writable(out)
