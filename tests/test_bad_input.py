@@ -200,3 +200,158 @@ def test_a_bare_null_names_the_null_class_where_a_label_is_asked():
     assert ClaridConfig(feature_label=None).feature_label == "null"
     with pytest.raises(ClarepsError, match="loss.head"):  # elsewhere nothing is still refused
         load_config(DistillConfig, preset("distill-default"), ["loss.head=null"])
+
+
+# -- 7. the second pass: what still got through -----------------------------------------------------
+BIG_SEED = str(2**70)
+
+
+def refused_before_work(code: int, err: str, match: str) -> None:
+    """One ``error:`` line, exit 2, no traceback."""
+    refused(code, err, match)
+    assert code == 2 and "Traceback" not in err, (code, err)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train-teacher", "--set", f"seed={BIG_SEED}"], "bad value for 'seed': Input should be less than or equal to"),
+    (["bank", "build", "--set", f"seed={BIG_SEED}"], "bad value for 'seed'"),
+    (["sample", "--seed", BIG_SEED], "bad value for '--seed'"),
+    (["teacher-check", "--seed", BIG_SEED], "bad value for '--seed'"),
+    (["distill", "--seed", BIG_SEED], "bad value for 'seed'"),
+    (["distill-sweep", "--grid", "lr=0.1", "--seeds", f"0,{BIG_SEED}"], "bad --seeds"),
+    (["distill", "--method", "ce", "--set", "epochs=true"], "bad value for 'epochs': expected a number, got the bool true"),
+    (["train-teacher", "--set", "steps=2.0"], "bad value for 'steps': expected a whole number, got 2.0"),
+    (["train-teacher", "--set", "lr=true"], "bad value for 'lr': expected a number, got the bool true"),
+    (["bank", "build", "--set", "teacher_classes=[1, true]"], "bad value for 'teacher_classes'"),
+    (["sample", "--per-class", "100000000"], "above the limit of 1000 per class; pass --no-limit"),
+    (["teacher-check", "--per-class", "5000"], "pass --no-limit"),
+    (["train-teacher", "--set", "=5"], "override '=5' names no key"),
+    (["train-teacher", "--set", "model..groups=4"], "names no key"),
+    (["sample", "--per-class", "abc"], "sample: Invalid value for '--per-class'"),
+    (["data", "show", "--per-class", "0"], "data show: Invalid value for '--per-class'"),
+    (["sample", "--no-such-option"], "sample: No such option: --no-such-option"),
+])
+def test_second_pass_refusals_are_one_line_before_any_work(args, match, tmp_path, run_cli):
+    out = tmp_path / "out"
+    code, _, err = run_cli(*args, *(["--out", out] if args[0] not in ("teacher-check",) else []))
+    refused_before_work(code, err, match)
+    assert not out.exists()
+
+
+def test_a_bad_set_value_names_the_command_line_and_a_bad_preset_value_its_file(tmp_path, run_cli):
+    code, _, err = run_cli("train-teacher", "--set", "batch_size=-4", "--out", tmp_path / "out")
+    refused_before_work(code, err, "error: command line: bad value for 'batch_size'")
+    assert "teacher-default.yaml" not in err
+    code, _, err = run_cli("bank", "build", "--set", f"seed={BIG_SEED}", "--out", tmp_path / "out")
+    refused_before_work(code, err, "error: command line: bad value for 'seed'")
+    preset = tmp_path / "teacher.yaml"
+    preset.write_text("batch_size: -4\n")
+    code, _, err = run_cli("train-teacher", "-c", preset, "--set", "steps=2", "--out", tmp_path / "out")
+    refused_before_work(code, err, f"error: {preset}: bad value for 'batch_size'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_file_of_random_bytes_or_a_folder_is_refused(tmp_path, run_cli):
+    import random
+
+    noise = tmp_path / "noise.yaml"
+    noise.write_bytes(random.Random(0).randbytes(3000))
+    code, _, err = run_cli("train-teacher", "--config", noise, "--out", tmp_path / "out")
+    refused_before_work(code, err, "is not text (not UTF-8)")
+    code, _, err = run_cli("train-teacher", "--config", tmp_path, "--out", tmp_path / "out")
+    refused_before_work(code, err, "is a folder, not a YAML file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sampling_steps_above_the_teachers_T_are_refused_before_loading_it(tmp_path, tiny_teacher, run_cli):
+    out = tmp_path / "samples"
+    code, _, err = run_cli("sample", "--teacher", tiny_teacher, "--steps", "100000", "--per-class", "1", "--out", out)
+    refused_before_work(code, err, "--steps 100000 is more than the teacher's T = 1000 diffusion steps")
+    assert not out.exists()
+
+
+def test_a_folder_given_for_a_checkpoint_file_says_so(tmp_path, run_cli):
+    folder = tmp_path / "not-a-file"
+    folder.mkdir()
+    code, _, err = run_cli("distill", "--method", "kd", "--kd-teacher", folder, "--out", tmp_path / "out")
+    refused_before_work(code, err, f"{folder} is a folder, not a checkpoint file")
+    assert "os error" not in err
+
+
+FOREIGN_OUT = [  # every verb that writes an --out folder, as far as its cheap checks
+    ["train-teacher", "--set", "steps=1"], ["distill", "--method", "ce"], ["train-kd-teacher"], ["train-judge"],
+    ["train-mask-judge"], ["sample", "--per-class", "1"], ["data", "show"], ["bank", "sweep"],
+    ["distill-sweep", "--grid", "lr=0.1"], ["aggregate", "nowhere"], ["bank", "show", "--bank", "nowhere"],
+]
+
+
+@pytest.mark.parametrize("verb", FOREIGN_OUT, ids=lambda v: " ".join(v[:2]))
+def test_every_verb_refuses_an_out_folder_of_someone_elses_files(verb, tmp_path, run_cli):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes\n")
+    before = snapshot(folder)
+    code, _, err = run_cli(*verb, "--out", folder)
+    refused_before_work(code, err, f"{folder} holds other files (notes.txt), not ")
+    assert snapshot(folder) == before
+
+
+def test_the_out_rule_takes_new_empty_own_and_marked_folders(tmp_path):
+    from clareps.errors import ClarepsError
+    from clareps.runs import refuse_foreign_folder
+
+    for name, files in (("new", None), ("empty", []), ("hidden", [".DS_Store"]), ("own", ["samples_w3_seed0.png"]),
+                        ("marked", ["config.yaml", "notes.txt"])):
+        folder = tmp_path / name
+        if files is not None:
+            folder.mkdir()
+            for f in files:
+                (folder / f).write_text("x")
+        refuse_foreign_folder(folder, "a run", markers=("config.yaml",), own=("samples_*.png",))
+    with pytest.raises(ClarepsError, match="holds other files"):
+        refuse_foreign_folder(tmp_path / "own", "a run", own=("other_*.png",))
+
+
+def test_evaluate_refuses_to_write_its_results_over_someone_elses_file(tmp_path, run_cli):
+    student = tmp_path / "student.safetensors"
+    student.write_bytes(b"")  # never read: the output is checked first
+    theirs = tmp_path / "notes.json"
+    theirs.write_text('{"mine": 1}\n')
+    before = snapshot(tmp_path)
+    code, _, err = run_cli("evaluate", "--student", student, "--out", theirs)
+    refused_before_work(code, err, "is not an evaluation's results")
+    code, _, err = run_cli("evaluate", "--student", student, "--out", tmp_path)
+    refused_before_work(code, err, "is a folder: give a results file")
+    assert snapshot(tmp_path) == before
+
+
+def test_bank_compare_of_other_items_is_refused_before_measuring(tmp_path, run_cli, monkeypatch):
+    import clareps.studies.bank_compare as bank_compare
+
+    a = _fake_bank(tmp_path / "a", "aaa")
+    b = tmp_path / "b"
+    save_bank(b, Bank(images=torch.zeros(4, 3, 8, 8), features=torch.zeros(4, 4), labels=torch.tensor([0, 0, 1, 1]),
+                      source_index=torch.full((4,), -1), latents=torch.zeros(4, 3, 8, 8),
+                      singular_values=torch.zeros(4, 2), seconds=torch.ones(4), meta={"teacher_sha256": "aaa"}))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("measured a bank before refusing")
+
+    monkeypatch.setattr(bank_compare, "_items", no_work)
+    before = snapshot(tmp_path)
+    code, _, err = run_cli("bank", "compare", a, b, "--out", tmp_path / "cmp")
+    refused_before_work(code, err, f"{b} holds other items than {a}")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_resumed_teacher_run_says_from_which_step(tmp_path, tiny_data_cache, run_cli):
+    out = tmp_path / "teacher"
+    args = ["train-teacher", "--set", f"data.cache_dir={tiny_data_cache}",
+            "--set", "data.benchmark={n_train: 200, n_test: 50}",
+            "--set", "model={base_channels: 8, channel_mult: [1, 2], groups: 4, attn_resolutions: [16]}",
+            "--set", "batch_size=8", "--set", "ckpt_every=2", "--set", "precision=fp32", "--set", "warmup=1",
+            "--out", out, "-q"]
+    code, _, err = run_cli(*args, "--set", "steps=2")
+    assert code == 0 and "resuming" not in err, err
+    code, _, err = run_cli(*args, "--set", "steps=3")
+    assert code == 0 and f"resuming from step 2 of 3 ({out / 'checkpoint.safetensors'})" in err, err

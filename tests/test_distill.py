@@ -200,9 +200,9 @@ def _write_config(tmp_path, npz, **over):
 
 def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
     fp = _fp(npz)
-    banks = {"cadistill": make_bank(tmp_path / "canonical", data, fp),
-             "control": make_bank(tmp_path / "control", data, fp, kind="control", k=0),
-             "feat-real": make_bank(tmp_path / "featreal", data, fp, kind="feat-real")}
+    banks = {"cadistill": make_bank(tmp_path / "banks" / "canonical", data, fp),  # not where the students go
+             "control": make_bank(tmp_path / "banks" / "control", data, fp, kind="control", k=0),
+             "feat-real": make_bank(tmp_path / "banks" / "featreal", data, fp, kind="feat-real")}
     config = _write_config(tmp_path, npz)
     code, out, err = run_cli("train-kd-teacher", "-c", config, "--out", tmp_path / "kdt",
                              "--set", "kd.teacher_width=4", "--set", "kd.teacher_epochs=1", "-q")

@@ -81,6 +81,21 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path, tiny_data_cache):
     assert (out / "checkpoint.safetensors").exists()
 
 
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, tiny_data_cache):
+    out = tmp_path / "teacher"
+    proc = start("train-teacher", "--set", f"data.cache_dir={tiny_data_cache}",
+                 "--set", "data.benchmark={n_train: 200, n_test: 50}",
+                 "--set", "model={base_channels: 8, channel_mult: [1, 2], groups: 4, attn_resolutions: [16]}",
+                 "--set", "steps=100000", "--set", "batch_size=8", "--set", "ckpt_every=100000", "--set", "log_every=1",
+                 "--set", "precision=fp32", "--set", "warmup=1", "--out", out, "-q")
+    wait_for(proc, lambda: (out / "metrics.jsonl").exists())  # training, with no checkpoint yet
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["interrupted: nothing was saved yet; rerun the same command to start again"], err
+    assert not (out / "checkpoint.safetensors").exists()
+
+
 def test_ctrl_c_in_a_bank_build_and_a_distill_exits_130_too(tmp_path, tiny_teacher, tiny_data_cache):
     cfg = dict(_bank_config(tiny_teacher, tiny_data_cache), per_class=20)
     (tmp_path / "bank.yaml").write_text(yaml.safe_dump(cfg))
@@ -93,7 +108,7 @@ def test_ctrl_c_in_a_bank_build_and_a_distill_exits_130_too(tmp_path, tiny_teach
                    "--set", "student.width=4", "--set", "epochs=10000", "--set", "batch_size=8", "--set",
                    "log_every=1", "--set", "precision=fp32", "--set", "device=cpu", "--set", "test_splits=[]",
                    "--out", distill, "-q"),
-             lambda: (distill / "metrics.jsonl").exists(),
+             lambda: (distill / "checkpoint.safetensors").exists(),
              f"interrupted: the last checkpoint is in {distill}; rerun the same command to resume")]
     for proc, ready, line in runs:
         wait_for(proc, ready)

@@ -118,7 +118,7 @@ def outside(kind: type, b: dict) -> st.SearchStrategy:
                      st.floats(-1e6, lo, exclude_max="ge" in b) | st.just(-math.inf))
     if "le" in b or "lt" in b:
         hi = b.get("le", b.get("lt"))
-        sides.append(st.integers(int(hi) + ("le" in b), BIG) if kind is int else
+        sides.append(st.integers(int(hi) + ("le" in b), max(BIG, int(hi) + BIG)) if kind is int else
                      st.floats(hi, 1e6, exclude_min="le" in b) | st.just(math.inf))
     if kind is float:
         sides.append(st.just(math.nan))

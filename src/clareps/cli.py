@@ -66,8 +66,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # usage errors (unknown option, missing argument, bad value)
         if isinstance(exc, _click_exception()):
-            exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(_usage_error(exc))
         if not isinstance(exc, typer.Abort):  # click's Abort on older typer, the vendored one on newer
             raise
         if not isinstance(exc.__cause__, KeyboardInterrupt):  # older typer: CTRL-C arrives as an Abort
@@ -77,6 +76,19 @@ def main() -> None:
         print(interrupt_message(), file=sys.stderr)
     if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)
+
+
+def _usage_error(exc) -> int:
+    """A bad option value, an unknown option, a missing argument: one ``error:`` line naming the verb, exit 2,
+    like every other refusal (the bare verb's help, which Click raises as an error too, is shown as help)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    verb = ctx.command_path.removeprefix(ctx.find_root().command_path).strip() if ctx is not None else ""
+    message = " ".join(exc.format_message().split())
+    print(f"error: {verb + ': ' if verb else ''}{message} (see --help)", file=sys.stderr)
+    return 2
 
 
 def _click_exception() -> type:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from clareps.errors import ClarepsError
 
@@ -17,15 +18,81 @@ T = TypeVar("T", bound="StrictModel")
 NULL_IS_A_NAME = BeforeValidator(lambda v: "null" if v is None else v)
 
 
+# Every seed of every config and option: the seeds derived from it (seed * 1_000_003 + item, ...) stay within
+# 64 bits, and numpy's and scikit-learn's random_state take it as it is.
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
+def is_seed(value: Any) -> bool:
+    """``value`` is a valid ``Seed`` (for seeds given outside a config, e.g. a list on the command line)."""
+    from pydantic import TypeAdapter
+
+    try:
+        TypeAdapter(Seed).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def _arms(annotation: Any) -> tuple:
+    """The types a field's annotation admits at its top level (``int | None`` -> int, None)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _arms(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return tuple(a for arm in get_args(annotation) for a in _arms(arm))
+    return (annotation,)
+
+
+def _coerced(annotation: Any, value: Any) -> str | None:
+    """Why pydantic would silently change ``value`` into a number of another kind (a bool into 1 or 1.0,
+    a float such as 2.0 into 2), looking into lists and mappings; None when it would not."""
+    arms = _arms(annotation)
+    if any(a is Any or a is object for a in arms):
+        return None
+    if isinstance(value, bool):
+        allowed = any(a is bool or (get_origin(a) is Literal and value in get_args(a)) for a in arms)
+        return None if allowed or not any(a in (int, float) for a in arms) else \
+            f"expected a number, got the bool {str(value).lower()}"
+    if isinstance(value, float) and int in arms and float not in arms:
+        return f"expected a whole number, got {value!r}"
+    for arm in arms:
+        origin, args = get_origin(arm), get_args(arm)
+        if origin in (list, tuple, set, frozenset) and args and isinstance(value, (list, tuple)):
+            for item in value:
+                why = _coerced(args[0], item)
+                if why:
+                    return why
+        if origin is dict and len(args) == 2 and isinstance(value, dict):
+            for item in value.values():
+                why = _coerced(args[1], item)
+                if why:
+                    return why
+    return None
+
+
 class StrictModel(BaseModel):
-    """Base for every config: unknown keys, wrong types and NaN or infinite numbers are errors."""
+    """Base for every config: unknown keys, wrong types and NaN or infinite numbers are errors, and a
+    bool or a float is never turned into an int (``epochs: true`` is refused, not read as 1 epoch)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_silent_coercion(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        why = _coerced(field.annotation, value) if field is not None else None
+        if why:
+            raise ValueError(why)
+        return value
 
-def _format_error(err: ValidationError, source: str) -> str:
+
+def _format_error(err: ValidationError, source: str, overrides: list[str] = ()) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if _from_overrides(first["loc"], overrides):
+        source = "command line"  # the value came from --set (or an option), not from the file
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown config key '{key}'"
     msg = first["msg"].removeprefix("Value error, ")
@@ -36,12 +103,28 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: bad value for '{key}': {msg} (got {first.get('input')!r})"
 
 
+def _from_overrides(loc: tuple, overrides: list[str]) -> bool:
+    """The error at ``loc`` is in (or above, or below) a key one of ``overrides`` set."""
+    where = [str(p) for p in loc]
+    for item in overrides:
+        parts = item.split("=", 1)[0].strip().split(".")
+        if where and (parts[:len(where)] == where or where[:len(parts)] == parts):
+            return True
+    return False
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ClarepsError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ClarepsError(f"config file {path} is a folder, not a YAML file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ClarepsError(f"config file {path} is not text (not UTF-8): give a YAML file") from None
+    except OSError as exc:
+        raise ClarepsError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ClarepsError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict):
@@ -56,6 +139,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ClarepsError(f"override {item!r} must look like key=value")
         key, raw = item.split("=", 1)
+        if not all(part.strip() for part in key.split(".")):
+            raise ClarepsError(f"override {item!r} names no key: give it as key.sub=value")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
@@ -84,17 +169,19 @@ def named_files(option: str, items: list[str]) -> dict[str, str]:
     return out
 
 
-def build_config(cls: type[T], data: dict, source: str = "config") -> T:
+def build_config(cls: type[T], data: dict, source: str = "config", overrides: list[str] = ()) -> T:
+    """``data`` validated as ``cls``; a one-line error names ``source``, or the command line when the bad
+    key is one of ``overrides`` (the ``key=value`` items applied to ``data``)."""
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ClarepsError(_format_error(err, source)) from None
+        raise ClarepsError(_format_error(err, source, overrides)) from None
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
-    return build_config(cls, data, str(path) if path is not None else "config")
+    return build_config(cls, data, str(path) if path is not None else "config", overrides or [])
 
 
 def to_plain(cfg: BaseModel) -> dict[str, Any]:

@@ -98,8 +98,8 @@ def read_yaml_or_none(path: str | Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise ClarepsError(f"corrupt YAML file {path}") from None
     return data if isinstance(data, dict) else None
 
@@ -164,6 +164,10 @@ def read_meta(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ClarepsError(f"missing checkpoint: {path}")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+        raise ClarepsError(f"{path} is a folder, not a checkpoint file: give a .safetensors file{hint}")
     try:
         with safe_open(str(path), "pt") as fh:
             header = fh.metadata() or {}

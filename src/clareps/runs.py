@@ -6,6 +6,7 @@ that differ."""
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -14,6 +15,23 @@ import yaml
 from clareps.config import differing_keys
 from clareps.errors import ClarepsError
 from clareps.io import hash_obj, read_json, read_yaml_or_none, write_text
+
+
+def refuse_foreign_folder(out: str | Path, what: str, markers: Iterable[str] = (), own: Iterable[str] = (),
+                          ours: bool = False) -> None:
+    """Every verb's rule for its output folder, before any work: a new or empty folder, one that holds
+    one of ``markers`` (the verb's own record: its run, to reuse, resume or refuse by config) or that the
+    caller found to be ``ours`` (e.g. its record is of this kind), or one whose every entry matches a
+    pattern of ``own`` (the files the verb writes). Any other folder holds someone else's files: refused,
+    so that nothing is written among them. Hidden entries do not count."""
+    out = Path(out)
+    if ours or not out.is_dir() or any((out / m).exists() for m in markers):
+        return
+    others = sorted(p.name for p in out.iterdir()
+                    if not p.name.startswith(".") and not any(fnmatch(p.name, pattern) for pattern in own))
+    if others:
+        raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
+                           f"not {what}: use a new --out folder")
 
 
 def without(record: dict, keys: Iterable[str]) -> dict:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from clareps.config import SEED_MAX, is_seed
 from clareps.errors import ClarepsError
 
 TEACHER_HELP = "a clareps .safetensors (or its run folder) or a local diffusers folder (default: the shipped teacher)"
@@ -21,16 +22,21 @@ def sample_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t", he
                steps: int = typer.Option(50, "--steps", help="DDIM steps"),
                seed: int = typer.Option(0, "--seed"),
                device: str = typer.Option("auto", "--device"),
+               no_limit: bool = typer.Option(False, "--no-limit", help="allow --per-class above its limit"),
                quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Draw a grid of samples per class (rows = classes) from a teacher."""
     from clareps.api.teacher import Teacher
-    from clareps.diffusion.cli import check_sampling
+    from clareps.diffusion.cli import check_sampling, check_steps, header_T
     from clareps.grids import save_grid
     from clareps.io import check_writable
+    from clareps.runs import refuse_foreign_folder
 
-    check_sampling("sample", per_class, w, steps, seed)
+    check_sampling("sample", per_class, w, steps, seed, no_limit)
     check_writable(out)
+    refuse_foreign_folder(out, "a folder of samples", own=("samples_*.png",))
+    check_steps("sample", steps, header_T(teacher))  # a clareps teacher's T, before its weights load
     t = Teacher.load(teacher, device=device)
+    check_steps("sample", steps, t.schedule.T)
     rows = t.labels(classes or list(range(t.num_classes)))
     images = t.sample(rows.repeat_interleave(per_class), steps=steps, w=w, seed=seed, quiet=quiet)
     path = save_grid(images, Path(out) / f"samples_w{w:g}_seed{seed}.png", nrow=per_class)
@@ -57,8 +63,8 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
 
     if n is not None and n < 1:
         raise ClarepsError(f"--n must be at least 1, got {n}")
-    if seed < 0:
-        raise ClarepsError(f"--seed must be >= 0, got {seed}")
+    if not is_seed(seed):
+        raise ClarepsError(f"--seed must be a whole number from 0 to {SEED_MAX}, got {seed}")
     if batch_size is not None and batch_size < 1:
         raise ClarepsError(f"--batch-size must be at least 1, got {batch_size}")
     overrides = clarid_overrides(set_)

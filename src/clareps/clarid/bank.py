@@ -21,7 +21,7 @@ from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels
                                       matched_latents, random_latents, timestep)
 from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
 from clareps.clarid.oracle import OracleConfig, OracleImages
-from clareps.config import StrictModel, to_plain
+from clareps.config import Seed, StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import hardware, resolve_precision
@@ -31,7 +31,7 @@ from clareps.errors import ClarepsError
 from clareps.io import load_tensors, read_json, save_tensors
 from clareps.paths import default_teacher
 from clareps.progress import progress_bar
-from clareps.runs import RunContract, without
+from clareps.runs import RunContract, refuse_foreign_folder, without
 
 BankKind = Literal["canonical", "control", "feat-real", "oracle"]
 
@@ -46,7 +46,7 @@ class BankConfig(StrictModel):
     per_class: int | None = Field(None, ge=1)  # overrides fraction: this many items per class
     source: Literal["random", "matched"] = "random"
     clarid: ClaridConfig = Field(default_factory=ClaridConfig)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     shard_size: int = Field(10, ge=1)
     device: str = "auto"
     oracle: OracleConfig | None = None  # kind oracle: which background, which pass (None: the defaults)
@@ -75,6 +75,7 @@ def resolved(cfg: BankConfig) -> BankConfig:
     return cfg.model_copy(update=update)
 
 
+BANK_MARKERS = ("bank.json", "shards")  # a folder with either holds (part of) a bank
 NOT_HASHED = ("device", "teacher")  # where it runs; the teacher counts by its content hash, not its path
 
 
@@ -106,16 +107,6 @@ def plan(data: ImageSet, cfg: BankConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(labels), torch.cat(sources)
 
 
-def refuse_foreign_folder(out: Path) -> None:
-    """A bank goes into a new folder or one that holds (part of) a bank, never among other artifacts."""
-    if not out.is_dir() or (out / "bank.json").exists() or (out / "shards").is_dir():
-        return
-    others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    if others:
-        raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
-                           "not a bank: use a new --out folder")
-
-
 def _item_noise(seed: int, item: int, shape: tuple, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + item)
     return torch.randn(shape, generator=gen), torch.randn((k, *shape), generator=gen)
@@ -125,7 +116,7 @@ class BankBuilder:
     def __init__(self, cfg: BankConfig, out: str | Path, quiet: bool = False):
         self.cfg = resolved(cfg)
         self.out, self.quiet = Path(out), quiet
-        refuse_foreign_folder(self.out)
+        refuse_foreign_folder(self.out, "a bank", markers=BANK_MARKERS)
         self.dist, self.device = distributed.setup(self.cfg.device)
         self.sampler_precision = resolve_precision(self.cfg.clarid.sampler_precision, self.device)
         self.teacher_path = self.cfg.teacher

@@ -31,7 +31,7 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     from clareps.clarid.bank import BankConfig, build_bank
     from clareps.clarid.bank_views import ensure_metrics
     from clareps.distributed import context
-    from clareps.errors import interrupt_note
+    from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
 
     check_judges(judge, mask_judge)
@@ -42,11 +42,11 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
 
         given = [o.split("=", 1)[1] for o in overrides if o.strip().startswith("teacher=")]
         data = apply_overrides(bank_defaults(given[-1] if given and given[-1] not in ("", "null") else None), overrides)
-        cfg = build_config(BankConfig, data, str(preset("bank-default")))
+        cfg = build_config(BankConfig, data, str(preset("bank-default")), overrides)
     else:
         cfg = load_config(BankConfig, config, overrides)
     check_writable(out)
-    interrupt_note(f"finished shards are in {out / 'shards'}; rerun the same command to resume")
+    interrupt_note(kept_or_nothing(any_file(out / "shards", "*.json"), f"finished shards are in {out / 'shards'}"))
     bank, reused = build_bank(cfg, out, quiet=quiet)
     if not context().main:  # under torchrun, rank 0 reports and measures
         return
@@ -70,16 +70,19 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
                                           help="print the metrics (recomputed from the bank when stale)")) -> None:
     """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
     (engine record and measures) of each bank."""
+    from clareps.clarid.bank import BANK_MARKERS
     from clareps.clarid.bank_format import load_bank
     from clareps.clarid.bank_views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
     from clareps.data.spec import load_data
     from clareps.io import check_writable
+    from clareps.runs import refuse_foreign_folder
 
     if per_class < 1:
         raise ClarepsError(f"--per-class must be at least 1, got {per_class}")
     check_judges(judge, mask_judge)
     out = out or bank
     check_writable(out)
+    refuse_foreign_folder(out, "a bank or its views", markers=BANK_MARKERS, own=("comparison.png", "spectra.png"))
     canonical = load_bank(bank)
     banks, names = [canonical], ["canonical"]
     if control is not None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from clareps.config import StrictModel
+from clareps.config import Seed, StrictModel
 from clareps.data.imageset import ImageSet
 from clareps.device import Precision, autocast, hardware
 from clareps.io import write_json
@@ -24,7 +24,7 @@ class ClassifierRecipe(StrictModel):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(2e-3, gt=0)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     precision: Precision = "auto"
     device: str = "auto"
 

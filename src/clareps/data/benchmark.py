@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from clareps.config import StrictModel, to_plain
+from clareps.config import Seed, StrictModel, to_plain
 from clareps.data.backgrounds import DEFAULT_SOURCES, SOURCES, BgJitter, load_source
 from clareps.data.compose import compose, to_uint8
 from clareps.data.foregrounds import ANIMAL_CLASSES, FgStyle, load_animal_mnist, render_foregrounds
@@ -32,7 +32,7 @@ NUM_PER_CLASS = 1000
 
 
 class BenchmarkConfig(StrictModel):
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     rho: float = Field(0.5, ge=0.0, le=1.0)
     size: int = Field(32, ge=16, le=256)
     n_train: int = Field(9000, ge=10)

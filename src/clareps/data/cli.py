@@ -13,6 +13,7 @@ from clareps.data.benchmark import (SPLITS, BenchmarkConfig, build_benchmark, de
 from clareps.errors import interrupt_note
 from clareps.io import check_writable
 from clareps.paths import preset
+from clareps.runs import refuse_foreign_folder
 from clareps.grids import save_grid
 
 data_app = typer.Typer(help="Datasets: build the default benchmark and show its splits.", no_args_is_help=True)
@@ -63,6 +64,7 @@ def show(
     cfg = _config(config, set_)
     _prepare(cfg, cache_dir)
     check_writable(out)
+    refuse_foreign_folder(out, "a folder of data grids", own=tuple(f"{split}.png" for split in SPLITS))
     folder = build_benchmark(cfg, cache_dir, progress=not quiet)
     for split in SPLITS:
         data = load_split(folder, split).per_class(per_class, seed=0)

@@ -6,11 +6,11 @@ override is the stage preset as shipped."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from clareps.config import StrictModel, apply_overrides, build_config, read_yaml
+from clareps.config import Seed, StrictModel, apply_overrides, build_config, read_yaml
 from clareps.data.spec import DataSpec
 from clareps.errors import ClarepsError
 
@@ -55,7 +55,7 @@ class DemoConfig(StrictModel):
     # cadistill-oracle and ce-oracle: CaDistill's losses on, or cross-entropy with, the oracle bank (RUN/banks/oracle)
     methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
     variants: dict[str, VariantSpec] = Field(default_factory=dict)  # more method labels (see VariantSpec)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     device: str = "auto"
@@ -81,7 +81,8 @@ def load_demo_config(path: str | Path, section: str, overrides: list[str] | None
     data = read_yaml(path)
     if section not in data:
         raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
-    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]")
+    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]",
+                        overrides or [])
 
 
 def merged(base: dict, over: dict) -> dict:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from clareps import distributed
-from clareps.config import StrictModel, to_plain
+from clareps.config import Seed, StrictModel, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec
 from clareps.device import Precision, autocast, cpu_capability, cpu_model, resolve_precision
@@ -45,7 +45,7 @@ class TeacherConfig(StrictModel):
     ema_decay: float = Field(0.999, ge=0, lt=1)
     hflip: bool = True
     precision: Precision = "auto"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     ckpt_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1)
     device: str = "auto"
@@ -170,6 +170,8 @@ class TeacherTrainer:
         self.contract.refuse_other("use a new --out directory, or --set those keys as the run has them")
         if self.ckpt_path.exists() and resume:
             self.load_checkpoint()
+            if self.dist.main and self.step < self.cfg.steps:
+                print(f"resuming from step {self.step} of {self.cfg.steps} ({self.ckpt_path})", file=sys.stderr)
             rows = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("step", 0) <= self.step] \
                 if (self.run_dir / "metrics.jsonl").exists() else []
             if self.dist.main:

@@ -3,6 +3,8 @@ and how a run folder is prepared: refused when another config made it, resumed, 
 
 from __future__ import annotations
 
+import sys
+
 from clareps import distributed
 from clareps.errors import ClarepsError
 from clareps.io import load_tensors, read_jsonl, save_tensors, write_jsonl
@@ -35,6 +37,8 @@ def prepare_run_dir(trainer, resume: bool) -> None:
     metrics = run_dir / "metrics.jsonl"
     if ckpt.exists() and resume:
         load_checkpoint(trainer)
+        if trainer.dist.main and trainer.step < trainer.total_steps:
+            print(f"resuming from step {trainer.step} of {trainer.total_steps} ({ckpt})", file=sys.stderr)
         rows = [r for r in read_jsonl(metrics) if r.get("step", 0) <= trainer.step and not r.get("final")] \
             if metrics.exists() else []
         if trainer.dist.main:

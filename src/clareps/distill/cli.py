@@ -8,25 +8,13 @@ from typing import Optional
 import typer
 
 from clareps.paths import resolve_preset
+from clareps.runs import refuse_foreign_folder
 
 DEFAULT_PRESET = "distill-default"
 
 
 def _preset_path(config: Optional[str]) -> Path:
     return resolve_preset(config, DEFAULT_PRESET)
-
-
-def refuse_foreign_folder(out: Path, ours: bool, what: str) -> None:
-    """A run goes into a new folder or one that holds (part of) a run of its kind (``ours``), never among
-    other artifacts: the rule ``bank build`` keeps (clarid.bank.refuse_foreign_folder)."""
-    if ours or not out.is_dir():
-        return
-    others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    if others:
-        from clareps.errors import ClarepsError
-
-        raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), "
-                           f"not {what}: use a new --out folder")
 
 
 def holds_distill_run(out: Path) -> bool:
@@ -65,7 +53,7 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     from clareps.adapters.loading import teacher_fingerprint
     from clareps.config import named_files
     from clareps.distill.trainer import DistillTrainer
-    from clareps.errors import interrupt_note
+    from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
 
     overrides = list(set_)
@@ -80,8 +68,8 @@ def distill_cmd(method: Optional[str] = typer.Option(None, "--method", "-m",
     cfg = _load(config, overrides)
     out = out or Path("runs/distill") / f"{cfg.method}-s{cfg.seed}"
     check_writable(out)
-    refuse_foreign_folder(out, holds_distill_run(out), "a distill run")
-    interrupt_note(f"the last checkpoint is in {out}; rerun the same command to resume")
+    refuse_foreign_folder(out, "a distill run", ours=holds_distill_run(out))
+    interrupt_note(kept_or_nothing(any_file(out, "checkpoint.safetensors"), f"the last checkpoint is in {out}"))
     trainer = DistillTrainer(cfg, out, quiet=quiet)
     result = trainer.train(resume=resume)
     if not result:
@@ -106,7 +94,8 @@ def train_kd_teacher_cmd(config: Optional[str] = typer.Option(None, "--config", 
     cfg = _load(config, list(set_))
     tcfg = KDTeacherConfig.from_distill(cfg)
     check_writable(out)
-    refuse_foreign_folder(out, (out / "kd_teacher.safetensors").exists(), "a KD teacher")
+    refuse_foreign_folder(out, "a KD teacher", markers=("kd_teacher.safetensors",),
+                          own=("kd_teacher.json", "timing.json"))
     path, metrics = train_kd_teacher(tcfg, out, quiet=quiet)
     preset = f" -c {config}" if config is not None else ""
     typer.echo(f"kd teacher: {path}\n{metrics}\nuse it with: clareps distill{preset} --method kd --kd-teacher {path}")

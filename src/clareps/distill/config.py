@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from clareps.config import NULL_IS_A_NAME, StrictModel
+from clareps.config import NULL_IS_A_NAME, Seed, StrictModel
 from clareps.data.spec import DataSpec
 from clareps.device import Precision
 
@@ -70,12 +70,12 @@ class AugmentConfig(StrictModel):
 
 class DistillConfig(StrictModel):
     method: str = "cadistill"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     data: DataSpec = Field(default_factory=DataSpec)
     test_splits: list[str] = Field(default_factory=list)  # splits of ``data`` scored once, at the end
     test_data: dict[str, str] = Field(default_factory=dict)  # name -> npz test file, scored once, at the end
     val_fraction: float = Field(0.1, ge=0, lt=1)
-    val_seed: int = Field(0, ge=0)
+    val_seed: Seed = 0
     student: StudentConfig = Field(default_factory=StudentConfig)
     bank: str | None = None
     bank_fraction: float | None = Field(None, gt=0, le=1)  # None: the whole bank

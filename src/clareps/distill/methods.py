@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from clareps.clarid.bank_format import Bank
-from clareps.config import to_plain
+from clareps.config import Seed, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device, resolve_precision
@@ -173,7 +173,7 @@ def teacher_targets(bank: Bank, num_classes: int, pool: str, norm: str) -> tuple
 class KDTeacherConfig(ClassifierRecipe):
     data: DataSpec = Field(default_factory=DataSpec)
     val_fraction: float = Field(0.1, ge=0, lt=1)
-    val_seed: int = Field(0, ge=0)
+    val_seed: Seed = 0
     width: int = Field(64, ge=1)
     epochs: int = Field(15, ge=1)
 

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from clareps.paths import resolve_preset
+from clareps.errors import ClarepsError
+from clareps.runs import refuse_foreign_folder
 
 DEFAULT_PRESET = "evaluate-default"
 
@@ -25,7 +27,6 @@ def checked_label(label: Optional[str], student: Path) -> Optional[str]:
     the ce reference and pairs a CaDistill variant with the baselines; checked before any work."""
     if label is None:
         return None
-    from clareps.errors import ClarepsError
     from clareps.io import read_meta
 
     method = read_meta(student).get("method")
@@ -34,6 +35,22 @@ def checked_label(label: Optional[str], student: Path) -> Optional[str]:
         raise ClarepsError(f"--label {label!r}: name it {method} or {method}-SOMETHING, without spaces "
                            f"(the student's method is {method})")
     return label
+
+
+def _refuse_foreign_results(out: Path) -> None:
+    """A results file is written new or over an evaluation's results, never over someone else's file."""
+    import json
+
+    if out.is_dir():
+        raise ClarepsError(f"--out {out} is a folder: give a results file (e.g. {out / 'eval.json'})")
+    if not out.exists():
+        return
+    try:
+        kept = json.loads(out.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        kept = None
+    if not (isinstance(kept, dict) and "format" in kept and "summary" in kept):
+        raise ClarepsError(f"{out} holds a file that is not an evaluation's results: use another --out")
 
 
 def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill run directory or student .safetensors"),
@@ -68,6 +85,7 @@ def evaluate_cmd(student: Path = typer.Option(..., "--student", help="distill ru
     label = checked_label(label, path)
     out = out or path.parent / result_name(mode)
     check_writable(out.parent)
+    _refuse_foreign_results(out)
     if not force and results_current(out, path, cfg, need_mce=reference is not None):
         kept = read_json(out) if label is not None else None
         if kept is not None and kept.get("method") != label:
@@ -103,7 +121,7 @@ def aggregate_cmd(runs: list[Path] = typer.Argument(..., help="run directories (
     from clareps.io import check_writable
 
     check_writable(out)
-
+    refuse_foreign_folder(out, "a results table", own=("results.md", "results.csv", "results.json"))
     agg = aggregate(load_runs(find_results(runs, "fast" if fast else mode)))
     paths = write_tables(agg, out)
     typer.echo(to_markdown(agg))
@@ -117,7 +135,6 @@ def probe_cmd(student: Path = typer.Option(..., "--student", help="distill run d
               out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON (default RUN_DIR/probe.json)"),
               label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP)) -> None:
     """Linear CKA between the student's penultimate features and each bank's canonical features."""
-    from clareps.errors import ClarepsError
     from clareps.evaluate.probe import probe
     from clareps.evaluate.suite import resolve_student
     from clareps.io import write_json

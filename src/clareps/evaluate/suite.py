@@ -19,7 +19,7 @@ import torch
 from pydantic import Field, model_serializer
 from torch import nn
 
-from clareps.config import StrictModel, apply_overrides, build_config, read_yaml, to_plain
+from clareps.config import Seed, StrictModel, apply_overrides, build_config, read_yaml, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
@@ -42,7 +42,7 @@ class CleanConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    seed: int = Field(0, ge=0)  # picks the subsets, the attacks' random starts and the corruption noise
+    seed: Seed = 0  # picks the subsets, the attacks' random starts and the corruption noise
     device: str = "auto"
     batch_size: int = Field(250, ge=1)
     data: DataSpec | None = None  # None: the data the student was trained on (its run's config.yaml)
@@ -71,7 +71,7 @@ def load_eval_config(path: str | Path, mode: str, overrides: list[str] | None = 
     if mode not in data:
         raise ClarepsError(f"{path} has no '{mode}' section (it has: {', '.join(data)})")
     section = apply_overrides(data[mode] or {}, overrides or [])
-    return build_config(EvalConfig, section, f"{path} [{mode}]")
+    return build_config(EvalConfig, section, f"{path} [{mode}]", overrides or [])
 
 
 def result_name(mode: str) -> str:

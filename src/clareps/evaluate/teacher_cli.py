@@ -10,6 +10,7 @@ import typer
 
 from clareps.config import load_config
 from clareps.device import describe_hardware, hardware
+from clareps.diffusion.cli import NO_LIMIT_HELP
 from clareps.errors import ClarepsError
 from clareps.paths import default_judge, default_teacher, preset, teacher_file
 
@@ -21,14 +22,17 @@ def train_judge_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c"
     """Train the shape judge on foregrounds over random backgrounds (no spurious cue)."""
     from clareps.classifiers.shape_judge import JudgeConfig, train_judge
 
-    _train("judge", JudgeConfig, train_judge, config or preset("judge-default"), set_, out, quiet)
+    _train("judge", JudgeConfig, train_judge, config or preset("judge-default"), set_, out, quiet, "judge")
 
 
-def _train(what: str, config_cls, train, config: Path, set_: list[str], out: Path, quiet: bool) -> None:
+def _train(what: str, config_cls, train, config: Path, set_: list[str], out: Path, quiet: bool, file: str) -> None:
     from clareps.io import check_writable
+    from clareps.runs import refuse_foreign_folder
 
     cfg = load_config(config_cls, config, set_)
     check_writable(out)
+    refuse_foreign_folder(out, f"a {what}", markers=(f"{file}.safetensors",),
+                          own=(f"{file}.json", "timing.json"))
     path, metrics = train(cfg, out, quiet=quiet)
     typer.echo(f"{what}: {path}\n{metrics}")
 
@@ -40,7 +44,10 @@ def train_mask_judge_cmd(config: Optional[Path] = typer.Option(None, "--config",
     """Train the mask judge (foreground segmentation) on the training split's known masks."""
     from clareps.classifiers.mask_judge import MaskJudgeConfig, train_mask_judge
 
-    _train("mask judge", MaskJudgeConfig, train_mask_judge, config or preset("mask-judge-default"), set_, out, quiet)
+    from clareps.classifiers.mask_judge import MASK_JUDGE_FILE
+
+    _train("mask judge", MaskJudgeConfig, train_mask_judge, config or preset("mask-judge-default"), set_, out, quiet,
+           MASK_JUDGE_FILE.removesuffix(".safetensors"))
 
 
 def teacher_check_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
@@ -51,6 +58,7 @@ def teacher_check_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "
                       steps: int = typer.Option(50, "--steps"),
                       seed: int = typer.Option(0, "--seed"),
                       device: str = typer.Option("auto", "--device"),
+                      no_limit: bool = typer.Option(False, "--no-limit", help=NO_LIMIT_HELP),
                       quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Class consistency, judge-feature FID and inversion error; written beside the teacher."""
     from clareps.config import build_config
@@ -60,11 +68,11 @@ def teacher_check_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "
     from clareps.diffusion.model_card import write_model_card
     from clareps.classifiers.shape_judge import load_judge
     from clareps.evaluate.teacher_check import check_teacher
-    from clareps.diffusion.cli import check_sampling
+    from clareps.diffusion.cli import check_sampling, check_steps, header_T
     from clareps.io import check_writable, read_yaml_or_none, write_json
     from clareps.grids import save_grid
 
-    check_sampling("teacher-check", per_class, w, steps, seed)
+    check_sampling("teacher-check", per_class, w, steps, seed, no_limit)
     spec = teacher or default_teacher()
     kind = teacher_kind(spec)
     if kind != "clareps":
@@ -73,6 +81,7 @@ def teacher_check_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "
                            "or `clareps canonical`")
     teacher = teacher_file(spec)
     check_writable(teacher.parent)
+    check_steps("teacher-check", steps, header_T(teacher))
     dev = resolve_device(device)
     model, meta = load_teacher_any(teacher, dev)
     judge_model, judge_meta = load_judge(judge or default_judge(), dev)

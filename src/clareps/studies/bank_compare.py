@@ -56,18 +56,41 @@ def _cell(values: torch.Tensor) -> dict:
     return {"seeds": list(range(len(values))), "values": [float(v) for v in values]}
 
 
+def _item_keys(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bank's (source_index, labels), read alone from its file: what says which items it holds."""
+    from safetensors import SafetensorError, safe_open
+
+    from clareps.clarid.bank_format import BANK_FILE, load_bank
+
+    try:
+        with safe_open(str(Path(folder) / BANK_FILE), "pt") as fh:
+            return fh.get_tensor("source_index"), fh.get_tensor("labels")
+    except (SafetensorError, OSError, KeyError, ValueError):  # an unreadable or odd file: the full load says what is wrong with it, in one line
+        bank = load_bank(folder)
+        return bank.source_index, bank.labels
+
+
+def refuse_other_items(folders: list[Path]) -> None:
+    """Banks of other items cannot be compared item by item: refused before any bank is measured."""
+    ref_sources, ref_labels = _item_keys(folders[0])
+    for folder in folders[1:]:
+        sources, labels = _item_keys(folder)
+        if not (sources.shape == ref_sources.shape and torch.equal(sources, ref_sources)
+                and labels.shape == ref_labels.shape and torch.equal(labels, ref_labels)):
+            raise ClarepsError(f"{folder} holds other items than {folders[0]}: compare banks of one sweep "
+                               "(same data, per_class, seed and source)")
+
+
 def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = None) -> list[dict]:
     """One row per (other bank, measure): both means, the paired difference (other - reference, the
     reference being ``folders[0]``), its 95 % interval over the items and whether it holds 0."""
     if len(folders) < 2:
         raise ClarepsError("bank compare needs a reference bank and at least one other")
+    refuse_other_items(folders)
     ref_metrics, ref = _items(folders[0], judge, mask_judge)
     rows = []
     for folder in folders[1:]:
         metrics, other = _items(folder, judge, mask_judge)
-        if not (torch.equal(other["source_index"], ref["source_index"]) and torch.equal(other["labels"], ref["labels"])):
-            raise ClarepsError(f"{folder} holds other items than {folders[0]}: compare banks of one sweep "
-                               "(same data, per_class, seed and source)")
         for name, meaning in MEASURES:
             if name not in ref or name not in other:
                 continue

@@ -9,9 +9,10 @@ from typing import Optional
 import typer
 
 from clareps.clarid.cli import MASK_HELP, check_judges
-from clareps.config import load_config
+from clareps.config import SEED_MAX, is_seed, load_config
 from clareps.errors import ClarepsError
 from clareps.paths import default_judge, preset, resolve_preset
+from clareps.runs import refuse_foreign_folder
 
 
 def _numbers(option: str, text: str, kind: type) -> list:
@@ -70,6 +71,7 @@ def bank_sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c",
     taps = [v.strip() for v in tap.split(",") if v.strip()] if tap else None
     check_judges(judge, mask_judge)
     check_writable(out)
+    refuse_foreign_folder(out, "a bank sweep", markers=("sweep.json",), own=("te*_k*_w*", "sweep.*"))
     interrupt_note(f"finished banks are in {out}; rerun the same command to resume")
     rows, best = run_sweep(base, out, *grid, names, judge or default_judge(), quiet, directions=kinds,
                            feature_labels=labels, taps=taps, mask_judge=mask_judge)
@@ -98,12 +100,13 @@ def distill_sweep_cmd(grid: list[str] = typer.Option(..., "--grid", "-g",
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ClarepsError(f"bad --seeds {seeds!r}: expected integers like 0,1,2") from None
-    if not seed_list or min(seed_list) < 0:
-        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers >= 0 like 0,1,2")
+    if not seed_list or not all(is_seed(s) for s in seed_list):
+        raise ClarepsError(f"bad --seeds {seeds!r}: expected integers from 0 to {SEED_MAX} like 0,1,2")
     if not (pgd_eps > 0 and pgd_images >= 1 and 0 <= tolerance <= 1):  # not: NaN fails too
         raise ClarepsError(f"need --pgd-eps > 0, --pgd-images >= 1 and --tolerance in [0, 1], got "
                            f"{pgd_eps}, {pgd_images}, {tolerance}")
     check_writable(out)
+    refuse_foreign_folder(out, "a distill sweep", markers=("sweep.json",), own=("runs", "sweep.*"))
     interrupt_note(f"finished students are in {out}; rerun the same command to resume")
     run_sweep(resolve_preset(config, "distill-default"), list(set_), parse_grid(grid), seed_list, out, bank, method,
                 pgd_eps, pgd_images, tolerance, quiet, one_axis)
