@@ -80,7 +80,9 @@ def teacher_tables(teachers: list[dict], resamples: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def teacher_plot(teachers: list[dict], out: Path) -> None:
+def teacher_plot(teachers: list[dict], out: Path, families: dict | None = None) -> None:
+    """One panel per measure; a line per bank over the teachers; the families (held out, shipped
+    teacher only) as single markers at the shipped teacher's quality."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,6 +93,9 @@ def teacher_plot(teachers: list[dict], out: Path) -> None:
     for ax, (m, label) in zip(axes.flat, MEASURES.items()):
         for bank, style in zip(BANKS, ("o-", "s--", "^:")):
             ax.plot(q, [values(t["items"], bank, m).mean() for t in teachers], style, label=bank)
+        shipped = max(teachers, key=lambda t: t["step"])
+        for bank, marker in zip([b for b in (families or {}).get("banks", {}) if b not in BANKS], "D*Pxv"):
+            ax.plot([shipped["quality"]], [values(families, bank, m).mean()], marker, ms=8, label=bank)
         ax.set_title(label)
         ax.set_xlabel("teacher class consistency")
     axes.flat[0].legend(fontsize=8)
@@ -131,10 +136,10 @@ if __name__ == "__main__":
     ap.add_argument("--figure", type=Path, default=Path("docs/studies/figures/selectivity_teachers.png"))
     args = ap.parse_args()
     teachers = load_teachers(args.archive)
+    heldout = args.archive / "families" / "heldout_items.json"
     if teachers:
         print(teacher_tables(teachers))
-        teacher_plot(teachers, args.figure)
+        teacher_plot(teachers, args.figure, json.load(open(heldout)) if heldout.exists() else None)
         print(f"figure: {args.figure}")
-    heldout = args.archive / "families" / "heldout_items.json"
     if heldout.exists():
         print(family_table(heldout))
