@@ -90,3 +90,17 @@ def test_bad_input_is_a_clareps_error():
         generalized_top_fn(f, f, torch.randn(1, 6), 3, 1.0)  # k above a third of the dimension
     with pytest.raises(ClarepsError):
         generalized_top_fn(f, f, torch.randn(1, 30), 2, 0.0)
+
+
+def test_settled_latents_leave_the_batch_with_their_own_answer():
+    mf, mg = _maps(seed=6)
+    f = lambda xx: torch.tanh(xx @ mf.T)  # noqa: E731
+    g = lambda xx: xx @ mg.T  # noqa: E731
+    x = torch.cat([0.01 * torch.randn(1, 30), 2.0 * torch.randn(1, 30)])  # near-linear and saturated
+    init = torch.randn(2, 3, 30, generator=torch.Generator().manual_seed(7))
+    both = generalized_top_fn(f, g, x, 3, 1.0, tol=1e-6, max_iter=200, init=init)
+    assert both.iterations[0] != both.iterations[1]  # one left the batch before the other
+    for i in range(2):
+        alone = generalized_top_fn(f, g, x[i:i + 1], 3, 1.0, tol=1e-6, max_iter=200, init=init[i:i + 1])
+        assert both.iterations[i] == alone.iterations[0]
+        assert torch.allclose(both.values[i], alone.values[0], rtol=1e-4)

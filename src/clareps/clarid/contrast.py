@@ -15,8 +15,8 @@ vectorised over the block. Per step, on the Euclidean-orthonormal basis S = [X, 
     P <- the part of the new X outside the old one (as the engine).
 
 Stopping, per latent: when every lam^(1/2) and their energy change by less than ``tol``
-(relative) between two steps, or after ``max_iter`` steps; a latent that has stopped keeps its
-vectors (the batch runs on until all have stopped). The returned directions are the Ritz
+(relative) between two steps, or after ``max_iter`` steps; a latent that has stopped leaves the
+batch, as in the engine. The returned directions are the Ritz
 vectors in order of lam, made Euclidean-orthonormal by a QR in that order (the first j span the
 top-j Ritz vectors for every j), so they can be projected out like any other direction set.
 """
@@ -77,7 +77,11 @@ def generalized_top_fn(f: FeatureFn, g: FeatureFn, x: torch.Tensor, k: int, ridg
             r = r * mean_gram_eigenvalue(op_g, xv).double()
         if not bool((r > 0).all()):
             raise ClarepsError("the ridge must be > 0 (J_g^T J_g alone may be singular)")
-        vectors, lam, steps, done = _lobpcg(op_f, op_g, xv, r, k, tol, max_iter)
+        def rebuild(active: torch.Tensor) -> tuple[_Operator, _Operator]:
+            return (_Operator(f, x[active], [a[active] for a in args]),
+                    _Operator(g, x[active], [a[active] for a in g_args]))
+
+        vectors, lam, steps, done = _lobpcg(op_f, op_g, xv, r, k, tol, max_iter, rebuild)
     return Contrast(vectors=orthonormal_rows(vectors).reshape(b, k, *x.shape[1:]), values=lam.float(),
                     iterations=steps, converged=done, ridge=r.float(), features=op_f.value)
 
@@ -95,42 +99,45 @@ def _ritz(jf: torch.Tensor, jg: torch.Tensor, gram_s: torch.Tensor, ridge: torch
 
 
 def _lobpcg(op_f: _Operator, op_g: _Operator, xv: torch.Tensor, ridge: torch.Tensor, k: int, tol: float,
-            max_iter: int):
+            max_iter: int, rebuild):
+    """``rebuild(active)``: the two operators at the latents still running (a settled one leaves the batch)."""
     b = xv.shape[0]
-    eye = lambda n: torch.eye(n, dtype=torch.float64, device=xv.device).expand(b, n, n)  # noqa: E731
-    jf, jg = op_f.jvp(xv), op_g.jvp(xv)
-    lam, c = _ritz(jf, jg, eye(k), ridge, k)
+    eye = lambda n, m: torch.eye(n, dtype=torch.float64, device=xv.device).expand(m, n, n)  # noqa: E731
     comb = lambda cc, rows: cc.mT.to(rows.dtype) @ rows  # noqa: E731
+    jf, jg = op_f.jvp(xv), op_g.jvp(xv)
+    lam, c = _ritz(jf, jg, eye(k, b), ridge, k)
     xv, jf, jg = comb(c, xv), comb(c, jf), comb(c, jg)
     p = jpf = jpg = None
     out_v, out_lam = xv.clone(), lam.clone()
     steps = torch.full((b,), max_iter, dtype=torch.long, device=xv.device)
     done = torch.zeros(b, dtype=torch.bool, device=xv.device)
+    active = torch.arange(b, device=xv.device)
     for step in range(1, max_iter + 1):
         scale = (lam * ridge[:, None]).float()[..., None]
         resid = op_f.vjp(jf) - (op_g.vjp(jg) * lam.float()[..., None] + scale * xv)
         xo = orthonormal_rows(xv)
-        blocks = [xo] if p is None else [xo, p]
-        w = orthonormal_complement_rows(resid, blocks)
+        w = orthonormal_complement_rows(resid, [xo] if p is None else [xo, p])
         jwf, jwg = op_f.jvp(w), op_g.jvp(w)
         basis = torch.cat([xo, w] + ([] if p is None else [p]), 1)
         # xo = mix @ xv (same span), so its images are the same combinations of the known ones
         mix = torch.linalg.solve(xv @ xv.mT, xv @ xo.mT).mT
         ifs = torch.cat([mix @ jf, jwf] + ([] if p is None else [jpf]), 1)
         igs = torch.cat([mix @ jg, jwg] + ([] if p is None else [jpg]), 1)
-        n = basis.shape[1]
-        lam_new, c = _ritz(ifs, igs, eye(n), ridge, k)
-        if n > k:
-            q = orthonormal_rows(c.mT)  # the new X's span in coordinates, Euclidean-orthonormal
-            outside = torch.cat([torch.zeros_like(c[:, :k]), c[:, k:]], 1)
-            pc = orthonormal_complement_rows(outside.mT, [q]).float()
-            p, jpf, jpg = pc @ basis, pc @ ifs, pc @ igs
+        lam_new, c = _ritz(ifs, igs, eye(basis.shape[1], len(active)), ridge, k)
+        q = orthonormal_rows(c.mT)  # the new X's span in coordinates, Euclidean-orthonormal
+        outside = torch.cat([torch.zeros_like(c[:, :k]), c[:, k:]], 1)
+        pc = orthonormal_complement_rows(outside.mT, [q]).float()
+        p, jpf, jpg = pc @ basis, pc @ ifs, pc @ igs
         xv, jf, jg = comb(c, basis), comb(c, ifs), comb(c, igs)
-        settled = _settled(lam_new.clamp_min(0).sqrt(), lam.clamp_min(0).sqrt(), tol) & ~done
-        live = ~done
-        out_v[live], out_lam[live] = xv[live], lam_new[live]
-        steps[settled], done = step, done | settled
+        settled = _settled(lam_new.clamp_min(0).sqrt(), lam.clamp_min(0).sqrt(), tol)
+        out_v[active], out_lam[active] = xv, lam_new
+        steps[active[settled]], done[active[settled]] = step, True
         lam = lam_new
-        if bool(done.all()):
+        if bool(settled.all()):
             break
+        if bool(settled.any()):
+            keep = ~settled
+            active, xv, jf, jg, lam, ridge = active[keep], xv[keep], jf[keep], jg[keep], lam[keep], ridge[keep]
+            p, jpf, jpg = p[keep], jpf[keep], jpg[keep]
+            op_f, op_g = rebuild(active)
     return out_v, out_lam, steps, done
