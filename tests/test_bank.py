@@ -195,3 +195,17 @@ def test_control_banks_record_the_engine_and_match_the_jacobian_share(tiny_teach
     control, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, per_class=1, kind="control", clarid=clarid),
                             tmp_path / "c", quiet=True)
     assert (control.record["removed_share"] == 0).all() and (control.record["engine_iterations"] == 0).all()
+
+
+def test_family_banks_match_the_jacobian_share_and_the_oracle_needs_masks(tiny_teacher, tiny_data_cache, tmp_path):
+    clarid = {"k": 2, "steps": 6, "max_iter": 4, "t_e": 0.3}
+    jac, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, per_class=1, clarid=clarid), tmp_path / "j", quiet=True)
+    for kind in ("mask-oracle", "region-restricted"):
+        cfg = _cfg(tiny_teacher, tiny_data_cache, per_class=1,
+                   clarid={**clarid, "directions": kind, "match_removed_norm": True})
+        bank, _ = build_bank(cfg, tmp_path / kind, quiet=True)
+        assert torch.equal(bank.source_index, jac.source_index), kind
+        assert torch.allclose(bank.record["removed_share"], jac.record["removed_share"], rtol=0.01), kind
+    with pytest.raises(ClarepsError, match="mask-oracle"):  # refused before any work
+        BankBuilder(_cfg(tiny_teacher, tiny_data_cache, source="random",
+                         clarid={**clarid, "directions": "mask-oracle"}), tmp_path / "r", quiet=True)

@@ -137,6 +137,9 @@ class BankBuilder:
         self.contract = bank_contract(self.cfg, self.out, self.teacher_sha, self.data_fp)
         self.hash = self.contract.hash
         self.labels, self.sources = plan(self.data, self.cfg)
+        if self.cfg.clarid.directions == "mask-oracle" and self.cfg.clarid.k > 0 and \
+                (self.cfg.source != "matched" or self.data.masks is None):
+            raise ClarepsError("directions 'mask-oracle' needs matched sources from data with masks")
         self.donors = donors(self.labels) if self.cfg.clarid.directions == "shuffled" else None
         self._tap_shapes: dict[str, list[int]] = {}  # tap -> one item's output shape there
 
@@ -217,6 +220,8 @@ class BankBuilder:
         """Seeds for random directions; for shuffled ones, each donor's x_te, labels and start vectors."""
         c = self.cfg
         seeds = torch.tensor([c.seed * 1_000_003 + int(i) for i in idx])
+        if c.clarid.directions == "mask-oracle" and c.clarid.k > 0:
+            return ControlInputs(item_seeds=seeds, masks=self.data.masks[self.sources[idx]].to(self.device))
         if self.donors is None or c.clarid.k == 0:
             return ControlInputs(item_seeds=seeds)
         d = self.donors[idx]

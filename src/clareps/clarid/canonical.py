@@ -7,10 +7,11 @@ are removed (the Jacobian's, or a control of them) is ``clarid/directions.py``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer
 from torch import nn
 
 from clareps.diffusion.teacher import from_images, schedule_of, to_images
@@ -36,6 +37,18 @@ class ClaridConfig(StrictModel):
     max_iter: int = Field(30, ge=1)  # engine: iteration cap
     sampler_precision: Precision = "auto"  # sampling to t_e and decoding (bf16 autocast where native);
     # the engine, the features and DDIM inversion stay fp32
+    # the direction families' settings (clarid/families.py; unset: the family's default)
+    contrast_eps: float | None = Field(None, gt=0)  # class-contrastive ridge, in units of J_g^T J_g's mean eigenvalue
+    foreground_share: float | None = Field(None, gt=0, lt=1)  # region-restricted: share of tap positions
+    mask_threshold: float | None = Field(None, ge=0, lt=1)  # mask-oracle: a cell's foreground share
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_family_settings(self, handler):
+        # Unset, they are left out, so configs and hashes of banks without them do not change.
+        return {k: v for k, v in handler(self).items() if k not in FAMILY_SETTINGS or v is not None}
+
+
+FAMILY_SETTINGS = ("contrast_eps", "foreground_share", "mask_threshold")
 
 
 def timestep(model: nn.Module, cfg: ClaridConfig) -> int:
@@ -92,6 +105,7 @@ def canonicalize(model: nn.Module, x_te: torch.Tensor, labels: torch.Tensor, cfg
     f_labels = feature_labels(model, labels, cfg)
     input_features = None
     if cfg.k > 0:
+        controls = replace(controls or ControlInputs(), class_labels=labels)
         removal = remove(model, x_te, t, f_labels, cfg, init=init, inputs=controls)
         x_tilde, svals, record = removal.latents, removal.singular_values, removal.record
         input_features = removal.input_features

@@ -7,7 +7,9 @@
   by u + v, then max(u, v), then u, then channel (so k = 3 is the three per-channel means);
 - ``shuffled``: the Jacobian top-k subspace of the item's donor, an item of another class
   (``donors``: a fixed derangement of the bank's plan);
-- ``tail``: the Jacobian's singular vectors k+1 .. 2k (the engine runs with 2k).
+- ``tail``: the Jacobian's singular vectors k+1 .. 2k (the engine runs with 2k);
+- ``class-contrastive``, ``region-restricted``, ``mask-oracle``: families that try to select
+  (``clarid/families.py``).
 
 Removed share (recorded for every item): ||x - x~|| / ||x|| for the projection, before any
 ``norm_preserving`` rescale.
@@ -16,9 +18,9 @@ Removed share (recorded for every item): ||x - x~|| / ||x|| for the projection, 
 computed too, and its removed share is the target. The control's directions form an ordered
 pool (random: as many seeded Gaussian directions as needed, orthonormalised in order;
 low-frequency: the whole DCT basis in its order; tail: singular vectors k+1 .. 2k; shuffled:
-the donor's k). Whole directions are removed in pool order while the removed norm stays below
+the donor's k; a family: its k in order). Whole directions are removed in pool order while the removed norm stays below
 the target; the next one is removed in part (its component scaled by the beta in [0, 1] that
-hits the target), so the match is exact up to rounding. Only when a fixed pool (tail, shuffled)
+hits the target), so the match is exact up to rounding. Only when a fixed pool (tail, shuffled, a family)
 removes less than the target with all k directions is its whole projection scaled up by
 target / ||P x|| (> 1: components along those directions overshoot zero); the record's
 ``removal_scale`` holds that factor (1 otherwise).
@@ -35,22 +37,27 @@ import torch
 from torch import nn
 
 from clareps.clarid.engine import Subspace, top_subspace
+from clareps.clarid.families import FAMILIES, family_subspace
 from clareps.clarid.linalg import orthonormal_rows
 from clareps.errors import ClarepsError
 
-DirectionKind = Literal["jacobian", "random", "low-frequency", "shuffled", "tail"]
+DirectionKind = Literal["jacobian", "random", "low-frequency", "shuffled", "tail", "class-contrastive",
+                        "region-restricted", "mask-oracle"]
 RANDOM_SEED_OFFSET = 7_919 * 1_000_003  # keeps random directions apart from the item's other draws
 
 
 @dataclass
 class ControlInputs:
     """Per item, what a control needs beyond x_te: seeds (random), the donor's x_te, feature
-    labels and engine start vectors (shuffled)."""
+    labels and engine start vectors (shuffled), the class (class-contrastive, region-restricted:
+    the class evidence), the source's true mask (mask-oracle)."""
 
     item_seeds: torch.Tensor | None = None
     donor_latents: torch.Tensor | None = None
     donor_labels: torch.Tensor | None = None
     donor_init: torch.Tensor | None = None
+    class_labels: torch.Tensor | None = None
+    masks: torch.Tensor | None = None  # (B, 1, H, W) in {0, 1}
 
 
 @dataclass
@@ -194,6 +201,10 @@ def candidates(model: nn.Module, x: torch.Tensor, t: int, feature_labels: torch.
         if inputs.donor_latents is None or inputs.donor_labels is None:
             raise ClarepsError("directions 'shuffled' needs each item's donor latent (build it in a bank)")
         source = engine(inputs.donor_latents, inputs.donor_labels, k, inputs.donor_init)
+        rows = source.vectors.flatten(2)
+    elif kind in FAMILIES:
+        source = family_subspace(kind, model, x, t, feature_labels, cfg, k, None if init is None else init[:, :k],
+                                 inputs.class_labels, inputs.masks)
         rows = source.vectors.flatten(2)
     elif kind == "low-frequency":
         rows = dct_basis(tuple(x.shape[1:])).to(x.device)[:k].expand(b, -1, -1)
