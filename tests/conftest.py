@@ -67,6 +67,16 @@ def tiny_unet() -> UNet:
     return model
 
 
+@pytest.fixture
+def rough_unet(tiny_unet):
+    """The tiny U-Net with perturbed weights: a spectrum with gaps (the zero-init one is flat)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in tiny_unet.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return tiny_unet
+
+
 @pytest.fixture(scope="session")
 def tiny_data_cache(tmp_path_factory) -> str:
     """A cache dir holding a 200/50 build of the default benchmark."""

@@ -21,16 +21,6 @@ KINDS = ("jacobian", "random", "low-frequency", "shuffled", "tail")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def rough_unet(tiny_unet):
-    """The tiny U-Net with perturbed weights: a spectrum with gaps (the zero-init one is flat)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_unet.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return tiny_unet
-
-
 def _inputs(b: int, x: torch.Tensor, k: int, t: int = 300) -> ControlInputs:
     g = torch.Generator().manual_seed(5)
     return ControlInputs(item_seeds=torch.arange(b) + 11, donor_latents=torch.randn(x.shape, generator=g),

@@ -20,15 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 T = 300
 
 
-@pytest.fixture
-def rough_unet(tiny_unet):
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_unet.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return tiny_unet
-
-
 def _masks(b: int) -> torch.Tensor:
     m = torch.zeros(b, 1, 8, 8)
     m[:, :, 2:6, 1:5] = 1.0
