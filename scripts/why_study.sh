@@ -8,9 +8,11 @@
 #   scripts/why_study.sh oracle status     what the archive holds
 #   scripts/why_study.sh oracle assemble   once all are archived: the students from the archive, the aggregate
 #                                          and the report, in runs/studies/why-oracle (results/results.md)
-# (likewise `spatial`). Run it from a checkout of the study's pre-registered commit.
+# (likewise `spatial`). Run it from a checkout of the study's pre-registered commit, under setsid (so its whole
+# session yields the CPU: scripts/lib/yield_cpu.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/yield_cpu.sh  # started with setsid: the whole session yields, not only this process
 study=${1:?usage: scripts/why_study.sh oracle|spatial start|work|status|assemble}
 shift
 case $study in

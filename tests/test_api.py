@@ -195,6 +195,8 @@ def test_canonical_from_images_save_load_and_sample(tmp_path):
         teacher.canonical(labels=[1], images=torch.rand(1, 3, 16, 16))
     a, b = teacher.sample([0, 4], steps=3, seed=1), teacher.sample([0, 4], steps=3, seed=1)
     assert a.shape == (2, 3, 8, 8) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    with pytest.raises(ClarepsError, match=r"more than the teacher's T = 1000"):  # refused before sampling
+        teacher.sample([0], steps=1001)
 
 
 def test_a_diffusers_folder_without_diffusers_names_the_extra(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from torch import nn
 import clareps.evaluate.attacks as attacks
 from clareps.evaluate.attacks import LinfPGD, RobustnessConfig, attack_key, uniform_start
 from clareps.evaluate.robustness import evaluate_robustness
-from clareps.evaluate.suite import summarize
+from clareps.evaluate.summary import summarize
 
 
 def tiny_model(seed: int = 0) -> nn.Module:

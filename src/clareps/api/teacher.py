@@ -92,10 +92,11 @@ class Teacher:
                quiet: bool = True) -> torch.Tensor:
         """Plain class-conditional DDIM samples (N, C, H, W) in [0, 1] of the classes ``labels``, with
         classifier-free guidance ``w``, from one noise stream seeded by ``seed``."""
-        from clareps.diffusion.cli import check_sampling
+        from clareps.diffusion.cli import check_sampling, check_steps
         from clareps.diffusion.sampler import sample_labels
 
         check_sampling("sample", 1, w, steps, seed)
+        check_steps("sample", steps, self.schedule.T)
         return sample_labels(self.model, self.labels(labels), w, steps, seed, batch_size, quiet=quiet)
 
     def canonical(self, labels: Labels | None = None, images: torch.Tensor | None = None, seed: int = 0,

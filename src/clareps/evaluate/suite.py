@@ -24,10 +24,11 @@ from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
 from clareps.errors import ClarepsError
-from clareps.evaluate.background import VARIANTS, background_metrics, background_skipped
+from clareps.evaluate.background import VARIANTS, background_metrics
 from clareps.evaluate.corruptions import CorruptionConfig, evaluate_corruptions, mce
 from clareps.evaluate.robustness import RobustnessConfig, evaluate_robustness
 from clareps.evaluate.saliency import SaliencyConfig, evaluate_saliency
+from clareps.evaluate.summary import checks, skipped, summarize
 from clareps.io import hash_file, read_yaml_or_none, save_tensors, write_json
 from clareps.progress import progress_bar
 from clareps.runs import RunContract, config_hash
@@ -140,54 +141,6 @@ def select(data: ImageSet, n: int | None, seed: int, split: str) -> tuple[np.nda
 
 
 # -- the suite ------------------------------------------------------------------------------------
-def _fmt(b: float) -> str:
-    return f"{b:g}/255"
-
-
-def summarize(results: dict) -> dict[str, float]:
-    """The flat metric -> value map that aggregation works on."""
-    s: dict[str, float] = {}
-    bg = results.get("clean")
-    if bg:
-        s.update({f"clean/{v}": a["accuracy"] for v, a in bg["variants"].items()})
-        if "bg_gap" in bg:
-            s["bg/gap"] = bg["bg_gap"]
-    rob = results.get("robustness")
-    if rob:
-        for name, a in rob["attacks"].items():
-            if a.get("over", [name]) != [name]:
-                continue  # a cascade's later attack: its accuracy is a worst case over it and the ones before
-            s.update({f"robust/{name}@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], a["accuracy"])})
-        s.update({f"robust/worst@{_fmt(b)}": v for b, v in zip(rob["budgets_255"], rob["worst_case"]["accuracy"])})
-        if "worst_case_fast" in rob:
-            s.update({f"robust/worst-fast@{_fmt(b)}": v
-                      for b, v in zip(rob["budgets_255"], rob["worst_case_fast"]["accuracy"])})
-    cor = results.get("corruptions")
-    if cor:
-        s["corr/mean"] = cor["mean_accuracy"]
-        s.update({f"corr/{t}": v for t, v in cor["per_type"].items()})
-        if cor.get("mce") is not None:
-            s["corr/mce"] = cor["mce"]
-    sal = results.get("saliency")
-    if sal and "methods" in sal:  # data without foreground masks: {"skipped": why}
-        s.update({f"saliency/{m}": v["fg_share"] for m, v in sal["methods"].items()})
-    return {k: v for k, v in s.items() if v is not None}
-
-
-def _checks(results: dict) -> dict:
-    out = {}
-    rob = results.get("robustness")
-    if rob:
-        worst = rob["worst_case"]["accuracy"]
-        out["robust_monotone_in_budget"] = not rob["monotone_violations"]
-        out["worst_case_le_each_attack"] = all(
-            w <= a + 1e-12 for att in rob["attacks"].values() if att["n"] == rob["worst_case"]["n"]
-            for w, a in zip(worst, att["accuracy"]) if w is not None and a is not None)
-        out["robust_le_clean"] = all(a <= att["clean_accuracy"] + 1e-12 for att in rob["attacks"].values()
-                                     for a in att["accuracy"] if a is not None)
-    return out
-
-
 def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", reference: dict | None = None,
                      maps_path: str | Path | None = None, quiet: bool = False) -> dict:
     """Evaluate one student; ``reference`` (a ``ce`` student's results) adds mCE."""
@@ -287,16 +240,9 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
 
     results["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
     results["skipped"] = skipped(results)
-    results["checks"] = _checks(results)
+    results["checks"] = checks(results)
     results["summary"] = summarize(results)
     return results
-
-
-def skipped(results: dict) -> dict[str, str]:
-    """The tests that measured nothing on this data, and why (no foreground masks, no background variants)."""
-    out = {"background": background_skipped(results["clean"])} if "clean" in results else {}
-    out["saliency"] = (results.get("saliency") or {}).get("skipped")
-    return {k: v for k, v in out.items() if v}
 
 
 def write_results(results: dict, out: str | Path) -> Path:
