@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -204,3 +205,25 @@ def differing_keys(stored: dict, given: dict, limit: int = 4) -> str:
     keys = [k for k in sorted(set(a) | set(b)) if k != "config_hash" and a.get(k) != b.get(k)]
     text = ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in keys[:limit])
     return (text + (f", and {len(keys) - limit} more" if len(keys) > limit else "")) or "a different hash"
+
+
+def merge(data: dict, settings: dict[str, Any]) -> dict:
+    """One merge for settings given as dicts (API keywords, the demo's sections): a deep copy of ``data``
+    with ``settings`` set into it (dotted keys reach nested sections; a dict
+    value is merged into the section it names)."""
+    out = copy.deepcopy(data)
+    for key, value in settings.items():
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):  # an unset (null) section is filled in key by key
+                child = node[part] = {}
+            node = child
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        if isinstance(value, dict) and isinstance(node.get(last), dict):
+            node[last] = merge(node[last], value)
+        else:
+            node[last] = value
+    return out

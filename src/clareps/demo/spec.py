@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from clareps.config import Seed, StrictModel, apply_overrides, build_config, read_yaml
+from clareps.config import Seed, StrictModel, apply_overrides, build_config, merge as merged, read_yaml  # noqa: F401 (demo.merged)
 from clareps.data.spec import DataSpec
 from clareps.errors import ClarepsError
 
@@ -83,11 +83,3 @@ def load_demo_config(path: str | Path, section: str, overrides: list[str] | None
         raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
     return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]",
                         overrides or [])
-
-
-def merged(base: dict, over: dict) -> dict:
-    """``base`` with ``over`` merged in, nested dicts key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
