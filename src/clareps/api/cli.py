@@ -9,6 +9,7 @@ import typer
 
 from clareps.config import SEED_MAX, is_seed
 from clareps.errors import ClarepsError
+from clareps.runs import refuse_foreign_folder
 
 TEACHER_HELP = "a clareps .safetensors (or its run folder) or a local diffusers folder (default: the shipped teacher)"
 OUTPUTS = ("canonical.png", "canonical.safetensors", "canonical.json")
@@ -29,7 +30,6 @@ def sample_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t", he
     from clareps.diffusion.cli import check_sampling, check_steps, header_T
     from clareps.grids import save_grid
     from clareps.io import check_writable
-    from clareps.runs import refuse_foreign_folder
 
     check_sampling("sample", per_class, w, steps, seed, no_limit)
     check_writable(out)
@@ -69,7 +69,7 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
         raise ClarepsError(f"--batch-size must be at least 1, got {batch_size}")
     overrides = clarid_overrides(set_)
     check_writable(out)
-    refuse_foreign_files(out)
+    refuse_foreign_folder(out, "a canonical pair", own=OUTPUTS)
     if images is not None and not images.exists():
         raise ClarepsError(f"--images {images}: no such file or folder")
     t = Teacher.load(teacher, device=device)
@@ -96,15 +96,6 @@ def clarid_overrides(items: list[str]) -> dict:
     given = apply_overrides({}, items).get("clarid", {})
     build_config(ClaridSettings, {"clarid": given}, "--set")  # names a bad key or value before any work
     return given
-
-
-def refuse_foreign_files(out: Path) -> None:
-    """The output folder is new or holds only what this verb writes."""
-    if out.is_dir():
-        others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in OUTPUTS)
-        if others:
-            raise ClarepsError(f"{out} holds other files ({', '.join(others[:3])}"
-                               f"{', ...' if len(others) > 3 else ''}): use a new --out folder")
 
 
 def _images(t, path: Path, n: int | None):
