@@ -149,6 +149,16 @@ def spatial_path(model: nn.Module) -> str:
 STUDENTS = {"small-cnn": SmallCNN, "resnet18": ResNet18, "wrn-28-2": WideResNet}
 
 
+def training_memory_format(model: nn.Module) -> torch.memory_format:
+    """Channels-last (a CPU training step 1.2x to 1.4x faster), except for a model with a strided 1x1
+    convolution on fewer than 8 channels (a ResNet at width < 8): oneDNN 3.12's AVX2 kernel for that
+    convolution's weight gradient in channels-last corrupts memory (the process aborts)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8:
+            return torch.contiguous_format
+    return torch.channels_last
+
+
 def make_student(name: str, num_classes: int, **kwargs) -> nn.Module:
     """The student ``name`` (see ``STUDENTS``); ``width=None`` keeps the family's default."""
     if name not in STUDENTS:
