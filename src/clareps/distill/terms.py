@@ -43,10 +43,11 @@ class WeightedTerm:
     term: Term
 
 
-def ce(s: StepTensors, on_bank: bool = False) -> torch.Tensor:
+def ce(s: StepTensors, on_bank: bool = False, label_smoothing: float = 0.0) -> torch.Tensor:
     if on_bank and s.bank_logits is not None:
-        return F.cross_entropy(torch.cat([s.logits, s.bank_logits]), torch.cat([s.labels, s.bank_labels]))
-    return F.cross_entropy(s.logits, s.labels)
+        return F.cross_entropy(torch.cat([s.logits, s.bank_logits]), torch.cat([s.labels, s.bank_labels]),
+                               label_smoothing=label_smoothing)
+    return F.cross_entropy(s.logits, s.labels, label_smoothing=label_smoothing)
 
 
 def cano(s: StepTensors, temperature: float) -> torch.Tensor:
@@ -66,10 +67,12 @@ def kd(s: StepTensors, temperature: float) -> torch.Tensor:
     return losses.kd_loss(s.logits, s.teacher_logits, temperature)
 
 
-def terms_for(distill: bool, use_kd: bool, loss, kd_cfg, bank_ce: bool = False) -> list[WeightedTerm]:
+def terms_for(distill: bool, use_kd: bool, loss, kd_cfg, bank_ce: bool = False,
+              label_smoothing: float = 0.0) -> list[WeightedTerm]:
     """The table of a method that adds the CaDistill terms (``distill``) or logit KD (``use_kd``);
-    ``bank_ce``: the bank's images always enter the cross-entropy (a method that reads them as data)."""
-    ce_term = partial(ce, on_bank=loss.ce_on_bank or bank_ce)
+    ``bank_ce``: the bank's images always enter the cross-entropy (a method that reads them as data);
+    ``label_smoothing``: of the cross-entropy, for every method alike."""
+    ce_term = partial(ce, on_bank=loss.ce_on_bank or bank_ce, label_smoothing=label_smoothing)
     if use_kd:
         return [WeightedTerm("ce", 1 - kd_cfg.alpha, ce_term),
                 WeightedTerm("kd", kd_cfg.alpha, partial(kd, temperature=kd_cfg.temperature))]

@@ -100,7 +100,8 @@ class DistillTrainer:
             self.student_dim = self._pool(store["out"]).shape[1]
             self.proj = self._head(store["out"]).to(self.device)
             params += list(self.proj.parameters())
-        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd, self.method.bank_ce)
+        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd, self.method.bank_ce,
+                               cfg.label_smoothing)
         self.kd_teacher = None
         if self.method.kd:
             if cfg.kd.teacher is None:
