@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.func import jacrev, vjp, vmap
 
-from clareps.clarid.engine import _Operator, top_subspace
+from clareps.clarid.engine import JacobianOperator, top_subspace
 from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
 from clareps.device import hardware
@@ -176,7 +176,7 @@ def step_floor(model, x, t, y, k, tap, clock, reps=5):
         ops = {}
         for name, ctx in norm.items():
             with ctx():
-                ops[name] = _Operator(f, x, [tt, yy])
+                ops[name] = JacobianOperator(f, x, [tt, yy])
         cot = torch.randn(x.shape[0], k, ops["fused"].out_dim, device=x.device)
         for rep in range(reps + 1):  # the first round warms up
             for name, ctx in norm.items():
