@@ -62,7 +62,7 @@ def run_cmd(archive: Path = ARCHIVE, config: str = CONFIG, section: str = SECTIO
         with open(log, "a") as fh:
             subprocess.Popen([sys.executable, "-m", "clareps", "study", "run", *again], stdout=fh,
                              stderr=subprocess.STDOUT, start_new_session=True)
-        return typer.echo(f"started: {'' if no_prep else 'prep, then '}{workers} workers; log {log}; "
+        return typer.echo(f"started: {'' if no_prep else 'prep, then '}{workers} worker(s); log {log}; "
                           "`clareps study status` shows the archive")
     _yield_session(nice)
     code = study.run(workers, prep_parts, prep=not no_prep, nice=nice)
