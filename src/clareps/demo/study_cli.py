@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from clareps.demo.study import StudyRun, StudySpec
-from clareps.errors import ClarepsError
+from clareps.errors import ClarepsError, interrupt_note
+from clareps.io import check_writable
 
 ARCHIVE_HELP = "the study's archive in the repository (e.g. docs/studies/data/cadistill)"
 
@@ -54,6 +55,8 @@ def run_cmd(archive: Path = ARCHIVE, config: str = CONFIG, section: str = SECTIO
         return study.shard(shard)
     if worker:
         return typer.echo(study.work())
+    check_writable(study.root)
+    check_writable(spec.archive)
     if detach:
         study.root.mkdir(parents=True, exist_ok=True)
         log = study.root / "study.log"
@@ -65,6 +68,7 @@ def run_cmd(archive: Path = ARCHIVE, config: str = CONFIG, section: str = SECTIO
         return typer.echo(f"started: {'' if no_prep else 'prep, then '}{workers} worker(s); log {log}; "
                           "`clareps study status` shows the archive")
     _yield_session(nice)
+    interrupt_note(f"archived students are kept in {spec.archive}; rerun the same command to go on")
     code = study.run(workers, prep_parts, prep=not no_prep, nice=nice)
     typer.echo(study.status())
     if code:
@@ -91,6 +95,7 @@ def assemble_cmd(archive: Path = ARCHIVE, config: str = CONFIG, section: str = S
                  out: Optional[Path] = OUT) -> None:
     """Once every student is archived: them into the run root, the aggregate (RUN/results) and the report."""
     study = StudyRun(_spec(archive, config, section, set_, out, None, 20), quiet=False)
+    check_writable(study.root)
     report = study.assemble()
     typer.echo(f"table: {study.p.run.results / 'results.md'}\nreport: {report}")
 
