@@ -1,5 +1,5 @@
-"""The distillation trainer: real batches (CE + lambda_cano L_cano), canonical batches from the bank
-(lambda_align L_align + lambda_dist L_cka), or logit KD; exact resume; the teacher CDM is never called.
+"""The distillation trainer: real batches (CE + cano), canonical batches from the bank (align + cka), each
+term weighted by ``loss.weights``, or logit KD; exact resume; the teacher CDM is never called.
 
 The data order and augmentation are pure functions of (seed, step), identical for every
 method, so resuming needs no sampler state and the methods see the same real batches.
@@ -100,7 +100,7 @@ class DistillTrainer:
             self.student_dim = self._pool(store["out"]).shape[1]
             self.proj = self._head(store["out"]).to(self.device)
             params += list(self.proj.parameters())
-        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd, self.method.bank_ce)
+        self.terms = terms_for(self.method, cfg.loss, cfg.kd)
         self.kd_teacher = None
         if self.method.kd:
             if cfg.kd.teacher is None:
