@@ -34,6 +34,24 @@ class LossWeights(StrictModel):
 RENAMED_LOSS_KEYS = {"lambda_cano": "weights.cano", "lambda_align": "weights.align", "lambda_dist": "weights.cka"}
 
 
+def recorded_before(plain: dict) -> dict:
+    """A plain distill config as run folders made before the rename record it (``loss.lambda_*``): the
+    hash of that form finds those runs, so a finished one is reused and a partial one resumed."""
+    loss = dict(plain["loss"])
+    weights = loss.pop("weights")
+    return dict(plain, loss={**{old: weights[new.split(".")[1]] for old, new in RENAMED_LOSS_KEYS.items()}, **loss})
+
+
+def recorded_now(record: dict) -> dict:
+    """A run folder's record with ``loss.lambda_*`` read as ``loss.weights.*`` (to say what differs)."""
+    loss = dict(record.get("loss") or {})
+    old = {key: loss.pop(key) for key in RENAMED_LOSS_KEYS if key in loss}
+    if not old:
+        return record
+    weights = {RENAMED_LOSS_KEYS[key].split(".")[1]: value for key, value in old.items()}
+    return dict(record, loss={"weights": weights, **loss})
+
+
 class LossConfig(StrictModel):
     weights: LossWeights = Field(default_factory=LossWeights)
     temperature: float = Field(0.1, gt=0)
@@ -86,7 +104,8 @@ class DistillConfig(StrictModel):
     method: str = "cadistill"
     seed: Seed = 0
     data: DataSpec = Field(default_factory=DataSpec)
-    test_splits: list[str] = Field(default_factory=lambda: ["test-original"])  # splits of ``data`` scored once, at the end
+    # splits of ``data`` scored once, at the end (data without splits, e.g. npz: [] and test_data instead)
+    test_splits: list[str] = Field(default_factory=lambda: ["test-original"])
     test_data: dict[str, str] = Field(default_factory=dict)  # name -> npz test file, scored once, at the end
     val_fraction: float = Field(0.1, ge=0, lt=1)
     val_seed: Seed = 0

@@ -77,8 +77,8 @@ def terms_for(method: Method, loss, kd_cfg) -> list[WeightedTerm]:
                 WeightedTerm("kd", kd_cfg.alpha, partial(kd, temperature=kd_cfg.temperature))]
     made = {"cano": partial(cano, temperature=loss.temperature), "align": partial(align, kind=loss.align),
             "cka": partial(cka, estimator=loss.cka)}
-    return [WeightedTerm("ce", 1.0, ce_term)] + [WeightedTerm(name, loss.scale * getattr(loss.weights, name), made[name])
-                                                  for name in method.terms]
+    weight = {name: loss.scale * getattr(loss.weights, name) for name in made}
+    return [WeightedTerm("ce", 1.0, ce_term)] + [WeightedTerm(name, weight[name], made[name]) for name in method.terms]
 
 
 def total(table: list[WeightedTerm], step: StepTensors) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

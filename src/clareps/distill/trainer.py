@@ -24,14 +24,14 @@ from clareps.classifiers.training import accuracy, augment
 from clareps.device import autocast, resolve_precision
 from clareps.distill import losses
 from clareps.distill.checkpointing import prepare_run_dir, save_checkpoint
-from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig
+from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig, recorded_before, recorded_now
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
 from clareps.io import append_jsonl, read_json, write_json
 from clareps.progress import progress_bar
-from clareps.runs import RunContract
+from clareps.runs import RunContract, config_hash, without
 from clareps.taps import get_module, tap
 
 
@@ -137,8 +137,11 @@ class DistillTrainer:
             unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
         if not self.method.kd:
             unused.add("kd")
-        return RunContract(self.run_dir, "a distill run", to_plain(self.cfg), leave_out=unused, inputs=self.hashes,
-                           differs_in="config or bank")
+        plain = to_plain(self.cfg)
+        before = config_hash(recorded_before(plain), unused, self.hashes)  # a run folder made before loss.weights
+        return RunContract(self.run_dir, "a distill run", plain, leave_out=unused, inputs=self.hashes,
+                           differs_in="config or bank", accepts=[before],
+                           as_hashed=lambda stored: without(recorded_now(stored), unused))
 
     # -- one step -------------------------------------------------------------------------------
     def _gen(self, stream: int, step: int) -> torch.Generator:
