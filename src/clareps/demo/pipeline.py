@@ -25,10 +25,10 @@ from clareps.config import build_config, override, read_yaml, to_plain
 from clareps.demo.reuse import kd_teacher_current, refuse_foreign_root, snapshot_teacher
 from clareps.demo.spec import DemoConfig
 from clareps.device import hardware, resolve_device, resolve_precision
+from clareps.distill.methods import METHODS
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
 from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
-from clareps.distill.methods import METHODS
 from clareps.report.layout import BANK_KINDS, ON_DEMAND_BANKS, RunLayout
 
 # the bank config keys a run root's bank kind sets (the others: kind = its own name)
@@ -114,7 +114,7 @@ class Pipeline:
             if "source" in BANK_SETTINGS.get(kind, {}):
                 data["bank_source"] = BANK_SETTINGS[kind]["source"]
         if method.kd:
-            data["kd"] = dict(data.get("kd", {}), teacher=str(self.run.kd_teacher))
+            data = override(data, {"kd.teacher": str(self.run.kd_teacher)})
         return build_config(DistillConfig, data, f"demo config [distill] ({label})")
 
     # -- bookkeeping --------------------------------------------------------------------------------
