@@ -26,14 +26,13 @@ import math
 import os
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
-from torch import nn
-from torch.func import jacrev, vjp, vmap
+from torch.func import vjp, vmap
 
-from clareps.clarid.engine import _Operator, top_subspace
+from clarid_common import Clock, decomposed_group_norm, energy, features, full_jacobian, latents  # (beside this file)
+
+from clareps.clarid.engine import JacobianOperator, top_subspace
 from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
 from clareps.device import hardware
@@ -41,49 +40,6 @@ from clareps.diffusion.schedule import Schedule
 from clareps.taps import run_to_tap
 from clareps.diffusion.unet import UNet, UNetConfig
 from clareps.errors import ClarepsError
-
-
-class Clock:
-    """Elapsed time minus the time spent in checks (``paused``).
-
-    Wall time (CUDA synchronised), except for a single-threaded CPU run, which reads the
-    process's CPU time: on a shared machine that is the work done, not the waiting.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.excluded, self.start = device, 0.0, 0.0
-        self.cpu_time = device.type == "cpu" and torch.get_num_threads() == 1
-        self.kind = "process CPU time" if self.cpu_time else "wall"
-
-    def now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.process_time() if self.cpu_time else time.perf_counter()
-
-    def reset(self) -> None:
-        self.excluded, self.start = 0.0, self.now()
-
-    def elapsed(self) -> float:
-        return self.now() - self.start - self.excluded
-
-    def paused(self, fn):
-        t0 = self.now()
-        out = fn()
-        self.excluded += self.now() - t0
-        return out
-
-
-def energy(jac: torch.Tensor, rows: torch.Tensor) -> float:
-    return float((jac @ rows.reshape(rows.shape[0], -1).T).pow(2).sum())
-
-
-def features(model, tap, t, y):
-    return lambda x: run_to_tap(model, tap, x, t.expand(x.shape[0]), y.expand(x.shape[0])).flatten(1)
-
-
-def full_jacobian(model, tap, x1, t, y1, chunk: int) -> torch.Tensor:
-    f = features(model, tap, t, y1)
-    return jacrev(lambda xi: f(xi[None])[0], chunk_size=chunk)(x1[0]).reshape(-1, x1[0].numel())
 
 
 def reference(model, tap, x1, t, y1, k, chunk, seed, min_iter, max_iter, thr, on_iter):
@@ -142,28 +98,6 @@ def run_ours(model, x, t, y, k, tap, tol, max_iter, clock, jacs=None, opts=None)
     return clock.elapsed(), hit.get("t"), res, hit.get("step")
 
 
-def _decomposed(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    shape = x.shape
-    h = x.reshape(shape[0], norm.num_groups, -1)
-    mean = h.mean(-1, keepdim=True)
-    var = (h - mean).pow(2).mean(-1, keepdim=True)
-    h = ((h - mean) * torch.rsqrt(var + norm.eps)).reshape(shape)
-    return h * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
-
-
-@contextlib.contextmanager
-def decomposed_group_norm(model: nn.Module):
-    """Every GroupNorm of ``model`` as explicit mean/var ops (the same function) while inside."""
-    norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
-    for m in norms:
-        m.forward = lambda x, m=m: _decomposed(m, x)
-    try:
-        yield
-    finally:
-        for m in norms:
-            del m.forward
-
-
 def step_floor(model, x, t, y, k, tap, clock, reps=5):
     """Median times of one batched JVP (k tangents) and one batched VJP (k cotangents), alone;
     with the fused GroupNorm the engine uses and, interleaved, our U-Net's decomposed one."""
@@ -176,7 +110,7 @@ def step_floor(model, x, t, y, k, tap, clock, reps=5):
         ops = {}
         for name, ctx in norm.items():
             with ctx():
-                ops[name] = _Operator(f, x, [tt, yy])
+                ops[name] = JacobianOperator(f, x, [tt, yy])
         cot = torch.randn(x.shape[0], k, ops["fused"].out_dim, device=x.device)
         for rep in range(reps + 1):  # the first round warms up
             for name, ctx in norm.items():
@@ -189,43 +123,6 @@ def step_floor(model, x, t, y, k, tap, clock, reps=5):
                     for what, v in (("jvp", jv), ("vjp_fresh", fresh), ("vjp_reused", reused)):
                         times.setdefault(f"{name}_{what}", []).append(v)
     return {name: statistics.median(v) for name, v in times.items()}
-
-
-def latents(model, args, device):
-    """DDIM-inverted images when data is there, else Gaussian latents with the x_t std."""
-    from clareps.diffusion.sampler import invert
-
-    n, cfg, sched = args.n_latents, model.cfg, model.schedule
-    t_e = sched.index(args.te)
-    gen = torch.Generator().manual_seed(args.seed)
-    try:
-        images = None if args.latents == "gaussian" else _images(args.images, n)
-    except (ClarepsError, ImportError, OSError) as exc:
-        print(f"no images to invert ({exc}); using Gaussian latents", file=sys.stderr)
-        images = None
-    if images is not None and tuple(images[0].shape[1:]) == (cfg.in_channels, cfg.image_size, cfg.image_size):
-        x0, y = images[0].to(device) * 2 - 1, images[1].to(device)
-        steps = getattr(args, "invert_steps", 50)
-        return invert(model, x0, y, t_e, steps=steps), y, f"ddim-inverted images ({images[2]})"
-    ab = float(sched.alpha_bar[t_e])
-    std = math.sqrt(ab * args.data_std**2 + 1 - ab)
-    x = std * torch.randn(n, cfg.in_channels, cfg.image_size, cfg.image_size, generator=gen)
-    y = torch.arange(n) % cfg.num_classes
-    return x.to(device), y.to(device), f"gaussian, std {std:.3f}"
-
-
-def _images(spec: str, n: int):
-    from clareps.data.benchmark import BenchmarkConfig, default_cache_dir, fingerprint, load_split
-    from clareps.data.loaders import load_npz
-
-    if spec.endswith(".npz"):
-        data, name = load_npz(spec), spec
-    else:
-        folder = Path(spec) if spec != "default" else default_cache_dir() / f"animals-{fingerprint(BenchmarkConfig())}"
-        if not (folder / "meta.json").exists():
-            return None
-        data, name = load_split(folder, "test-original"), f"{folder.name}/test-original"
-    return data.images[:n], data.labels[:n], name
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clarid_engine import full_jacobian, latents  # noqa: E402  (same teacher loading and inversion)
+from clarid_common import full_jacobian, latents  # noqa: E402  (same teacher loading and inversion)
 
 from clareps.clarid.bank import BankConfig  # noqa: E402
 from clareps.clarid.directions import project  # noqa: E402

@@ -27,7 +27,7 @@ import torch
 
 from clareps.data.spec import load_data
 from clareps.evaluate.robustness import ATTACKS, evaluate_robustness
-from clareps.evaluate.suite import _student_data, load_eval_config, load_student, resolve_student, select
+from clareps.evaluate.suite import evaluation_data, load_eval_config, load_student, resolve_student, select
 from clareps.device import hardware
 from clareps.paths import preset
 
@@ -50,7 +50,7 @@ def main() -> None:
     cfg = load_eval_config(preset("evaluate-default"), args.mode, overrides)
     path = resolve_student(args.student)
     model, _ = load_student(path)
-    spec, _ = _student_data(path, cfg)
+    spec, _ = evaluation_data(path, cfg)
     main_set = load_data(spec, cfg.split)
     rc = cfg.robustness
     idx, images = select(main_set, rc.n_images, cfg.seed, cfg.split)

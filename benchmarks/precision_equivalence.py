@@ -26,21 +26,20 @@ from clareps.config import load_config
 from clareps.device import hardware
 from clareps.classifiers.training import predict
 from clareps.classifiers.shape_judge import load_judge
-from clareps.io import load_tensors
 from clareps.paths import default_judge, preset
 
 
 def finished_part(cfg: BankConfig, folder: Path) -> Bank:
     """The items of a partly built bank's finished shards (images, features, labels; meta['items'])."""
     builder = BankBuilder(cfg, folder, quiet=True)
-    done = [(i, r) for i, r in enumerate(builder.shard_ranges()) if builder._shard_done(i)]
+    done = builder.finished_shards()
     if not done:
         raise SystemExit(f"no finished shard in {folder}")
-    parts = [load_tensors(builder._shard_path(i))[0] for i, _ in done]
+    parts = [tensors for _, tensors in done]
     cat = {k: torch.cat([p[k] for p in parts]) for k in ("images", "features", "labels", "source_index")}
     n = len(cat["labels"])
     return Bank(**cat, latents=cat["images"], singular_values=cat["images"].new_zeros(n, 0), seconds=torch.zeros(n),
-                meta={"items": [j for _, r in done for j in r]})
+                meta={"items": [j for r, _ in done for j in r]})
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:

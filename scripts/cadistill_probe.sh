@@ -38,4 +38,4 @@ done
 shopt -s nullglob
 probes=("$RUN"/students/*/probe.json)
 [[ ${#probes[@]} -gt 0 ]] || { echo "no finished student in $RUN/students yet: the held-out banks are ready"; exit 0; }
-"$PY" scripts/cadistill_probe_table.py "${probes[@]}"
+"$CLAREPS" study table probe "${probes[@]}"

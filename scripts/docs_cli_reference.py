@@ -54,6 +54,8 @@ def render(root) -> str:
             continue
         rows = []
         for p in cmd.params:
+            if getattr(p, "hidden", False):  # internal options (the processes a verb starts itself)
+                continue
             if p.param_type_name == "argument":
                 rows.append(f"| `{p.name.upper()}` (argument) | {_cell(getattr(p, 'help', ''))} | |")
             else:

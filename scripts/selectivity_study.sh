@@ -9,7 +9,7 @@
 #   stage families-val   the direction families (class-contrastive, region-restricted, mask-oracle) at each setting
 #                   of FAMILY_GRID, and the Jacobian, low-frequency and k = 0 banks, on 50 validation items
 #                   (matched, seed 2, 5 per class: no source in common with the 100 held-out items) of the shipped
-#                   teacher; then scripts/selectivity_select.py picks one setting per family ($ARCHIVE/families/chosen.json)
+#                   teacher; then `clareps study selectivity choose` picks one setting per family ($ARCHIVE/families/chosen.json)
 #   stage families-test  each family at its chosen setting on the 100 held-out items (the teachers stage's items,
 #                   shipped teacher), compared with that stage's step-48800 Jacobian, low-frequency and control banks
 #   OMP_NUM_THREADS=1 setsid nohup nice -n 19 scripts/selectivity_study.sh teachers > selectivity.log 2>&1 &
@@ -32,7 +32,7 @@ teacher() {  # STEP COMMIT: the teacher file at that commit, with its metadata i
   if [[ ! -f $dir/teacher.safetensors ]]; then
     git show "$2:models/teacher-default/teacher.safetensors" > "$dir/raw.safetensors"
     git show "$2:models/teacher-default/teacher.json" > "$dir/raw.json"
-    python scripts/selectivity_teacher.py "$dir/raw.safetensors" "$dir/raw.json" "$dir/teacher.safetensors"
+    clareps study selectivity teacher "$dir/raw.safetensors" "$dir/raw.json" --out "$dir/teacher.safetensors" > /dev/null
     rm -f "$dir/raw.safetensors" "$dir/raw.json"
   fi
   mkdir -p "$ARCHIVE/teachers/step$1"
@@ -60,7 +60,7 @@ case "${1:?stage: teachers, families-val or families-test}" in
       jac=$banks/${SETTING}_tap-mid; lf=$banks/${SETTING}_low-frequency_tap-mid; ctl=$banks/te0.5_k0_w3_plain_tap-mid
       dest=$ARCHIVE/teachers/step$step
       clareps bank compare "$jac" "$ctl" "$lf" --out "$dest/compare" > /dev/null
-      python scripts/selectivity_items.py --out "$dest/items.json" jacobian="$jac" control="$ctl" low-frequency="$lf"
+      clareps study selectivity items --out "$dest/items.json" jacobian="$jac" control="$ctl" low-frequency="$lf" > /dev/null
       cp "$banks/sweep.md" "$dest/sweep.md"
       echo "[$(date -u +%H:%M:%S)] step $step: archived in $dest"
     done ;;
@@ -76,7 +76,7 @@ case "${1:?stage: teachers, families-val or families-test}" in
         family_bank "$val/${kind}_${name}-$v" "$kind" "$name" "$v" 2 5
       done
     done
-    python scripts/selectivity_select.py "$val" --out "$ARCHIVE/families/chosen.json" ;;
+    clareps study selectivity choose "$val" --out "$ARCHIVE/families/chosen.json" ;;
   families-test)
     teacher "${SHIPPED%%:*}" "${SHIPPED##*:}"
     banks=$OUT/banks/step${SHIPPED%%:*}
@@ -90,6 +90,6 @@ case "${1:?stage: teachers, families-val or families-test}" in
       specs+=("$kind=$OUT/families/test/${kind}_${name}-$v"); folders+=("$OUT/families/test/${kind}_${name}-$v")
     done < <(python -c "import json,sys; [print(k, c['setting'], c['value']) for k, c in json.load(open(sys.argv[1]))['chosen'].items()]" "$ARCHIVE/families/chosen.json")
     clareps bank compare "${folders[@]}" --out "$ARCHIVE/families/heldout" > /dev/null
-    python scripts/selectivity_items.py --out "$ARCHIVE/families/heldout_items.json" "${specs[@]}" ;;
+    clareps study selectivity items --out "$ARCHIVE/families/heldout_items.json" "${specs[@]}" > /dev/null ;;
   *) echo "unknown stage $1 (teachers, families-val, families-test)" >&2; exit 2 ;;
 esac

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,21 +15,6 @@ from clareps.diffusion.unet import UNet, UNetConfig
 # on two cores: one thread each (and in the subprocesses they start) keeps them from fighting.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-@pytest.fixture
-def load_script():
-    """A file of scripts/ (not a package) as a module: ``load_script("cadistill_sessions")``."""
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
-
 
 TINY_UNET = dict(base_channels=8, channel_mult=[1, 2], groups=4, image_size=8, attn_resolutions=[4])
 

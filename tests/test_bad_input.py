@@ -337,7 +337,7 @@ def test_bank_compare_of_other_items_is_refused_before_measuring(tmp_path, run_c
     def no_work(*args, **kwargs):
         raise AssertionError("measured a bank before refusing")
 
-    monkeypatch.setattr(bank_compare, "_items", no_work)
+    monkeypatch.setattr(bank_compare, "item_measures", no_work)
     before = snapshot(tmp_path)
     code, _, err = run_cli("bank", "compare", a, b, "--out", tmp_path / "cmp")
     refused_before_work(code, err, f"{b} holds other items than {a}")

@@ -91,6 +91,10 @@ def test_resume_and_ranks_give_identical_banks(tiny_teacher, tiny_data_cache, tm
     builder = BankBuilder(cfg, tmp_path / "two", quiet=True)
     assert builder.build(rank=1, world=2) == [1, 3]  # rank 1 of 2 builds the odd shards only
     assert not (tmp_path / "two" / "shards" / "shard-00000.safetensors").exists()
+    ranges = builder.shard_ranges()
+    done = builder.finished_shards()  # what a stopped build has: the odd shards, their items and tensors
+    assert [r for r, _ in done] == [ranges[1], ranges[3]]
+    assert torch.equal(done[0][1]["labels"], one.labels[ranges[1].start:ranges[1].stop])
     with pytest.raises(ClarepsError, match="shard 0 .* is missing"):
         builder.merge()
     builder.build(rank=0, world=2)

@@ -103,6 +103,20 @@ def test_build_show_sweep_and_compare(tiny_teacher, tiny_data_cache, tiny_judge,
     code, _, err = run_cli("bank", "compare", ctrl, tmp_path / "canon", *judges)
     assert code == 2 and "holds other items" in err
 
+    # the same banks' per-item measures as one file (study selectivity items), and the wide table (study table clarid)
+    _run("study", "selectivity", "items", "--out", str(tmp_path / "items.json"), f"control={ctrl}", f"jacobian={jac}",
+         *judges)
+    items = json.loads((tmp_path / "items.json").read_text())
+    assert list(items["banks"]) == ["control", "jacobian"] and len(items["labels"]) == len(items["source_index"])
+    shape = next(r for r in rows if r["bank"] == jac.name and r["measure"] == "shape_iou")
+    iou = items["banks"]["jacobian"]["measures"]["shape_iou"]
+    assert sum(iou) / len(iou) == pytest.approx(shape["other"], abs=1e-6)
+    code, _, err = run_cli("study", "selectivity", "items", "--out", tmp_path / "x.json", f"a={ctrl}",
+                           f"b={tmp_path / 'canon'}", *judges)
+    assert code == 2 and "holds other items" in err and not (tmp_path / "x.json").exists()
+    table = _run("study", "table", "clarid", str(tmp_path / "te0.3_k1.json"))
+    assert table.startswith(f"`{ctrl.name}` against each other choice") and "| shape IoU |" in table
+
 
 def test_bank_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "clareps", "bank", "show", "--bank", str(tmp_path / "none")],

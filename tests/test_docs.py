@@ -166,7 +166,8 @@ def _loader(path: tuple[str, ...], config: str | None, mode: str, section: str):
             ("train-mask-judge",): plain("clareps.classifiers.mask_judge", "MaskJudgeConfig", "mask-judge-default"),
             ("bank", "build"): bank, ("bank", "sweep"): bank, ("data", "build"): data, ("data", "show"): data,
             ("distill",): distill, ("train-kd-teacher",): distill, ("distill-sweep",): distill,
-            ("evaluate",): evaluate, ("demo",): demo}.get(path)
+            ("evaluate",): evaluate, ("demo",): demo, ("study", "run"): demo, ("study", "status"): demo,
+            ("study", "assemble"): demo}.get(path)
 
 
 def check_command(args: str) -> None:
@@ -208,9 +209,9 @@ def check_command(args: str) -> None:
             i += 1
     if not sets:
         return
-    config = given.get("--config", given.get("-c"))
+    config = given.get("--config", given.get("-c", "study-cadistill" if path[0] == "study" else None))
     mode = "fast" if "--fast" in given else given.get("--mode", "full")
-    section = "full" if "--full" in given else given.get("--section", "demo")
+    section = "full" if "--full" in given else given.get("--section", "study" if path[0] == "study" else "demo")
     load = _loader(path, config, mode, section)
     assert load is not None, f"`clareps {' '.join(path)}` takes --set but tests/test_docs.py has no loader for it"
     from clareps.errors import ClarepsError

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from clareps.clarid.engine import _Operator, top_subspace, top_subspace_fn
+from clareps.clarid.engine import JacobianOperator, top_subspace, top_subspace_fn
 from clareps.clarid.forward_mode import jacobian_mode
 from clareps.clarid.linalg import principal_angles
 from clareps.taps import run_to_tap
@@ -114,10 +114,10 @@ def test_vjp_linearisation_is_reusable_and_operators_match_jacobian(tiny_unet):
     x, t, y = torch.randn(2, 3, 8, 8), torch.tensor([100, 100]), torch.tensor([3, 4])
     f = lambda xx, tt, yy: run_to_tap(tiny_unet, "mid", xx, tt, yy).flatten(1)  # noqa: E731
     with jacobian_mode(tiny_unet), torch.no_grad():
-        op = _Operator(f, x, [t, y])
+        op = JacobianOperator(f, x, [t, y])
         cot = [torch.randn(2, 3, op.out_dim) for _ in range(2)]
         reused = [op.vjp(c) for c in cot]  # the second call reuses the same saved forward
-        fresh = _Operator(f, x, [t, y]).vjp(cot[1])
+        fresh = JacobianOperator(f, x, [t, y]).vjp(cot[1])
         tang = torch.randn(2, 3, x[0].numel())
         pushed = op.jvp(tang)
     assert torch.equal(reused[1], fresh)

@@ -97,6 +97,17 @@ def test_teacher_state_is_stated_plainly(tiny_run, tmp_path):
     note = re.search(r'<div class="note">(.*?)</div>', html).group(1)
     assert "97.0 %" in note and "96.0 %" in note
 
+    # steps short of the plan are stated, not a verdict: a teacher that meets its bar gets no warning
+    info = json.loads((teacher / "teacher.json").read_text())
+    (teacher / "teacher.json").write_text(json.dumps(dict(info, step=step // 2)))
+    (teacher / "teacher_check.json").write_text(json.dumps(
+        {"class_consistency": 0.97, "fid_judge_features": 3.2, "teacher_step": step // 2}))
+    html, _ = render_report(run)
+    assert '<div class="warn">' not in html and f"trained for {step // 2:,} steps of the" in html
+    (teacher / "teacher.json").write_text(json.dumps(info))
+    (teacher / "teacher_check.json").write_text(json.dumps(
+        {"class_consistency": 0.97, "fid_judge_features": 3.2, "teacher_step": step}))
+
     # the teacher is judged by teacher-check alone: the control bank's lower figure (another protocol)
     # is shown as what it is, not as "below its bar"
     (run / "banks" / "control" / "metrics.json").write_text(json.dumps(dict(metrics, class_consistency=0.80)))

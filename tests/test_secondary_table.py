@@ -1,11 +1,11 @@
-"""scripts/cadistill_secondary.py: paired intervals for any method of an aggregate's results.json."""
+"""clareps study table paired: paired intervals for any method of an aggregate's results.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
+from clareps.studies.student_tables import paired_results
 
 
 def _cell(values: list[float]) -> dict:
@@ -21,18 +21,18 @@ def _results(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_kd_is_paired_with_ce_by_seed_in_table_order(tmp_path, capsys, load_script):
-    text = load_script("cadistill_secondary").main([_results(tmp_path), "--methods", "kd", "--against", "ce"])
+def test_kd_is_paired_with_ce_by_seed_in_table_order(tmp_path, run_cli):
+    code, text, _ = run_cli("study", "table", "paired", _results(tmp_path), "--methods", "kd", "--against", "ce")
+    assert code == 0
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| metric (points) | kd − ce, 95 % CI | verdict |")
     # clean accuracy: +1 point on every seed (std 0), so the interval is the point and it is "better"
     assert rows[1] == "| clean acc, original ↑ | +1.0 [+1.0, +1.0] | better |"
     # gap: -2, -3, -1 points: mean -2, sd 1, t(2) 4.303 -> ±2.5; lower is better, the interval holds 0
     assert rows[2] == "| background gap (same - rand) ↓ | -2.0 [-4.5, +0.5] | no detectable difference |"
-    assert capsys.readouterr().out.strip() == text.strip()
+    assert text.strip() == paired_results(tmp_path / "results.json", ["kd"], ["ce"]).strip()
 
 
-def test_a_method_the_results_lack_is_refused(tmp_path, capsys, load_script):
-    with pytest.raises(SystemExit):
-        load_script("cadistill_secondary").main([_results(tmp_path), "--methods", "cadistill"])
-    assert "has no method cadistill, control (it has ce, kd)" in capsys.readouterr().err
+def test_a_method_the_results_lack_is_refused(tmp_path, run_cli):
+    code, _, err = run_cli("study", "table", "paired", _results(tmp_path), "--methods", "cadistill")
+    assert code == 2 and "has no method cadistill, control (it has ce, kd)" in err

@@ -45,6 +45,14 @@ def test_total_is_the_weighted_sum_and_ce_on_bank_adds_the_bank_items():
     want = torch.nn.functional.cross_entropy(torch.cat([logits, bank_logits]), torch.cat([labels, bank_labels]))
     assert torch.isclose(ce_all, want)
     assert not torch.isclose(terms_for(METHODS["ce"], LossConfig(), KDConfig())[0].term(s), want)
+    # label smoothing reaches the cross-entropy of every method: plain, with the bank, and KD's ce part
+    smooth = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.2)
+    for name in ("ce", "cadistill", "kd"):
+        ce = terms_for(METHODS[name], LossConfig(), KDConfig(), label_smoothing=0.2)[0]
+        assert ce.name == "ce" and torch.isclose(ce.term(s), smooth)
+    smooth_all = torch.nn.functional.cross_entropy(torch.cat([logits, bank_logits]), torch.cat([labels, bank_labels]),
+                                                   label_smoothing=0.2)
+    assert torch.isclose(terms_for(METHODS["ce-oracle"], LossConfig(), KDConfig(), 0.2)[0].term(s), smooth_all)
 
 
 def _learnable_bank(folder, data, fp, n):  # noqa: F811

@@ -29,6 +29,7 @@ def _register() -> None:
     from clareps.clarid.cli import bank_app
     from clareps.data.cli import data_app
     from clareps.demo import demo
+    from clareps.demo.study_cli import register as register_study_runner
     from clareps.diffusion.cli import register as register_teacher
     from clareps.distill.cli import register as register_distill
     from clareps.evaluate.teacher_cli import register as register_teacher_check
@@ -44,7 +45,10 @@ def _register() -> None:
     register_student_eval(app)
     register_distill(app)
     register_report(app)
-    register_studies(app, bank_app)
+    study_app = typer.Typer(no_args_is_help=True)
+    register_study_runner(study_app)
+    register_studies(app, bank_app, study_app)
+    app.add_typer(study_app, name="study", help="Studies: run one archived student at a time, and their tables.")
     app.command("demo")(demo)
 
 

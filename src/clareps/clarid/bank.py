@@ -176,6 +176,12 @@ class BankBuilder:
         side = self._shard_path(index).with_suffix(".json")
         return side.exists() and read_json(side).get("config_hash") == self.hash
 
+    def finished_shards(self) -> list[tuple[range, dict[str, torch.Tensor]]]:
+        """The shards of this config built so far (a build stopped early, or one under way): each one's
+        items and tensors, in item order."""
+        return [(r, load_tensors(self._shard_path(i))[0]) for i, r in enumerate(self.shard_ranges())
+                if self._shard_done(i)]
+
     def build_shard(self, index: int, items: range) -> None:
         c, idx = self.cfg, torch.tensor(list(items))
         y = self.labels[idx].to(self.device)

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from clareps.clarid.engine import FeatureFn, _Operator, _settled
+from clareps.clarid.engine import FeatureFn, JacobianOperator, _settled
 from clareps.clarid.forward_mode import full_fp32
 from clareps.clarid.linalg import orthonormal_complement_rows, orthonormal_rows
 from clareps.errors import ClarepsError
@@ -44,7 +44,7 @@ class Contrast:
     features: torch.Tensor  # (B, D_f) f(x)
 
 
-def mean_gram_eigenvalue(op: _Operator, rows: torch.Tensor) -> torch.Tensor:
+def mean_gram_eigenvalue(op: JacobianOperator, rows: torch.Tensor) -> torch.Tensor:
     """Per item, ||J V||_F^2 / n for orthonormal rows V (b, n, D): an estimate of trace(J^T J) / D."""
     return op.jvp(rows).pow(2).sum((1, 2)) / rows.shape[1]
 
@@ -70,16 +70,16 @@ def generalized_top_fn(f: FeatureFn, g: FeatureFn, x: torch.Tensor, k: int, ridg
             start = torch.randn(b, k, dim, generator=torch.Generator().manual_seed(seed)).to(x.device)
         else:
             start = init.reshape(b, k, dim).to(x.device, torch.float32)
-        op_f, op_g = _Operator(f, x, list(args)), _Operator(g, x, list(g_args))
+        op_f, op_g = JacobianOperator(f, x, list(args)), JacobianOperator(g, x, list(g_args))
         xv = orthonormal_rows(start)
         r = torch.as_tensor(ridge, dtype=torch.float64, device=x.device).expand(b).clone()
         if relative_ridge:
             r = r * mean_gram_eigenvalue(op_g, xv).double()
         if not bool((r > 0).all()):
             raise ClarepsError("the ridge must be > 0 (J_g^T J_g alone may be singular)")
-        def rebuild(active: torch.Tensor) -> tuple[_Operator, _Operator]:
-            return (_Operator(f, x[active], [a[active] for a in args]),
-                    _Operator(g, x[active], [a[active] for a in g_args]))
+        def rebuild(active: torch.Tensor) -> tuple[JacobianOperator, JacobianOperator]:
+            return (JacobianOperator(f, x[active], [a[active] for a in args]),
+                    JacobianOperator(g, x[active], [a[active] for a in g_args]))
 
         vectors, lam, steps, done = _lobpcg(op_f, op_g, xv, r, k, tol, max_iter, rebuild)
     return Contrast(vectors=orthonormal_rows(vectors).reshape(b, k, *x.shape[1:]), values=lam.float(),
@@ -98,7 +98,7 @@ def _ritz(jf: torch.Tensor, jg: torch.Tensor, gram_s: torch.Tensor, ridge: torch
     return evals.clamp_min(0), c
 
 
-def _lobpcg(op_f: _Operator, op_g: _Operator, xv: torch.Tensor, ridge: torch.Tensor, k: int, tol: float,
+def _lobpcg(op_f: JacobianOperator, op_g: JacobianOperator, xv: torch.Tensor, ridge: torch.Tensor, k: int, tol: float,
             max_iter: int, rebuild):
     """``rebuild(active)``: the two operators at the latents still running (a settled one leaves the batch)."""
     b = xv.shape[0]

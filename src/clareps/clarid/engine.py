@@ -75,8 +75,11 @@ class Subspace:
     features: torch.Tensor | None = None  # (B, D_out) f(x) itself, from the forward the VJP linearisation ran
 
 
-class _Operator:
-    """J and J^T of a batched f at fixed latents; vectors in and out are rows (b, n, dim)."""
+class JacobianOperator:
+    """J and J^T of a batched feature map ``f(x, *args) -> (b, D_out)`` at fixed latents ``x``: what the
+    engine iterates on. ``jvp(rows)`` pushes n tangents per item (rows ``(b, n, dim x)``) to ``(b, n, D_out)``,
+    ``vjp(rows)`` pulls n cotangents back; one engine step costs k of each. The forward runs once, here
+    (``value`` is ``f(x)``, ``out_dim`` its width), and every ``vjp`` reuses its linearisation."""
 
     def __init__(self, f: FeatureFn, x: torch.Tensor, args: Sequence[torch.Tensor]):
         self.x, self.in_shape = x, x.shape[1:]
@@ -144,7 +147,7 @@ def top_subspace_fn(f: FeatureFn, x: torch.Tensor, k: int, args: Sequence[torch.
         else:
             start = init.reshape(batch, k, dim).to(x.device, torch.float32)
         try:
-            op = _Operator(f, x, list(args))
+            op = JacobianOperator(f, x, list(args))
         except ClarepsError:
             raise
         except (RuntimeError, ValueError, IndexError) as exc:
@@ -164,7 +167,7 @@ class _Outcome:
     converged: torch.Tensor
 
 
-def _lobpcg(f: FeatureFn, x: torch.Tensor, args: list[torch.Tensor], op: _Operator, xv: torch.Tensor,
+def _lobpcg(f: FeatureFn, x: torch.Tensor, args: list[torch.Tensor], op: JacobianOperator, xv: torch.Tensor,
             k: int, tol: float, max_iter: int, on_step: StepCallback | None) -> tuple[torch.Tensor, _Outcome]:
     batch, dim = xv.shape[0], xv.shape[2]
     n_w = min(k, dim - k)  # block sizes shrink only when 3k exceeds the input dimension
@@ -211,7 +214,7 @@ def _lobpcg(f: FeatureFn, x: torch.Tensor, args: list[torch.Tensor], op: _Operat
             active, xv, jx, s64 = active[keep], xv[keep], jx[keep], s64[keep]
             if p is not None:
                 p, jp = p[keep], jp[keep]
-            op = _Operator(f, x[active], [a[active] for a in args])
+            op = JacobianOperator(f, x[active], [a[active] for a in args])
     return out_v, res
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from clareps.classifiers.students import training_memory_format
 from clareps.config import Seed, StrictModel
 from clareps.data.imageset import ImageSet
 from clareps.device import Precision, autocast, hardware
@@ -62,7 +63,7 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn, 
     """The training loop: AdamW, cosine schedule, crop+flip augmentation of the inputs (and of the
     targets with the same crop and flip when ``spatial_targets``, e.g. masks), ``loss_fn(out, y)``."""
     gen = torch.Generator().manual_seed(seed)
-    model.to(device, memory_format=torch.channels_last).train()  # as the students (distill/trainer.py)
+    model.to(device, memory_format=training_memory_format(model)).train()  # as the students (distill/trainer.py)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     x_all, y_all = inputs.to(device), targets.to(device)
     steps_per_epoch = math.ceil(len(x_all) / batch_size)

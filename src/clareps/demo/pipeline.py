@@ -55,7 +55,7 @@ class Pipeline:
         needed = {METHODS[cfg.base_method(m)].bank for m in cfg.methods}
         self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS
                       if kind not in ON_DEMAND_BANKS or kind in needed}
-        self.distill_base = override(read_yaml(preset("distill-default")), cfg.distill)
+        self.distill_base = override(read_yaml(resolve_preset(cfg.distill_preset, "distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
         for name in cfg.variants:

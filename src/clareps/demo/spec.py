@@ -48,7 +48,8 @@ class DemoConfig(StrictModel):
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
     bank: dict = Field(default_factory=dict)  # overrides of configs/bank-default.yaml (every bank; oracle: the oracle bank's)
-    distill: dict = Field(default_factory=dict)  # overrides of configs/distill-default.yaml (kd.teacher_* too)
+    distill_preset: str = "distill-default"  # the students' recipe (distill-fast: a student in ~half a minute)
+    distill: dict = Field(default_factory=dict)  # overrides of that preset (kd.teacher_* too)
     # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched);
     # cadistill-oracle and ce-oracle: CaDistill's losses on, or cross-entropy with, the oracle bank (RUN/banks/oracle)
     methods: list[str] = Field(default_factory=lambda: list(DEMO_METHODS), min_length=1)

@@ -121,6 +121,7 @@ class DistillConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # of the cross-entropy, every method alike
     precision: Precision = "auto"
     ckpt_every: int = Field(0, ge=0)  # steps between checkpoints besides each epoch's end; 0: epoch ends only
     log_every: int = Field(20, ge=1)

@@ -44,10 +44,11 @@ class WeightedTerm:
     term: Term
 
 
-def ce(s: StepTensors, on_bank: bool = False) -> torch.Tensor:
+def ce(s: StepTensors, on_bank: bool = False, label_smoothing: float = 0.0) -> torch.Tensor:
     if on_bank and s.bank_logits is not None:
-        return F.cross_entropy(torch.cat([s.logits, s.bank_logits]), torch.cat([s.labels, s.bank_labels]))
-    return F.cross_entropy(s.logits, s.labels)
+        return F.cross_entropy(torch.cat([s.logits, s.bank_logits]), torch.cat([s.labels, s.bank_labels]),
+                               label_smoothing=label_smoothing)
+    return F.cross_entropy(s.logits, s.labels, label_smoothing=label_smoothing)
 
 
 def cano(s: StepTensors, temperature: float) -> torch.Tensor:
@@ -67,11 +68,12 @@ def kd(s: StepTensors, temperature: float) -> torch.Tensor:
     return losses.kd_loss(s.logits, s.teacher_logits, temperature)
 
 
-def terms_for(method: Method, loss, kd_cfg) -> list[WeightedTerm]:
+def terms_for(method: Method, loss, kd_cfg, label_smoothing: float = 0.0) -> list[WeightedTerm]:
     """The table of ``method``: the cross-entropy (over the bank's images too for a method that reads them
-    as data), then its terms in the registry's order: logit KD weighted by ``kd.alpha`` (the cross-entropy
-    by 1 - alpha), or the CaDistill terms each weighted by ``loss.scale * loss.weights.<term>``."""
-    ce_term = partial(ce, on_bank=loss.ce_on_bank or method.bank_ce)
+    as data; ``label_smoothing`` for every method alike), then its terms in the registry's order: logit KD
+    weighted by ``kd.alpha`` (the cross-entropy by 1 - alpha), or the CaDistill terms each weighted by
+    ``loss.scale * loss.weights.<term>``."""
+    ce_term = partial(ce, on_bank=loss.ce_on_bank or method.bank_ce, label_smoothing=label_smoothing)
     if method.kd:
         return [WeightedTerm("ce", 1 - kd_cfg.alpha, ce_term),
                 WeightedTerm("kd", kd_cfg.alpha, partial(kd, temperature=kd_cfg.temperature))]

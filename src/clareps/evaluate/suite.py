@@ -101,7 +101,10 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     return model.to(memory_format=torch.channels_last), meta
 
 
-def _student_data(path: Path, cfg: EvalConfig) -> tuple[DataSpec, str]:
+def evaluation_data(path: Path, cfg: EvalConfig) -> tuple[DataSpec, str]:
+    """The data a student (its .safetensors ``path``) is evaluated on, and where that choice came from: the
+    eval config's ``data``, else the data of the run config.yaml beside the student, else the default
+    benchmark. An npz-trained student without test data given is refused (an npz file has no test split)."""
     if cfg.data is not None:
         return cfg.data, "eval config"
     run_cfg = read_yaml_or_none(path.parent / "config.yaml")
@@ -147,7 +150,7 @@ def evaluate_student(student: str | Path, cfg: EvalConfig, mode: str = "full", r
     path = resolve_student(student)
     device = resolve_device(cfg.device)
     model, meta = load_student(path, device)
-    spec, spec_from = _student_data(path, cfg)
+    spec, spec_from = evaluation_data(path, cfg)
     bench = spec.kind == "benchmark"
     variants = (cfg.clean.variants if bench else ["test"]) + list(cfg.variant_files)
     split = cfg.split if bench else "test"

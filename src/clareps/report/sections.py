@@ -15,7 +15,8 @@ from clareps.report.layout import BANK_KINDS
 
 
 def teacher_box(ctx: ReportContext) -> str:
-    """The teacher's state, in plain words, with the warning a partly trained teacher deserves."""
+    """The teacher's state, in plain words; one verdict, teacher-check's bar, and a warning only where the
+    bar is not met (or was never checked). Training steps short of the plan are a fact, not a verdict."""
     st = ctx.teacher_state()
     step, plan = st["step"], st["planned"]
     trained = f"trained for {step:,} steps" if step is not None else "trained for an unknown number of steps"
@@ -48,8 +49,6 @@ def teacher_box(ctx: ReportContext) -> str:
                      f"{esc(', '.join(sorted(used)))}, the file is now {esc(st['sha256'])}): the step and "
                      "checks above describe the file as it is now, not the weights the banks came from.")
     why = []
-    if step is not None and plan is not None and step < plan:
-        why.append("only partly trained")
     consistency = (check or {}).get("class_consistency")  # the bar is teacher-check's: judged by it alone
     if consistency is not None and consistency < BAR:
         why.append(f"below its bar (class consistency {pct(consistency)}, the bar is {pct(BAR)})")

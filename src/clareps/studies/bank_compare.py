@@ -37,7 +37,10 @@ MEASURES = (
 BANK_LEVEL = ("ami_features", "probe_features_shuffled", "removed_share")
 
 
-def _items(folder: Path, judge: Path, mask_judge: Path | None) -> tuple[dict, dict[str, torch.Tensor]]:
+def item_measures(folder: Path, judge: Path, mask_judge: Path | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A bank's metrics and its per-item measures (each a tensor over its items, in bank order): the judges'
+    verdicts and changes (``clareps.clarid.bank_views.bank_items``), ``bg_minus_fg_change``, the labels and
+    the linear probe's out-of-fold ``probe_correct``; what ``compare_banks`` pairs item by item."""
     from clareps.clarid.bank_format import load_bank
     from clareps.clarid.metrics import probe_correct
 
@@ -87,10 +90,10 @@ def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = No
     if len(folders) < 2:
         raise ClarepsError("bank compare needs a reference bank and at least one other")
     refuse_other_items(folders)
-    ref_metrics, ref = _items(folders[0], judge, mask_judge)
+    ref_metrics, ref = item_measures(folders[0], judge, mask_judge)
     rows = []
     for folder in folders[1:]:
-        metrics, other = _items(folder, judge, mask_judge)
+        metrics, other = item_measures(folder, judge, mask_judge)
         for name, meaning in MEASURES:
             if name not in ref or name not in other:
                 continue

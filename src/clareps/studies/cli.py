@@ -1,5 +1,6 @@
-"""CLI verbs of the studies: ``bank sweep`` (a grid of banks) and ``distill-sweep`` (a grid of
-distillation settings chosen on validation data)."""
+"""CLI verbs of the studies: ``bank sweep`` (a grid of banks), ``bank compare``, ``distill-sweep`` (a grid of
+distillation settings chosen on validation data), and under ``study``: ``table ...`` and ``selectivity ...``
+(``clareps.studies.table_cli``)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,11 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
     typer.echo(text.rstrip())
 
 
-def register(app: typer.Typer, bank_app: typer.Typer) -> None:
+def register(app: typer.Typer, bank_app: typer.Typer, study_app: typer.Typer) -> None:
+    from clareps.studies.table_cli import selectivity_app, table_app
+
     bank_app.command("sweep")(bank_sweep_cmd)
     bank_app.command("compare")(bank_compare_cmd)
     app.command("distill-sweep")(distill_sweep_cmd)
+    study_app.add_typer(table_app, name="table")
+    study_app.add_typer(selectivity_app, name="selectivity")

@@ -1,15 +1,14 @@
-"""The wide tables of docs/studies/clarid.md from `scripts/clarid_study.sh compare`'s JSON files: one
-row per measure, the Jacobian bank's value, then per other bank its value and the paired difference
-(other - Jacobian) with its 95 % interval over items.
-
-    python scripts/clarid_study_table.py runs/studies/clarid/compare/te0.5_k4.json [...]
+"""The wide tables of the CLARID study (docs/studies/clarid.md) from ``bank compare --out``'s JSON files: one
+row per measure, the reference (Jacobian) bank's value, then per other bank its value and the paired
+difference (other - reference) with its 95 % interval over items (``clareps study table clarid``).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
+from pathlib import Path
+
+from clareps.io import read_json
 
 SHORT = {"class_correct": "class consistency", "shape_iou": "shape IoU", "bg_source_kept": "bg source kept",
          "bg_change": "bg change", "fg_change": "fg change", "bg_minus_fg_change": "bg − fg change",
@@ -27,8 +26,8 @@ def choice(bank: str, reference: str = "") -> str:
     return name + (", null-class features" if m.group(3) else "") + (f", tap {m.group(4)}" if m.group(4) != ref_tap else "")
 
 
-def table(path: str) -> str:
-    data = json.load(open(path))
+def clarid_table(path: str | Path) -> str:
+    data = read_json(path)
     rows = data["rows"]
     banks = list(dict.fromkeys(r["bank"] for r in rows))
     reference = data["reference"].rsplit("/", 1)[-1]
@@ -50,7 +49,3 @@ def table(path: str) -> str:
                 line.append(f"{r['other']:.3f} ({r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}])")
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print("\n".join(table(p) for p in sys.argv[1:]))

@@ -1,6 +1,5 @@
-"""The tables, slopes and plot of docs/studies/selectivity.md from the study's archive.
-
-    python scripts/selectivity_study_table.py docs/studies/data/selectivity [--figure docs/studies/figures/selectivity_teachers.png]
+"""The tables, slopes and plot of the selectivity study (docs/studies/selectivity.md) from its archive
+(``clareps study table selectivity ARCHIVE``).
 
 Part 1 (ARCHIVE/teachers/stepN/items.json and teacher_check.json, as many teachers as are archived):
 per teacher and bank the mean of each measure; per teacher (jacobian - low-frequency) with its paired
@@ -12,12 +11,13 @@ each family against the low-frequency control (paired intervals), and the goal c
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from clareps.errors import ClarepsError
 
 MEASURES = {"class_correct": "class consistency", "shape_iou": "shape IoU", "bg_source_kept": "bg source kept",
             "bg_minus_fg_change": "bg − fg change", "tint_shift": "tint shift", "texture_change": "texture change"}
@@ -62,7 +62,7 @@ def teacher_tables(teachers: list[dict], resamples: int = 2000) -> str:
               "|---|" + "---|" * (len(teachers) + 1)]
     sources = [t["items"]["source_index"] for t in teachers]
     if any(s != sources[0] for s in sources):
-        raise SystemExit("the teachers' banks hold different items")
+        raise ClarepsError("the teachers' banks hold different items")
     n = len(sources[0])
     q = np.array([t["quality"] for t in teachers])
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def teacher_tables(teachers: list[dict], resamples: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def teacher_plot(teachers: list[dict], out: Path, families: dict | None = None) -> None:
+def teacher_plot(teachers: list[dict], out: Path, families: dict | None = None) -> Path:
     """One panel per measure; a line per bank over the teachers; the families (held out, shipped
     teacher only) as single markers at the shipped teacher's quality."""
     import matplotlib
@@ -103,6 +103,8 @@ def teacher_plot(teachers: list[dict], out: Path, families: dict | None = None) 
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def family_table(path: Path) -> str:
@@ -130,16 +132,19 @@ def family_table(path: Path) -> str:
         "\n".join(f"- {g}" for g in goal) + "\n"
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("archive", type=Path)
-    ap.add_argument("--figure", type=Path, default=Path("docs/studies/figures/selectivity_teachers.png"))
-    args = ap.parse_args()
-    teachers = load_teachers(args.archive)
-    heldout = args.archive / "families" / "heldout_items.json"
+def selectivity_tables(archive: Path, figure: Path | None = None) -> str:
+    """Part 1 (and its plot into ``figure``), then part 2, of what ``archive`` holds."""
+    teachers = load_teachers(archive)
+    heldout = archive / "families" / "heldout_items.json"
+    if not teachers and not heldout.exists():
+        raise ClarepsError(f"nothing archived in {archive}: no teachers/step*/items.json nor "
+                           "families/heldout_items.json")
+    parts = []
     if teachers:
-        print(teacher_tables(teachers))
-        teacher_plot(teachers, args.figure, json.load(open(heldout)) if heldout.exists() else None)
-        print(f"figure: {args.figure}")
+        parts.append(teacher_tables(teachers))
+        if figure is not None:
+            teacher_plot(teachers, figure, json.load(open(heldout)) if heldout.exists() else None)
+            parts.append(f"figure: {figure}\n")
     if heldout.exists():
-        print(family_table(heldout))
+        parts.append(family_table(heldout))
+    return "\n".join(parts)
