@@ -142,14 +142,6 @@ class ReportContext:
         side = self.run.kd_teacher.with_suffix(".json")
         return read_json(side) if side.exists() else None
 
-    # -- students -----------------------------------------------------------------------------------
-    def eval_results(self) -> list[dict]:
-        out = []
-        for run in (self.agg or {}).get("runs", []):
-            if Path(run["file"]).exists():
-                out.append(dict(read_json(run["file"]), file=run["file"]))
-        return out
-
 
 def logged_seconds(rows: list[dict]) -> float:
     """Training time from a metrics.jsonl with ``sec_per_step`` at logged steps: each row covers the
