@@ -11,7 +11,8 @@ from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
 from clareps.clarid.bank_format import load_bank
 from clareps.clarid.canonical import ClaridConfig, canonicalize, features
 from clareps.clarid.directions import project
-from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, probe_correct, separability
+from clareps.clarid.metrics import background_variance, separability
+from clareps.measures import kmeans_nmi, linear_probe, probe_correct
 from clareps.config import build_config
 from clareps.device import resolve_precision
 from clareps.errors import ClarepsError

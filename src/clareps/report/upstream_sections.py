@@ -135,7 +135,7 @@ def bank_measures(ctx: ReportContext) -> str:
 
 
 def features_section(ctx: ReportContext, method: str) -> str:
-    from clareps.clarid.metrics import kmeans_nmi, linear_probe
+    from clareps.measures import kmeans_nmi, linear_probe
 
     sets = []
     for kind, title in (("canonical", "canonical f(x~)"), ("control", "control f(x_te), k = 0"),

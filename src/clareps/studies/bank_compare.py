@@ -42,7 +42,7 @@ def item_measures(folder: Path, judge: Path, mask_judge: Path | None = None) -> 
     verdicts and changes (``clareps.clarid.bank_views.bank_items``), ``bg_minus_fg_change``, the labels and
     the linear probe's out-of-fold ``probe_correct``; what ``compare_banks`` pairs item by item."""
     from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.metrics import probe_correct
+    from clareps.measures import probe_correct
 
     metrics, items = bank_items(folder, judge, mask_judge)
     if "bg_change" in items and "fg_change" in items:
