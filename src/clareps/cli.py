@@ -27,6 +27,7 @@ def _root(threads: Optional[int] = typer.Option(
 def _register() -> None:
     from clareps.api.cli import register as register_canonical
     from clareps.clarid.cli import bank_app
+    from clareps.classifiers.cli import register as register_judges
     from clareps.data.cli import data_app
     from clareps.demo import demo
     from clareps.demo.study_cli import register as register_study_runner
@@ -41,6 +42,7 @@ def _register() -> None:
     app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep, compare.")
     register_teacher(app)
     register_canonical(app)
+    register_judges(app)
     register_teacher_check(app)
     register_student_eval(app)
     register_distill(app)
