@@ -13,10 +13,6 @@ from clareps.paths import default_judge, preset
 
 MASK_HELP = "mask judge for the shape and background measures (default: the shipped one, default benchmark)"
 
-bank_app = typer.Typer(help="Canonical banks: build, show, sweep, compare.", no_args_is_help=True)
-
-
-@bank_app.command("build")
 def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
               set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
               out: Path = typer.Option(Path("runs/bank"), "--out", "-o"),
@@ -59,7 +55,6 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
         typer.echo(f"metrics: {out / 'metrics.json'}{' (reused)' if kept else ''}\n{_summary(result)}")
 
 
-@bank_app.command("show")
 def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank folder"),
              control: Optional[Path] = typer.Option(None, "--control", help="control bank folder"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="default: the bank folder"),
@@ -125,3 +120,8 @@ def _summary(metrics: dict) -> str:
 def torch_equal(a, b) -> bool:
     import torch
     return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def register(bank: typer.Typer) -> None:
+    bank.command("build")(build_cmd)
+    bank.command("show")(show_cmd)

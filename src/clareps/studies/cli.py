@@ -140,11 +140,7 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
     typer.echo(text.rstrip())
 
 
-def register(app: typer.Typer, bank_app: typer.Typer, study_app: typer.Typer) -> None:
-    from clareps.studies.table_cli import selectivity_app, table_app
-
-    bank_app.command("sweep")(bank_sweep_cmd)
-    bank_app.command("compare")(bank_compare_cmd)
+def register(app: typer.Typer, bank: typer.Typer) -> None:
+    bank.command("sweep")(bank_sweep_cmd)
+    bank.command("compare")(bank_compare_cmd)
     app.command("distill-sweep")(distill_sweep_cmd)
-    study_app.add_typer(table_app, name="table")
-    study_app.add_typer(selectivity_app, name="selectivity")
