@@ -35,7 +35,7 @@ def _register() -> None:
     """Every verb, one style: each ``*/cli.py`` module has a ``register`` that puts its verbs on the app or
     the groups it is given; the groups are made here, in the order ``--help`` lists them."""
     from clareps.api import cli as canonical
-    from clareps.clarid import cli as bank_verbs
+    from clareps.bank import cli as bank_verbs
     from clareps.classifiers import cli as judges
     from clareps.data import cli as data_verbs
     from clareps.demo import cli as demo

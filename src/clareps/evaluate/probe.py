@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank_format import load_bank
+from clareps.bank.format import load_bank
 from clareps.taps import tap
 from clareps.measures import linear_cka
 from clareps.errors import ClarepsError

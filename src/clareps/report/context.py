@@ -50,7 +50,7 @@ class ReportContext:
 
     # -- banks and data -------------------------------------------------------------------------------
     def bank(self, kind: str):
-        from clareps.clarid.bank_format import load_bank
+        from clareps.bank.format import load_bank
 
         if kind not in self._banks:
             folder = self.run.bank(kind)

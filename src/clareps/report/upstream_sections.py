@@ -116,7 +116,7 @@ def bank_table(ctx: ReportContext) -> str:
 
 def bank_measures(ctx: ReportContext) -> str:
     """Each bank's metrics.json as `bank show` prints it: the engine record and the selectivity measures."""
-    from clareps.clarid.metrics import summary_rows
+    from clareps.bank.metrics import summary_rows
 
     columns = {kind: dict(summary_rows(m)) for kind in ("canonical", "control", "feat-real")
                if (m := ctx.bank_metrics(kind))}

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from clareps.clarid.cli import MASK_HELP, check_judges
+from clareps.bank.cli import MASK_HELP, check_judges
 from clareps.errors import ClarepsError
 
 FILES = dict(exists=True, dir_okay=False)
@@ -74,7 +74,7 @@ def items_cmd(banks: list[str] = typer.Argument(..., help="NAME=FOLDER: banks of
               judge: Optional[Path] = typer.Option(None, "--judge"),
               mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP)) -> None:
     """Every per-item measure of each bank, as one JSON file (what the study's slopes and bootstrap read)."""
-    from clareps.clarid.bank_format import BANK_FILE
+    from clareps.bank.format import BANK_FILE
     from clareps.io import write_json
     from clareps.paths import default_judge
     from clareps.studies.bank_compare import refuse_other_items

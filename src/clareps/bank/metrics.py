@@ -1,15 +1,15 @@
 """What a bank shows: class separability of its features (k-means NMI and its chance-corrected
 AMI, a linear probe beside the same probe on shuffled labels: ``clareps.measures``), class
 consistency of its samples, how much of each input's background survived (matched banks), the selectivity
-measures (clarid/selectivity.py) and a summary of the engine record."""
+measures (bank/selectivity.py) and a summary of the engine record."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from clareps.clarid.bank_format import Bank
-from clareps.clarid.selectivity import correlated_background_rate, item_measures, matched_measures
+from clareps.bank.format import Bank
+from clareps.bank.selectivity import correlated_background_rate, item_measures, matched_measures
 from clareps.data.imageset import ImageSet
 from clareps.measures import kmeans_scores, linear_probe
 from clareps.classifiers.training import predict

@@ -24,8 +24,8 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               metrics: bool = typer.Option(True, "--metrics/--no-metrics"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Build (or resume, or reuse) a canonical bank and measure it."""
-    from clareps.clarid.bank import BankConfig, build_bank
-    from clareps.clarid.bank_views import ensure_metrics
+    from clareps.bank.build import BankConfig, build_bank
+    from clareps.bank.views import ensure_metrics
     from clareps.distributed import context
     from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
@@ -65,9 +65,9 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
                                           help="print the metrics (recomputed from the bank when stale)")) -> None:
     """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
     (engine record and measures) of each bank."""
-    from clareps.clarid.bank import BANK_MARKERS
-    from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.bank_views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
+    from clareps.bank.build import BANK_MARKERS
+    from clareps.bank.format import load_bank
+    from clareps.bank.views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
     from clareps.data.spec import load_data
     from clareps.io import check_writable
     from clareps.runs import refuse_foreign_folder
@@ -112,7 +112,7 @@ def check_judges(judge: Path | None, mask_judge: Path | None) -> None:
 
 
 def _summary(metrics: dict) -> str:
-    from clareps.clarid.metrics import summary_rows
+    from clareps.bank.metrics import summary_rows
 
     return "\n".join(f"  {label}: {value}" for label, value in summary_rows(metrics))
 
