@@ -80,7 +80,7 @@ def tiny_teacher(tmp_path_factory, tiny_data_cache) -> str:
     cfg = build_config(TeacherConfig, {
         "data": {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache},
         "model": {"base_channels": 8, "channel_mult": [1, 2], "groups": 4, "attn_resolutions": [16]},
-        "steps": 3, "batch_size": 16, "warmup": 1, "precision": "fp32", "log_every": 3, "ckpt_every": 3})
+        "steps": 3, "batch_size": 16, "lr": 2e-4, "warmup": 1, "precision": "fp32", "log_every": 3, "ckpt_every": 3})
     trainer = TeacherTrainer(cfg, load_data(cfg.data), tmp_path_factory.mktemp("teacher"),
                              data_fingerprint(cfg.data), quiet=True)
     path = trainer.train()

@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from clareps.demo import Pipeline, load_demo_config, merged
+from clareps.config import override
+from clareps.demo import Pipeline, load_demo_config
 from clareps.errors import ClarepsError
 from clareps.io import hash_file, load_tensors, save_tensors
 from clareps.paths import preset
@@ -20,9 +21,9 @@ METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]
 MAKERS = ("data", "teacher", "bank/", "bank-metrics/", "kd-teacher", "distill/", "evaluate/")  # stages with artifacts
 
 
-def test_merged_overrides_nested_keys_only():
+def test_override_sets_nested_keys_only():
     base = {"a": 1, "kd": {"alpha": 0.9, "teacher_width": 64}, "loss": {"x": 1}}
-    out = merged(base, {"kd": {"teacher_width": 4}, "epochs": 1, "loss": None})
+    out = override(base, {"kd": {"teacher_width": 4}, "epochs": 1, "loss": None})
     assert out == {"a": 1, "kd": {"alpha": 0.9, "teacher_width": 4}, "loss": None, "epochs": 1}
     assert base["kd"]["teacher_width"] == 64  # the base is left as it was
 
@@ -180,12 +181,12 @@ def test_cadistill_matched_reads_its_own_bank_in_a_chosen_section(tmp_path, tiny
 
 def test_the_study_config_validates_without_running(tmp_path):
     """Every stage config of the shipped study builds (Pipeline's __init__ validates them all)."""
-    from clareps.demo.spec import ALL_METHODS
+    from clareps.distill.methods import DEMO_METHODS
 
     cfg = load_demo_config(preset("study-cadistill"), "study")
-    assert cfg.methods == ALL_METHODS + ["cadistill-matched", "cadistill-spatial"] and cfg.seeds == [0, 1, 2, 3, 4]
+    assert cfg.methods == DEMO_METHODS + ["cadistill-matched", "cadistill-spatial"] and cfg.seeds == [0, 1, 2, 3, 4]
     pipeline = Pipeline(cfg, tmp_path / "run", "study", quiet=True)
-    spatial = merged(pipeline.distill_base, cfg.variants["cadistill-spatial"].distill)  # the sweep's pick
+    spatial = override(pipeline.distill_base, cfg.variants["cadistill-spatial"].distill)  # the sweep's pick
     assert spatial["loss"] == dict(pipeline.distill_base["loss"], align_on="spatial")
     assert cfg.base_method("cadistill-spatial") == "cadistill"
     assert list(pipeline.banks) == ["canonical", "control", "feat-real", "matched"]

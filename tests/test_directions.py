@@ -107,8 +107,9 @@ def test_every_control_removes_the_jacobian_share_within_one_percent(rough_unet)
 
 def test_jacobian_default_is_the_plain_projection(rough_unet):
     x, y, k = torch.randn(2, 3, 8, 8), torch.tensor([0, 9]), 3
-    sub = top_subspace(rough_unet, x, 300, y, k, max_iter=5)
-    got = remove(rough_unet, x, 300, y, ClaridConfig(k=k, max_iter=5))
+    cfg = ClaridConfig(k=k, max_iter=5)
+    sub = top_subspace(rough_unet, x, 300, y, k, max_iter=5, tol=cfg.tol)
+    got = remove(rough_unet, x, 300, y, cfg)
     assert torch.equal(got.latents, project(x, sub.vectors)) and torch.equal(got.singular_values, sub.singular_values)
     assert torch.equal(got.record["engine_iterations"], sub.iterations)
     assert torch.allclose(got.record["removed_share"], removed_share(x, got.latents))

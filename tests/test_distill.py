@@ -60,7 +60,7 @@ def make_bank(folder, data, fp, kind="canonical", k=4, dim=16, n=12, teacher=TEA
 
 
 def tiny_config(npz, **over) -> dict:
-    cfg = {"data": {"kind": "npz", "path": str(npz)}, "student": {"name": "small-cnn", "width": 4},
+    cfg = {"data": {"kind": "npz", "path": str(npz)}, "test_splits": [], "student": {"name": "small-cnn", "width": 4},
            "epochs": 2, "batch_size": 8, "bank_batch_size": 6, "precision": "fp32", "log_every": 2,
            "device": "cpu", "val_fraction": 0.25, "loss": {"proj_hidden": 8}, "optim": {"lr": 0.05}}
     cfg.update(over)
@@ -237,21 +237,21 @@ def test_five_methods_train_from_the_cli(tmp_path, data, npz, run_cli):
 def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_cli):
     bank = make_bank(tmp_path / "canonical", data, _fp(npz))
     config = _write_config(tmp_path, npz, test_data={"held-out": str(npz)})
-    args = ["distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.lambda_align=0,1",
-            "--grid", "loss.lambda_dist=0.5", "--seeds", "0,1", "--pgd-images", 8, "--out", tmp_path / "sw", "-q"]
+    args = ["distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.weights.align=0,1",
+            "--grid", "loss.weights.cka=0.5", "--seeds", "0,1", "--pgd-images", 8, "--out", tmp_path / "sw", "-q"]
     code, out, err = run_cli(*args)
     assert code == 0, err
     res = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     rows = {r["setting"]: r for r in res["rows"]}
-    assert list(rows) == ["ce", "lambda_align=0_lambda_dist=0.5", "lambda_align=1_lambda_dist=0.5"]
+    assert list(rows) == ["ce", "align=0_cka=0.5", "align=1_cka=0.5"]
     for r in rows.values():
         assert r["seeds"] == 2 and 0 <= r["val"] <= 1 and 0 <= r["val_pgd"] <= r["val"] + 1e-9
         assert r["val_rand"] is None  # npz data has no train-rand split
     runs = sorted(p.name for p in (tmp_path / "sw" / "runs").iterdir())
     assert runs == sorted(f"{n}-s{s}" for n in rows for s in (0, 1))
-    cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "lambda_align=0_lambda_dist=0.5-s1" / "config.yaml").read_text())
-    assert cfg["loss"]["lambda_align"] == 0 and cfg["loss"]["lambda_dist"] == 0.5 and cfg["seed"] == 1
-    assert "chosen:" in out and "| method | setting | loss.lambda_align |" in out
+    cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "align=0_cka=0.5-s1" / "config.yaml").read_text())
+    assert cfg["loss"]["weights"]["align"] == 0 and cfg["loss"]["weights"]["cka"] == 0.5 and cfg["seed"] == 1
+    assert "chosen:" in out and "| method | setting | loss.weights.align |" in out
     for result in (tmp_path / "sw" / "runs").glob("*/result.json"):  # the preset's test file is never scored
         assert not [k for k in json.loads(result.read_text()) if k.startswith("test_acc")]
 
@@ -262,23 +262,26 @@ def test_sweep_picks_on_validation_and_reuses_its_runs(tmp_path, data, npz, run_
     assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"] == res["rows"]
 
     # one axis at a time: the preset, then each value alone; ce and the runs of the same settings reused
-    code, out3, err = run_cli("distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.lambda_align=0,2",
+    code, out3, err = run_cli("distill-sweep", "-c", config, "--bank", bank, "--grid", "loss.weights.align=0,2",
                               "--grid", "loss.head=linear", "--seeds", "0", "--pgd-images", 8, "--one-axis",
                               "--out", tmp_path / "sw", "-q")
     assert code == 0, err
     one = json.loads((tmp_path / "sw" / "sweep.json").read_text())
-    assert [r["setting"] for r in one["rows"]] == ["ce", "base", "lambda_align=0", "lambda_align=2", "head=linear"]
+    assert [r["setting"] for r in one["rows"]] == ["ce", "base", "align=0", "align=2", "head=linear"]
     assert [r["loss.head"] for r in one["rows"][1:]] == ["preset", "preset", "preset", "linear"]
     cfg = yaml.safe_load((tmp_path / "sw" / "runs" / "head=linear-s0" / "config.yaml").read_text())
     base = yaml.safe_load((tmp_path / "sw" / "runs" / "base-s0" / "config.yaml").read_text())["loss"]
     assert cfg["loss"]["head"] == "linear" and base["head"] == "mlp"
-    assert cfg["loss"]["lambda_align"] == base["lambda_align"] not in (0, 2)  # the preset's, not the grid's
+    assert cfg["loss"]["weights"]["align"] == base["weights"]["align"] not in (0, 2)  # the preset's, not the grid's
     ce = tmp_path / "sw" / "runs" / "ce-s0" / "student.safetensors"
     assert one["one_axis"] and ce.stat().st_mtime_ns == stamp[ce]  # the same ce reference, not retrained
 
-    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_alig=1", "--out", tmp_path / "x")
-    assert code == 2 and "unknown config key" in err and not (tmp_path / "x").exists()
-    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_align", "--out", tmp_path / "x")
+    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.weights.alig=1", "--out", tmp_path / "x")
+    assert code == 2 and "unknown config key 'loss.weights.alig' (did you mean 'loss.weights.align'?)" in err
+    assert not (tmp_path / "x").exists()
+    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.lambda_dist=1", "--out", tmp_path / "x")
+    assert code == 2 and err.strip().endswith("loss.lambda_dist is now loss.weights.cka"), err
+    code, _, err = run_cli("distill-sweep", "-c", config, "--grid", "loss.weights.align", "--out", tmp_path / "x")
     assert code == 2 and "bad grid axis" in err
 
 

@@ -41,7 +41,7 @@ def test_ce_oracle_run_hash_reads_the_bank_batches_not_the_losses(tmp_path, data
     bank = str(make_bank(tmp_path / "bank", data, _fp(npz), kind="oracle", k=0))
     base = trainer(npz, tmp_path / "a", method="ce-oracle", bank=bank).contract.hash
     assert trainer(npz, tmp_path / "b", method="ce-oracle", bank=bank,
-                   loss={"proj_hidden": 8, "lambda_align": 9.0}).contract.hash == base
+                   loss={"proj_hidden": 8, "weights": {"align": 9.0}}).contract.hash == base
     assert trainer(npz, tmp_path / "c", method="ce-oracle", bank=bank, bank_batch_size=4).contract.hash != base
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from clareps.bank.build import BankConfig  # noqa: E402
-from clareps.config import StrictModel, build_config  # noqa: E402
+from clareps.config import StrictModel, build_config, override  # noqa: E402
 from clareps.demo import DemoConfig  # noqa: E402
 from clareps.diffusion.cli import SamplingOptions  # noqa: E402
 from clareps.diffusion.train import TeacherConfig  # noqa: E402
@@ -91,15 +91,11 @@ def nested(path: tuple, value) -> dict:
 
 
 def base(root: type) -> dict:
-    """The fields a root needs besides the one under test (SamplingOptions has no defaults)."""
+    """The fields a root needs besides the one under test (SamplingOptions has no defaults, a demo
+    section names its run folder)."""
+    if root is DemoConfig:
+        return {"out": "runs/x"}
     return {"--per-class": 1, "--w": 1.0, "--steps": 1, "--seed": 0} if root is SamplingOptions else {}
-
-
-def merged(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def inside(kind: type, b: dict) -> st.SearchStrategy:
@@ -157,10 +153,10 @@ def test_every_bounded_number_accepts_its_range_and_refuses_the_rest(root, path,
     key = ".".join(path)
     if path[-1] not in JOINT:
         good = data.draw(inside(kind, bounds), label="inside")
-        build_config(root, merged(base(root), nested(path, good)))
+        build_config(root, override(base(root), nested(path, good)))
     bad = data.draw(outside(kind, bounds), label="outside")
     with pytest.raises(ClarepsError, match=f"bad value for '{key}'"):
-        build_config(root, merged(base(root), nested(path, bad)))
+        build_config(root, override(base(root), nested(path, bad)))
 
 
 CLI_FIELDS = [(verb, path, kind, bounds)

@@ -89,7 +89,7 @@ def test_train_info_splits_time_and_steps_by_device(tiny_config, tmp_path):
 
 def test_refuses_run_dir_of_another_config(tiny_config, tmp_path):
     _trainer(tiny_config, tmp_path / "run").train()
-    with pytest.raises(ClarepsError, match=r"another config \(lr: 0.0002 there, 0.001 here\)"):
+    with pytest.raises(ClarepsError, match=r"another config \(lr: 0.0004 there, 0.001 here\)"):
         _trainer(tiny_config, tmp_path / "run", "lr=0.001").train()
 
 

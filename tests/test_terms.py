@@ -12,15 +12,26 @@ from test_distill import _fp, data, make_bank, npz, trainer  # noqa: F401  (tiny
 from clareps.bank.format import load_bank, save_bank
 from clareps.config import build_config
 from clareps.distill.terms import StepTensors, WeightedTerm, formula, terms_for, total
-from clareps.distill.config import KDConfig, LossConfig
+from clareps.distill.config import RENAMED_LOSS_KEYS, DistillConfig, KDConfig, LossConfig, LossWeights
+from clareps.distill.methods import CADISTILL_TERMS, METHODS, TERMS
+from clareps.errors import ClarepsError
 from clareps.evaluate.probe import probe
 
 
 def test_tables_of_the_methods():
-    loss, kd = LossConfig(lambda_align=0.3, lambda_cano=0.5, lambda_dist=0.2, scale=2.0), KDConfig(alpha=0.9)
-    assert formula(terms_for(False, False, loss, kd)) == "L = 1 ce"
-    assert formula(terms_for(True, False, loss, kd)) == "L = 1 ce + 1 cano + 0.6 align + 0.4 cka"
-    assert formula(terms_for(False, True, loss, kd)) == "L = 0.1 ce + 0.9 kd"
+    loss, kd = LossConfig(weights={"align": 0.3, "cano": 0.5, "cka": 0.2}, scale=2.0), KDConfig(alpha=0.9)
+    assert formula(terms_for(METHODS["ce"], loss, kd)) == "L = 1 ce"
+    assert formula(terms_for(METHODS["cadistill"], loss, kd)) == "L = 1 ce + 1 cano + 0.6 align + 0.4 cka"
+    assert formula(terms_for(METHODS["kd"], loss, kd)) == "L = 0.1 ce + 0.9 kd"
+    assert formula(terms_for(METHODS["ce-oracle"], loss, kd)) == "L = 1 ce"
+
+
+def test_the_weights_are_named_as_the_terms_print_and_old_keys_name_the_new_ones():
+    assert tuple(LossWeights.model_fields) == CADISTILL_TERMS
+    assert all(set(m.terms) <= set(TERMS) for m in METHODS.values())
+    for old, new in RENAMED_LOSS_KEYS.items():
+        with pytest.raises(ClarepsError, match=rf"^x.yaml: loss.{old} is now loss.{new}$"):
+            build_config(DistillConfig, {"loss": {old: 0.3}}, "x.yaml")
 
 
 def test_total_is_the_weighted_sum_and_ce_on_bank_adds_the_bank_items():
@@ -30,18 +41,18 @@ def test_total_is_the_weighted_sum_and_ce_on_bank_adds_the_bank_items():
     table = [WeightedTerm("a", 2.0, lambda s: s.logits.sum()), WeightedTerm("b", -1.0, lambda s: s.labels.sum())]
     loss, values = total(table, s)
     assert torch.isclose(loss, 2 * logits.sum() - labels.sum()) and set(values) == {"a", "b"}
-    ce_all = terms_for(False, False, LossConfig(ce_on_bank=True), KDConfig())[0].term(s)
+    ce_all = terms_for(METHODS["ce"], LossConfig(ce_on_bank=True), KDConfig())[0].term(s)
     want = torch.nn.functional.cross_entropy(torch.cat([logits, bank_logits]), torch.cat([labels, bank_labels]))
     assert torch.isclose(ce_all, want)
-    assert not torch.isclose(terms_for(False, False, LossConfig(), KDConfig())[0].term(s), want)
+    assert not torch.isclose(terms_for(METHODS["ce"], LossConfig(), KDConfig())[0].term(s), want)
     # label smoothing reaches the cross-entropy of every method: plain, with the bank, and KD's ce part
     smooth = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.2)
-    for distill, kd in ((False, False), (True, False), (False, True)):
-        ce = terms_for(distill, kd, LossConfig(), KDConfig(), label_smoothing=0.2)[0]
+    for name in ("ce", "cadistill", "kd"):
+        ce = terms_for(METHODS[name], LossConfig(), KDConfig(), label_smoothing=0.2)[0]
         assert ce.name == "ce" and torch.isclose(ce.term(s), smooth)
     smooth_all = torch.nn.functional.cross_entropy(torch.cat([logits, bank_logits]), torch.cat([labels, bank_labels]),
                                                    label_smoothing=0.2)
-    assert torch.isclose(terms_for(False, False, LossConfig(), KDConfig(), True, 0.2)[0].term(s), smooth_all)
+    assert torch.isclose(terms_for(METHODS["ce-oracle"], LossConfig(), KDConfig(), 0.2)[0].term(s), smooth_all)
 
 
 def _learnable_bank(folder, data, fp, n):  # noqa: F811
@@ -59,15 +70,13 @@ def _learnable_bank(folder, data, fp, n):  # noqa: F811
     return folder
 
 
-@pytest.mark.parametrize("term, weight_key", [("align", "lambda_align"), ("cano", "lambda_cano"),
-                                              ("cka", "lambda_dist")])
-def test_each_term_lowers_its_value_and_raises_held_out_cka(tmp_path, data, npz, term, weight_key):  # noqa: F811
+@pytest.mark.parametrize("term", CADISTILL_TERMS)
+def test_each_term_lowers_its_value_and_raises_held_out_cka(tmp_path, data, npz, term):  # noqa: F811
     train_bank = _learnable_bank(tmp_path / "bank", data, _fp(npz), n=24)
     held_out = _learnable_bank(tmp_path / "held", data, _fp(npz), n=40)
     runs = {}
     for name, weight in (("off", 0.0), ("on", 1.0)):
-        loss = {"lambda_align": 0.0, "lambda_cano": 0.0, "lambda_dist": 0.0, weight_key: weight,
-                "proj_hidden": 0, "head": "linear"}
+        loss = {"weights": dict.fromkeys(CADISTILL_TERMS, 0.0) | {term: weight}, "proj_hidden": 0, "head": "linear"}
         t = trainer(npz, tmp_path / name, method="cadistill", bank=str(train_bank), epochs=12,
                     student={"name": "small-cnn", "width": 8}, loss=loss)
         t.train()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from clareps.errors import ClarepsError
 
@@ -89,13 +91,15 @@ class StrictModel(BaseModel):
         return value
 
 
-def _format_error(err: ValidationError, source: str, overrides: list[str] = ()) -> str:
+def _format_error(err: ValidationError, source: str, overrides: Iterable[str] = (), cls: type | None = None) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(root)"
     if _from_overrides(first["loc"], overrides):
         source = "command line"  # the value came from --set (or an option), not from the file
+    if first["type"] == "renamed_key":
+        return f"{source}: {first['msg']}"
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown config key '{key}'"
+        return f"{source}: unknown config key '{key}'{_close_match(cls, first['loc'])}"
     msg = first["msg"].removeprefix("Value error, ")
     if key == "(root)":
         return f"{source}: {msg}"
@@ -104,7 +108,30 @@ def _format_error(err: ValidationError, source: str, overrides: list[str] = ()) 
     return f"{source}: bad value for '{key}': {msg} (got {first.get('input')!r})"
 
 
-def _from_overrides(loc: tuple, overrides: list[str]) -> bool:
+def _close_match(cls: type | None, loc: tuple) -> str:
+    """" (did you mean 'a.b'?)" for an unknown key at ``loc`` of model ``cls`` that is close to a known one."""
+    for part in loc[:-1]:  # down the nested models to the section that holds the key
+        field = cls.model_fields.get(str(part)) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        arms = [a for a in _arms(field.annotation) if isinstance(a, type)] if field is not None else []
+        cls = next((a for a in arms if issubclass(a, BaseModel)), None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        return ""
+    near = difflib.get_close_matches(str(loc[-1]), list(cls.model_fields), n=1)
+    return f" (did you mean '{'.'.join([*map(str, loc[:-1]), near[0]])}'?)" if near else ""
+
+
+def renamed(data: Any, names: dict[str, str], section: str) -> Any:
+    """A ``mode="before"`` check for a model whose keys were renamed: an old key is a one-line error that
+    names the new one ("loss.lambda_dist is now loss.weights.cka")."""
+    if isinstance(data, dict):
+        for old, new in names.items():
+            if old in data:
+                raise PydanticCustomError("renamed_key", "{old} is now {new}",
+                                          {"old": f"{section}.{old}", "new": f"{section}.{new}"})
+    return data
+
+
+def _from_overrides(loc: tuple, overrides: Iterable[str]) -> bool:
     """The error at ``loc`` is in (or above, or below) a key one of ``overrides`` set."""
     where = [str(p) for p in loc]
     for item in overrides:
@@ -133,32 +160,6 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict copy."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
-    for item in overrides:
-        if "=" not in item:
-            raise ClarepsError(f"override {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        if not all(part.strip() for part in key.split(".")):
-            raise ClarepsError(f"override {item!r} names no key: give it as key.sub=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:  # an unset (null) section is filled in key by key
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ClarepsError(f"override {item!r}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
 def named_files(option: str, items: list[str]) -> dict[str, str]:
     """Repeated ``NAME=PATH`` options as a dict, or a one-line error naming the option."""
     out = {}
@@ -176,12 +177,12 @@ def build_config(cls: type[T], data: dict, source: str = "config", overrides: li
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ClarepsError(_format_error(err, source, overrides)) from None
+        raise ClarepsError(_format_error(err, source, overrides, cls)) from None
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides or [])
+    data = override(data, overrides or [])
     return build_config(cls, data, str(path) if path is not None else "config", overrides or [])
 
 
@@ -207,23 +208,42 @@ def differing_keys(stored: dict, given: dict, limit: int = 4) -> str:
     return (text + (f", and {len(keys) - limit} more" if len(keys) > limit else "")) or "a different hash"
 
 
-def merge(data: dict, settings: dict[str, Any]) -> dict:
-    """One merge for settings given as dicts (API keywords, the demo's sections): a deep copy of ``data``
-    with ``settings`` set into it (dotted keys reach nested sections; a dict
-    value is merged into the section it names)."""
+def override(data: dict, settings: dict[str, Any] | Iterable[str]) -> dict:
+    """The one override path (CLI ``--set``, sweeps, API keywords, the demo's sections): a deep copy of
+    ``data`` with ``settings`` set into it. ``settings`` is a dict of typed values (``{"clarid.k": 4}``, or
+    ``{"clarid": {"k": 4}}``) or ``key=value`` strings whose values are read as YAML (``["clarid.k=4"]``).
+    Dotted keys reach nested sections; an unset (null) section is filled in key by key; a dict value is
+    merged into the section it names; any other value replaces what was there."""
     out = copy.deepcopy(data)
-    for key, value in settings.items():
-        *parents, last = key.split(".")
+    pairs = settings.items() if isinstance(settings, dict) else [_parsed(item) for item in settings]
+    for key, value in pairs:
+        parts = str(key).strip().split(".")
+        if not all(part.strip() for part in parts):
+            raise ClarepsError(f"setting {key!r} names no key: give it as key.sub=value")
         node = out
-        for part in parents:
+        for part in parts[:-1]:
             child = node.get(part)
-            if not isinstance(child, dict):  # an unset (null) section is filled in key by key
+            if child is None:
                 child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ClarepsError(f"setting {key!r}: '{part}' is not a section")
             node = child
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
-        if isinstance(value, dict) and isinstance(node.get(last), dict):
-            node[last] = merge(node[last], value)
-        else:
-            node[last] = value
+        last = parts[-1]
+        node[last] = override(node[last], value) if isinstance(value, dict) and isinstance(node.get(last), dict) \
+            else copy.deepcopy(value)
     return out
+
+
+def _parsed(item: str) -> tuple[str, Any]:
+    """``"a.b=value"`` as ``("a.b", value)``, the value read as YAML (a string where it is not YAML)."""
+    if "=" not in item:
+        raise ClarepsError(f"override {item!r} must look like key=value")
+    key, raw = item.split("=", 1)
+    if not all(part.strip() for part in key.split(".")):
+        raise ClarepsError(f"override {item!r} names no key: give it as key.sub=value")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw

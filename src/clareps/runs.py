@@ -57,18 +57,21 @@ class RunContract:
     the result (run control, unused sections); ``inputs``: content hashes of the input artifacts, hashed
     with the config. ``record``: the file in the folder that keeps the hash (YAML, or JSON for a
     ``.json`` name); ``as_hashed`` turns a stored record into what was hashed (for the refusal's list
-    of differing keys), by default the record less ``leave_out``.
+    of differing keys), by default the record less ``leave_out``. ``accepts``: the hashes earlier versions
+    recorded for this same config (a key renamed since): a folder holding one is this run's.
     """
 
     def __init__(self, folder: str | Path, what: str, config: dict, *, leave_out: Iterable[str] = (),
                  inputs: dict | None = None, record: str = "config.yaml",
-                 as_hashed: Callable[[dict], dict] | None = None, differs_in: str = "config"):
+                 as_hashed: Callable[[dict], dict] | None = None, differs_in: str = "config",
+                 accepts: Iterable[str] = ()):
         leave_out = tuple(leave_out)
         self.folder, self.what, self.config, self.inputs = Path(folder), what, config, inputs
         self.differs_in = differs_in  # what a refusal says differs: "config", "config or bank", ...
         self.path = self.folder / record
         self.hashed = hashed_part(config, leave_out, inputs)
         self.hash = hash_obj(self.hashed)
+        self.accepts = {self.hash, *accepts}  # the hashes earlier versions gave this very config
         self._as_hashed = as_hashed or (lambda stored: without(stored, leave_out))
 
     def stored(self) -> dict | None:
@@ -80,7 +83,7 @@ class RunContract:
     def matches(self) -> bool:
         """The folder records this very config hash."""
         stored = self.stored()
-        return stored is not None and stored.get("config_hash") == self.hash
+        return stored is not None and stored.get("config_hash") in self.accepts
 
     def complete(self, *artifacts: str | Path) -> bool:
         """The folder records this config hash and holds the finished ``artifacts`` (names in it)."""
@@ -89,7 +92,7 @@ class RunContract:
     def other(self) -> str | None:
         """What differs, when the folder records another config hash ("key: there, here", ...); else None."""
         stored = self.stored()
-        if stored is None or stored.get("config_hash") == self.hash:
+        if stored is None or stored.get("config_hash") in self.accepts:
             return None
         return differing_keys(self._as_hashed(stored), self.hashed)
 

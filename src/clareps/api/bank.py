@@ -41,12 +41,11 @@ class Bank:
         ``teacher_classes=[...]``, ``clarid={"k": 8}`` or ``**{"clarid.k": 8}``), validated."""
         from clareps.bank.build import build_bank
         from clareps.clarid.presets import bank_defaults
-        from clareps.config import build_config
+        from clareps.config import build_config, override
         from clareps.paths import resolve_preset
-        from clareps.api.settings import merge
 
         if config is None:
-            cfg = build_config(BankConfig, merge(bank_defaults(settings.get("teacher")), settings), "settings")
+            cfg = build_config(BankConfig, override(bank_defaults(settings.get("teacher")), settings), "settings")
         else:
             base = config if isinstance(config, BankConfig) else resolve_preset(str(config), "bank-default")
             cfg = build(BankConfig, base, settings)

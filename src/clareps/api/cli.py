@@ -88,12 +88,12 @@ def canonical_cmd(teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
 def clarid_overrides(items: list[str]) -> dict:
     """``--set clarid.key=value`` items as typed CLARID settings (checked against ``ClaridConfig``)."""
     from clareps.clarid.presets import ClaridSettings
-    from clareps.config import apply_overrides, build_config
+    from clareps.config import build_config, override
 
     bad = [item for item in items if not item.strip().startswith("clarid.")]
     if bad:
         raise ClarepsError(f"--set {bad[0]!r}: canonical takes CLARID settings only (clarid.key=value)")
-    given = apply_overrides({}, items).get("clarid", {})
+    given = override({}, items).get("clarid", {})
     build_config(ClaridSettings, {"clarid": given}, "--set")  # names a bad key or value before any work
     return given
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from clareps.config import build_config, merge, read_yaml
+from clareps.config import build_config, override, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -16,5 +16,5 @@ M = TypeVar("M", bound=BaseModel)
 def build(cls: type[M], config: M | str | Path, settings: dict[str, Any], source: str | None = None) -> M:
     """``config`` (a settings model or a YAML file) with ``settings`` on top, validated as ``cls``."""
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else read_yaml(config)
-    return build_config(cls, merge(data, settings), source or str(config if not isinstance(config, BaseModel)
+    return build_config(cls, override(data, settings), source or str(config if not isinstance(config, BaseModel)
                                                                    else cls.__name__))

@@ -34,10 +34,10 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
     overrides = set_ + ([f"teacher={teacher}"] if teacher is not None else []) + (["kind=control"] if control else [])
     if config is None:  # the default preset, with the CLARID settings of the teacher's kind
         from clareps.clarid.presets import bank_defaults
-        from clareps.config import apply_overrides, build_config
+        from clareps.config import build_config, override
 
-        given = [o.split("=", 1)[1] for o in overrides if o.strip().startswith("teacher=")]
-        data = apply_overrides(bank_defaults(given[-1] if given and given[-1] not in ("", "null") else None), overrides)
+        given = override({}, overrides).get("teacher")  # the teacher the settings name, if any
+        data = override(bank_defaults(None if given in (None, "") else str(given)), overrides)
         cfg = build_config(BankConfig, data, str(preset("bank-default")), overrides)
     else:
         cfg = load_config(BankConfig, config, overrides)

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from clareps.adapters.loading import TeacherKind
 from clareps.clarid.canonical import ClaridConfig
-from clareps.config import StrictModel, build_config, read_yaml
+from clareps.config import StrictModel, build_config, override, read_yaml
 from clareps.errors import ClarepsError
 from clareps.paths import preset
 
@@ -46,7 +46,7 @@ def clarid_settings(base: ClaridConfig | TeacherKind, **overrides: Any) -> Clari
     cfg = base if isinstance(base, ClaridConfig) else clarid_preset(base)
     if not overrides:
         return cfg
-    return build_config(ClaridSettings, {"clarid": dict(cfg.model_dump(), **overrides)}, "settings").clarid
+    return build_config(ClaridSettings, {"clarid": override(cfg.model_dump(), overrides)}, "settings").clarid
 
 
 def bank_defaults(teacher: str | None) -> dict:

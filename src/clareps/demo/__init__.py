@@ -3,6 +3,6 @@ reuses and refuses (``reuse``) and its command (``cli``)."""
 
 from clareps.demo.cli import demo
 from clareps.demo.pipeline import Pipeline
-from clareps.demo.spec import ALL_METHODS, DemoConfig, load_demo_config, merged
+from clareps.demo.spec import DemoConfig, load_demo_config
 
-__all__ = ["ALL_METHODS", "DemoConfig", "Pipeline", "demo", "load_demo_config", "merged"]
+__all__ = ["DemoConfig", "Pipeline", "demo", "load_demo_config"]

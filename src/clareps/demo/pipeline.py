@@ -21,14 +21,15 @@ import typer
 import yaml
 
 from clareps.adapters.loading import is_external
-from clareps.config import build_config, read_yaml, to_plain
+from clareps.config import build_config, override, read_yaml, to_plain
 from clareps.demo.reuse import kd_teacher_current, refuse_foreign_root, snapshot_teacher
-from clareps.demo.spec import DemoConfig, merged
+from clareps.demo.spec import DemoConfig
 from clareps.device import hardware, resolve_device, resolve_precision
+from clareps.distill.methods import METHODS
 from clareps.errors import ClarepsError
 from clareps.io import read_json, write_json, write_text
 from clareps.paths import TEACHER_FILE, default_judge, default_teacher, preset, resolve_preset, teacher_file
-from clareps.report.layout import BANK_KINDS, METHOD_BANK, METHOD_DISTILL, ON_DEMAND_BANKS, RunLayout
+from clareps.report.layout import BANK_KINDS, ON_DEMAND_BANKS, RunLayout
 
 # the bank config keys a run root's bank kind sets (the others: kind = its own name)
 BANK_SETTINGS = {"matched": {"kind": "canonical", "source": "matched"}}
@@ -51,10 +52,10 @@ class Pipeline:
         # that goes on training elsewhere cannot mix two versions into one run
         external = self.source is not None and is_external(self.source)
         self.teacher = self.source if external else self.run.teacher_dir / TEACHER_FILE
-        needed = {METHOD_BANK.get(cfg.base_method(m)) for m in cfg.methods}
+        needed = {METHODS[cfg.base_method(m)].bank for m in cfg.methods}
         self.banks = {kind: self._bank_config(kind) for kind in BANK_KINDS
                       if kind not in ON_DEMAND_BANKS or kind in needed}
-        self.distill_base = merged(read_yaml(resolve_preset(cfg.distill_preset, "distill-default")), cfg.distill)
+        self.distill_base = override(read_yaml(resolve_preset(cfg.distill_preset, "distill-default")), cfg.distill)
         self.distill_base.update(data=to_plain(cfg.data), device=cfg.device)
         build_config(DistillConfig, self.distill_base, "demo config [distill]")
         for name in cfg.variants:
@@ -79,14 +80,14 @@ class Pipeline:
             return None
         if self.cfg.teacher.path is not None:
             raise ClarepsError("demo config: give teacher.path or teacher.train, not both")
-        data = merged(read_yaml(preset("teacher-default")), self.cfg.teacher.train)
+        data = override(read_yaml(preset("teacher-default")), self.cfg.teacher.train)
         data.update(data=to_plain(self.cfg.data), device=self.cfg.device)
         return build_config(TeacherConfig, data, "demo config [teacher.train]")
 
     def _bank_config(self, kind: str):
         from clareps.bank.build import BankConfig
 
-        data = merged(read_yaml(preset("bank-default")), self.cfg.bank)
+        data = override(read_yaml(preset("bank-default")), self.cfg.bank)
         if kind != "oracle":  # the section's oracle settings (background, pass) are the oracle bank's alone
             data.pop("oracle", None)
         data.update(teacher=str(self.teacher), data=to_plain(self.cfg.data), device=self.cfg.device,
@@ -96,7 +97,7 @@ class Pipeline:
     def _distill_data(self, label: str) -> dict:
         """The run's distill settings, with a variant's own overrides merged in."""
         variant = self.cfg.variants.get(label)
-        return merged(self.distill_base, variant.distill) if variant else self.distill_base
+        return override(self.distill_base, variant.distill) if variant else self.distill_base
 
     def distill_config(self, label: str, seed: int):
         """The distill config of the method label ``label`` (cadistill-matched: the cadistill method
@@ -105,15 +106,15 @@ class Pipeline:
         from clareps.adapters.loading import teacher_fingerprint
         from clareps.distill.config import DistillConfig
 
-        method = self.cfg.base_method(label)
-        data = merged(self._distill_data(label), {"method": METHOD_DISTILL.get(method, method), "seed": seed})
-        if method in METHOD_BANK:
-            kind = METHOD_BANK[method]
+        method = METHODS[self.cfg.base_method(label)]
+        data = override(self._distill_data(label), {"method": method.trains_as or method.name, "seed": seed})
+        if method.bank is not None:
+            kind = method.bank
             data.update(bank=str(self.run.bank(kind)), expect_teacher=teacher_fingerprint(self.teacher))
             if "source" in BANK_SETTINGS.get(kind, {}):
                 data["bank_source"] = BANK_SETTINGS[kind]["source"]
-        if method == "kd":
-            data["kd"] = dict(data.get("kd", {}), teacher=str(self.run.kd_teacher))
+        if method.kd:
+            data = override(data, {"kd.teacher": str(self.run.kd_teacher)})
         return build_config(DistillConfig, data, f"demo config [distill] ({label})")
 
     # -- bookkeeping --------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class Pipeline:
         self.teacher_stage()
         for kind in self.banks:
             self.bank_stage(kind)
-        if any(self.cfg.base_method(m) == "kd" for m in self.cfg.methods):
+        if any(METHODS[self.cfg.base_method(m)].kd for m in self.cfg.methods):
             self.kd_teacher_stage()
         for seed in self.cfg.seeds:  # seed-major: an interrupted demo still has every method of seed 0
             for method in self.cfg.methods:

@@ -10,14 +10,12 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from clareps.config import Seed, StrictModel, apply_overrides, build_config, merge as merged, read_yaml  # noqa: F401 (demo.merged)
+from clareps.config import Seed, StrictModel, build_config, override, read_yaml
 from clareps.data.spec import DataSpec
+from clareps.distill.methods import DEMO_METHODS, METHODS
 from clareps.errors import ClarepsError
 
-ALL_METHODS = ["ce", "feat-real", "control", "kd", "cadistill"]  # the default; cadistill-matched on request
-MethodLabel = Literal["ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched", "cadistill-oracle",
-                      "ce-oracle"]
-BUILTIN_LABELS = set(MethodLabel.__args__)
+MethodLabel = Literal[tuple(METHODS)]
 
 
 class VariantSpec(StrictModel):
@@ -45,7 +43,7 @@ class ReportSpec(StrictModel):
 
 
 class DemoConfig(StrictModel):
-    out: str = "runs/demo"
+    out: str  # where the run goes: every section names its own (no default)
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     judge: Optional[str] = None  # shape judge for bank metrics; None: models/judge-default
@@ -54,7 +52,7 @@ class DemoConfig(StrictModel):
     distill: dict = Field(default_factory=dict)  # overrides of that preset (kd.teacher_* too)
     # cadistill-matched: the cadistill method on a canonical bank from matched sources (RUN/banks/matched);
     # cadistill-oracle and ce-oracle: CaDistill's losses on, or cross-entropy with, the oracle bank (RUN/banks/oracle)
-    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS), min_length=1)
+    methods: list[str] = Field(default_factory=lambda: list(DEMO_METHODS), min_length=1)
     variants: dict[str, VariantSpec] = Field(default_factory=dict)  # more method labels (see VariantSpec)
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
@@ -64,11 +62,11 @@ class DemoConfig(StrictModel):
     @model_validator(mode="after")
     def _labels(self):
         for name, v in self.variants.items():
-            if name in BUILTIN_LABELS or not name.startswith(f"{v.of}-"):
+            if name in METHODS or not name.startswith(f"{v.of}-"):
                 raise ValueError(f"variant {name!r}: name it {v.of}-SOMETHING (not a built-in method label)")
-        unknown = [m for m in self.methods if m not in BUILTIN_LABELS and m not in self.variants]
+        unknown = [m for m in self.methods if m not in METHODS and m not in self.variants]
         if unknown:
-            raise ValueError(f"unknown method {unknown[0]!r}: one of {sorted(BUILTIN_LABELS)} or a name in variants")
+            raise ValueError(f"unknown method {unknown[0]!r}: one of {sorted(METHODS)} or a name in variants")
         if len(set(self.methods)) < len(self.methods):
             raise ValueError("a method is listed twice")
         return self
@@ -82,5 +80,5 @@ def load_demo_config(path: str | Path, section: str, overrides: list[str] | None
     data = read_yaml(path)
     if section not in data:
         raise ClarepsError(f"{path} has no '{section}' section (it has: {', '.join(data) or 'none'})")
-    return build_config(DemoConfig, apply_overrides(data[section] or {}, overrides or []), f"{path} [{section}]",
+    return build_config(DemoConfig, override(data[section] or {}, overrides or []), f"{path} [{section}]",
                         overrides or [])

@@ -37,12 +37,12 @@ class TeacherConfig(StrictModel):
     T: int = Field(1000, ge=2)
     steps: int = Field(20000, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(4e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(500, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     label_dropout: float = Field(0.1, ge=0, lt=1)
-    ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_decay: float = Field(0.9995, ge=0, lt=1)
     hflip: bool = True
     precision: Precision = "auto"
     seed: Seed = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,35 +28,83 @@ from clareps.classifiers.training import ClassifierRecipe, accuracy, train_class
 from clareps.io import hash_file
 
 
+# the terms a method may add to the cross-entropy: CaDistill's three, weighted by loss.weights.<term>, and
+# logit distillation, weighted by kd.alpha
+CADISTILL_TERMS = ("cano", "align", "cka")
+TERMS = CADISTILL_TERMS + ("kd",)
+
 
 @dataclass(frozen=True)
 class Method:
-    name: str
-    bank_kind: str | None  # the bank kind it needs (bank meta 'bank_kind'); None: no bank
-    distill: bool  # adds lambda_align L_align + lambda_cano L_cano + lambda_dist L_cka
-    kd: bool  # adds logit distillation from a classifier teacher
+    """A method label, the one place that describes it: the trainer, the demo, the tables and the report
+    read this registry (``METHODS``)."""
+    name: str  # --method, a student's run folder (<name>-s<seed>), a table's column
+    bank_kind: str | None  # the bank kind it reads (bank meta 'bank_kind'); None: no bank
+    terms: tuple[str, ...]  # what it adds to the cross-entropy (``TERMS``)
     about: str
+    label: str  # its name in the report
+    order: int  # its place in tables and plots (the registry's order is that of the paired comparisons)
+    # in the paired comparisons (evaluate/paired.py): CaDistill on the random-source and on the matched-source
+    # bank, and where a run has them on the oracle bank, against ce, control, cadistill and ce-oracle (against
+    # which the oracle CaDistill is read too: distillation against the oracle bank's images alone)
+    role: Literal["baseline", "compared", "both"] | None = None
+    demo: bool = False  # in the demo's default set of methods
+    color: str = ""  # in the report's figures
     bank_ce: bool = False  # the bank's images enter the cross-entropy as labelled data (no teacher features)
+    trains_as: str | None = None  # a label that is not a method of its own: the method it trains as
+    run_bank: str | None = None  # the bank it reads in a demo run, RUN/banks/<run_bank> (default: bank_kind)
+
+    @property
+    def distill(self) -> bool:
+        """It reads the teacher's features of a bank (the CaDistill terms)."""
+        return any(t in CADISTILL_TERMS for t in self.terms)
+
+    @property
+    def kd(self) -> bool:
+        return "kd" in self.terms
+
+    @property
+    def bank(self) -> str | None:
+        return self.run_bank or self.bank_kind
 
 
 METHODS = {m.name: m for m in (
-    Method("ce", None, False, False, "cross-entropy only"),
-    Method("feat-real", "feat-real", True, False,
-           "the three losses on real images with the teacher's features of their inversion"),
-    Method("control", "control", True, False, "CaDistill with the guidance-only bank (k = 0)"),
-    Method("kd", None, False, True, "logit distillation from a conventional classifier teacher"),
-    Method("cadistill", "canonical", True, False, "CaDistill with the canonical bank"),
-    Method("cadistill-oracle", "oracle", True, False,
-           "CaDistill's losses on the oracle bank (backgrounds replaced using the true masks)"),
-    Method("ce-oracle", "oracle", False, False,
+    Method("ce", None, (), "cross-entropy only", "ce", 0, "baseline", True, "#7f7f7f"),
+    Method("feat-real", "feat-real", CADISTILL_TERMS,
+           "the three losses on real images with the teacher's features of their inversion", "feat-real", 1,
+           demo=True, color="#1f77b4"),
+    Method("control", "control", CADISTILL_TERMS, "CaDistill with the guidance-only bank (k = 0)", "control", 2,
+           "baseline", True, "#ff7f0e"),
+    Method("kd", None, ("kd",), "logit distillation from a conventional classifier teacher", "kd", 3, demo=True,
+           color="#9467bd"),
+    Method("cadistill", "canonical", CADISTILL_TERMS, "CaDistill with the canonical bank", "CaDistill", 4, "both", True,
+           "#2ca02c"),
+    Method("cadistill-matched", "canonical", CADISTILL_TERMS, "CaDistill with a canonical bank from matched sources",
+           "CaDistill from matched sources", 5, "compared", color="#17becf", trains_as="cadistill",
+           run_bank="matched"),
+    Method("cadistill-oracle", "oracle", CADISTILL_TERMS,
+           "CaDistill's losses on the oracle bank (backgrounds replaced using the true masks)",
+           "CaDistill on the oracle bank", 7, "compared", color="#e377c2"),
+    Method("ce-oracle", "oracle", (),
            "cross-entropy on the training images and the oracle bank's images as labelled data (no teacher)",
-           bank_ce=True),
+           "Cross-entropy with the oracle bank's images", 6, "both", color="#8c564b", bank_ce=True),
 )}
+DEMO_METHODS = [m.name for m in METHODS.values() if m.demo]  # the demo's default set
+BASELINES = tuple(m.name for m in METHODS.values() if m.role in ("baseline", "both"))
+COMPARED = tuple(m.name for m in METHODS.values() if m.role in ("compared", "both"))
+
+
+def method_rank(name: str) -> tuple:
+    """Table and plot order: the registry's methods by ``order``, then any other label (a variant) by name."""
+    return (METHODS[name].order if name in METHODS else len(METHODS), name)
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ClarepsError(f"unknown method '{name}' (known: {', '.join(METHODS)})")
+    """The method the trainer runs (a label that trains as another, e.g. cadistill-matched, is refused)."""
+    trainable = [m for m in METHODS if METHODS[m].trains_as is None]
+    if name not in trainable:
+        why = f"'{name}' trains as {METHODS[name].trains_as}" if name in METHODS else f"unknown method '{name}'"
+        raise ClarepsError(f"{why} (known: {', '.join(trainable)})")
     return METHODS[name]
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from clareps.distill import losses
+from clareps.distill.methods import Method
 
 
 @dataclass
@@ -67,22 +68,19 @@ def kd(s: StepTensors, temperature: float) -> torch.Tensor:
     return losses.kd_loss(s.logits, s.teacher_logits, temperature)
 
 
-def terms_for(distill: bool, use_kd: bool, loss, kd_cfg, bank_ce: bool = False,
-              label_smoothing: float = 0.0) -> list[WeightedTerm]:
-    """The table of a method that adds the CaDistill terms (``distill``) or logit KD (``use_kd``);
-    ``bank_ce``: the bank's images always enter the cross-entropy (a method that reads them as data);
-    ``label_smoothing``: of the cross-entropy, for every method alike."""
-    ce_term = partial(ce, on_bank=loss.ce_on_bank or bank_ce, label_smoothing=label_smoothing)
-    if use_kd:
+def terms_for(method: Method, loss, kd_cfg, label_smoothing: float = 0.0) -> list[WeightedTerm]:
+    """The table of ``method``: the cross-entropy (over the bank's images too for a method that reads them
+    as data; ``label_smoothing`` for every method alike), then its terms in the registry's order: logit KD
+    weighted by ``kd.alpha`` (the cross-entropy by 1 - alpha), or the CaDistill terms each weighted by
+    ``loss.scale * loss.weights.<term>``."""
+    ce_term = partial(ce, on_bank=loss.ce_on_bank or method.bank_ce, label_smoothing=label_smoothing)
+    if method.kd:
         return [WeightedTerm("ce", 1 - kd_cfg.alpha, ce_term),
                 WeightedTerm("kd", kd_cfg.alpha, partial(kd, temperature=kd_cfg.temperature))]
-    table = [WeightedTerm("ce", 1.0, ce_term)]
-    if distill:
-        s = loss.scale
-        table += [WeightedTerm("cano", s * loss.lambda_cano, partial(cano, temperature=loss.temperature)),
-                  WeightedTerm("align", s * loss.lambda_align, partial(align, kind=loss.align)),
-                  WeightedTerm("cka", s * loss.lambda_dist, partial(cka, estimator=loss.cka))]
-    return table
+    made = {"cano": partial(cano, temperature=loss.temperature), "align": partial(align, kind=loss.align),
+            "cka": partial(cka, estimator=loss.cka)}
+    weight = {name: loss.scale * getattr(loss.weights, name) for name in made}
+    return [WeightedTerm("ce", 1.0, ce_term)] + [WeightedTerm(name, weight[name], made[name]) for name in method.terms]
 
 
 def total(table: list[WeightedTerm], step: StepTensors) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,5 +1,5 @@
-"""The distillation trainer: real batches (CE + lambda_cano L_cano), canonical batches from the bank
-(lambda_align L_align + lambda_dist L_cka), or logit KD; exact resume; the teacher CDM is never called.
+"""The distillation trainer: real batches (CE + cano), canonical batches from the bank (align + cka), each
+term weighted by ``loss.weights``, or logit KD; exact resume; the teacher CDM is never called.
 
 The data order and augmentation are pure functions of (seed, step), identical for every
 method, so resuming needs no sampler state and the methods see the same real batches.
@@ -24,14 +24,14 @@ from clareps.classifiers.training import accuracy, augment
 from clareps.device import autocast, resolve_precision
 from clareps.distill import losses
 from clareps.distill.checkpointing import prepare_run_dir, save_checkpoint
-from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig
+from clareps.distill.config import RUN_CONTROL_KEYS, DistillConfig, StudentConfig, recorded_before, recorded_now
 from clareps.distill.methods import (carve_validation, check_bank, get_method, load_kd_teacher,
                                      select_bank, teacher_targets)
 from clareps.distill.terms import StepTensors, terms_for, total
 from clareps.errors import ClarepsError
 from clareps.io import append_jsonl, read_json, write_json
 from clareps.progress import progress_bar
-from clareps.runs import RunContract
+from clareps.runs import RunContract, config_hash, without
 from clareps.taps import get_module, tap
 
 
@@ -100,8 +100,7 @@ class DistillTrainer:
             self.student_dim = self._pool(store["out"]).shape[1]
             self.proj = self._head(store["out"]).to(self.device)
             params += list(self.proj.parameters())
-        self.terms = terms_for(self.method.distill, self.method.kd, cfg.loss, cfg.kd, self.method.bank_ce,
-                               cfg.label_smoothing)
+        self.terms = terms_for(self.method, cfg.loss, cfg.kd, cfg.label_smoothing)
         self.kd_teacher = None
         if self.method.kd:
             if cfg.kd.teacher is None:
@@ -138,8 +137,11 @@ class DistillTrainer:
             unused |= {"loss", "bank_fraction", "bank_source", "bank_batch_size"}
         if not self.method.kd:
             unused.add("kd")
-        return RunContract(self.run_dir, "a distill run", to_plain(self.cfg), leave_out=unused, inputs=self.hashes,
-                           differs_in="config or bank")
+        plain = to_plain(self.cfg)
+        before = config_hash(recorded_before(plain), unused, self.hashes)  # a run folder made before loss.weights
+        return RunContract(self.run_dir, "a distill run", plain, leave_out=unused, inputs=self.hashes,
+                           differs_in="config or bank", accepts=[before],
+                           as_hashed=lambda stored: without(recorded_now(stored), unused))
 
     # -- one step -------------------------------------------------------------------------------
     def _gen(self, stream: int, step: int) -> torch.Generator:

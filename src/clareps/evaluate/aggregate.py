@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clareps.distill.methods import method_rank
 from clareps.errors import ClarepsError
 from clareps.evaluate.background import VARIANTS
 from clareps.evaluate.corruptions import COMMON, TABLE_NAMES, mce, table_of
@@ -23,13 +24,7 @@ from clareps.evaluate.paired import CONFIDENCE, by_method, interval_text, paired
 from clareps.evaluate.suite import FORMAT, result_name
 from clareps.io import read_json, write_json, write_text
 
-METHOD_ORDER = ("ce", "feat-real", "control", "kd", "cadistill", "cadistill-matched", "ce-oracle", "cadistill-oracle")
 LOWER_IS_BETTER = ("bg/gap", "corr/mce")
-
-
-def method_rank(method: str) -> tuple:
-    """Table order: the built-in methods as in ``METHOD_ORDER``, then any other label (a variant) by name."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def find_results(paths: list[str | Path], mode: str = "full") -> list[Path]:

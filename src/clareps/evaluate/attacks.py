@@ -36,7 +36,7 @@ class RobustnessConfig(StrictModel):
     # independent: every attack on every clean-correct point at every budget (the old order)
     schedule: Literal["cascade", "independent"] = "cascade"
     n_images: int | None = Field(1000, ge=1)  # None: the whole test set (balanced per class otherwise)
-    slow_n_images: int | None = Field(200, ge=1)  # AutoAttack's subset, nested in the one above
+    slow_n_images: int | None = Field(500, ge=1)  # AutoAttack's subset, nested in the one above
     # the budgets the slow attacks (AutoAttack) run at; null: every budget. Elsewhere the worst case
     # lacks them, so it is not reported there (the fast attacks' worst case on every point still is)
     slow_budgets_255: list[float] | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from clareps.distill.methods import BASELINES, COMPARED as TREATED  # the registry's roles, in its order
+
 CONFIDENCE = 0.95
 
 
@@ -40,13 +42,6 @@ def paired_difference(a: dict, b: dict, lower_is_better: bool = False) -> dict |
     else:
         verdict = "no detectable difference"
     return dict(out, std=sd, t=t, low=low, high=high, verdict=verdict)
-
-
-# the methods compared with the baselines: CaDistill on the random-source and on the matched-source bank (and,
-# where a run has them, on the oracle bank and cross-entropy with its images, against which the oracle
-# CaDistill is read too: distillation against the images alone)
-TREATED = ("cadistill", "cadistill-matched", "cadistill-oracle", "ce-oracle")
-BASELINES = ("ce", "control", "cadistill", "ce-oracle")
 
 
 def treated(methods) -> tuple[str, ...]:

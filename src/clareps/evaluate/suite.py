@@ -19,7 +19,7 @@ import torch
 from pydantic import Field, model_serializer
 from torch import nn
 
-from clareps.config import Seed, StrictModel, apply_overrides, build_config, read_yaml, to_plain
+from clareps.config import Seed, StrictModel, build_config, override, read_yaml, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.device import resolve_device
@@ -71,7 +71,7 @@ def load_eval_config(path: str | Path, mode: str, overrides: list[str] | None = 
         build_config(EvalConfig, section or {}, f"{path} [{name}]")
     if mode not in data:
         raise ClarepsError(f"{path} has no '{mode}' section (it has: {', '.join(data)})")
-    section = apply_overrides(data[mode] or {}, overrides or [])
+    section = override(data[mode] or {}, overrides or [])
     return build_config(EvalConfig, section, f"{path} [{mode}]", overrides or [])
 
 

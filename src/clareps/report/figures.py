@@ -13,10 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from clareps.distill.methods import METHODS  # noqa: E402
 from clareps.grids import save_grid  # noqa: E402
 
-COLORS = {"ce": "#7f7f7f", "feat-real": "#1f77b4", "control": "#ff7f0e", "kd": "#9467bd", "cadistill": "#2ca02c",
-          "cadistill-matched": "#17becf", "ce-oracle": "#8c564b", "cadistill-oracle": "#e377c2"}
 
 
 def _png(fig) -> bytes:
@@ -27,7 +26,7 @@ def _png(fig) -> bytes:
 
 
 def color(method: str, i: int) -> str:
-    return COLORS.get(method, f"C{i % 10}")
+    return METHODS[method].color if method in METHODS and METHODS[method].color else f"C{i % 10}"
 
 
 def grid_png(images: torch.Tensor, nrow: int, row_labels: list[str] | None = None, scale: int = 2) -> bytes:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from clareps.config import override
 from clareps.io import write_bytes, write_text
 from clareps.report import sections as S
 from clareps.report import student_sections as E
@@ -78,7 +79,7 @@ def render_report(run_root: str | Path, embedding: str | None = None) -> tuple[s
     the run's report.embedding (auto | umap | tsne | pca)."""
     ctx = ReportContext(run_root)
     problems: list[str] = []
-    report_cfg = dict(ctx.cfg.get("report") or {}, **({"embedding": embedding} if embedding else {}))
+    report_cfg = override(ctx.cfg.get("report") or {}, {"embedding": embedding} if embedding else {})
     parts = _sections(ctx, report_cfg)
     body = [f"<h1>clareps: CaDistill and its baselines</h1>"
             f"<p class='small'>Run root <code>{esc(Path(run_root))}</code>; page made "

@@ -21,11 +21,6 @@ from pathlib import Path
 BANK_KINDS = ("canonical", "control", "feat-real", "matched", "oracle")
 # banks built only when a run's methods read them (the others are built always: the report shows them)
 ON_DEMAND_BANKS = ("matched", "oracle")
-# the bank each method distils from (methods without one are absent)
-METHOD_BANK = {"cadistill": "canonical", "control": "control", "feat-real": "feat-real",
-               "cadistill-matched": "matched", "cadistill-oracle": "oracle", "ce-oracle": "oracle"}
-# the distill method behind a method label that is not itself one: the same losses on another bank
-METHOD_DISTILL = {"cadistill-matched": "cadistill"}
 
 
 @dataclass(frozen=True)

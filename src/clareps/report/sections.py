@@ -8,6 +8,7 @@ import numpy as np
 
 from clareps.device import describe_hardware
 from clareps.diffusion.model_card import CONSISTENCY_BAR as BAR
+from clareps.distill.methods import METHODS
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc, img, minutes, pct, table
 from clareps.report.layout import BANK_KINDS
@@ -171,9 +172,7 @@ def _versus(agg: dict, method: str, names: list[str], paired: dict, keys: list[s
         rows.append(cells)
     if not rows:
         return ""
-    name = {"cadistill": "CaDistill", "cadistill-matched": "CaDistill from matched sources",
-            "cadistill-oracle": "CaDistill on the oracle bank",
-            "ce-oracle": "Cross-entropy with the oracle bank's images"}.get(method, method)
+    name = METHODS[method].label if method in METHODS else method
     head = ["metric (%)", method]
     for n in names:
         head += [f"{n.split('-vs-')[1]}: difference, 95 % CI (points)", "verdict"]

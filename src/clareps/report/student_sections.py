@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from clareps.distill.methods import CADISTILL_TERMS
 from clareps.report import figures
 from clareps.report.context import Missing, ReportContext
 from clareps.report.html_parts import esc, img, pct, table
@@ -45,7 +46,7 @@ def terms_section(ctx: ReportContext) -> str:
         if not runs:
             continue
         rows = [r for r in read_jsonl(runs[0]) if "epoch" in r and "loss" in r]
-        names = [k for k in ("ce", "kd", "cano", "align", "cka") if any(k in r for r in rows)]
+        names = [k for k in ("ce", "kd", *CADISTILL_TERMS) if any(k in r for r in rows)]
         curves[method] = {k: [(r["epoch"], r[k]) for r in rows if k in r] for k in names}
     if not curves:
         raise Missing("no student logged its loss terms")

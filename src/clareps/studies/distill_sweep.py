@@ -36,7 +36,7 @@ METRICS = ("val", "val_rand", "val_pgd")
 
 
 def parse_grid(axes: list[str]) -> dict[str, list[str]]:
-    """``["loss.lambda_align=0,1", ...]`` -> ``{"loss.lambda_align": ["0", "1"], ...}``."""
+    """``["loss.weights.align=0,1", ...]`` -> ``{"loss.weights.align": ["0", "1"], ...}``."""
     grid = {}
     for axis in axes:
         key, sep, values = axis.partition("=")

@@ -17,9 +17,10 @@ import statistics
 from pathlib import Path
 
 from clareps.data.foregrounds import ANIMAL_CLASSES
+from clareps.distill.methods import BASELINES, method_rank
 from clareps.errors import ClarepsError
-from clareps.evaluate.aggregate import LOWER_IS_BETTER, method_rank, metric_order, paired_markdown
-from clareps.evaluate.paired import BASELINES, interval_text, paired_difference, paired_table, treated
+from clareps.evaluate.aggregate import LOWER_IS_BETTER, metric_order, paired_markdown
+from clareps.evaluate.paired import interval_text, paired_difference, paired_table, treated
 from clareps.evaluate.suite import FORMAT
 from clareps.io import read_json
 
