@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from clareps.clarid.bank import BankConfig
+from clareps.bank.build import BankConfig
 from clareps.clarid.canonical import random_latents, timestep
 from clareps.clarid.directions import project
 from clareps.clarid.engine import top_subspace

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clarid_common import full_jacobian, latents  # noqa: E402  (same teacher loading and inversion)
 
-from clareps.clarid.bank import BankConfig  # noqa: E402
+from clareps.bank.build import BankConfig  # noqa: E402
 from clareps.clarid.directions import project  # noqa: E402
 from clareps.device import hardware  # noqa: E402
 from clareps.clarid.engine import top_subspace  # noqa: E402

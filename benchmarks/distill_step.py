@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clareps.clarid.bank_format import Bank, save_bank
+from clareps.bank.format import Bank, save_bank
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
 from clareps.distill.config import DistillConfig

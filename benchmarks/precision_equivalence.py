@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
-from clareps.clarid.bank_format import Bank
+from clareps.bank.build import BankBuilder, BankConfig, build_bank
+from clareps.bank.format import Bank
 from clareps.config import load_config
 from clareps.device import hardware
 from clareps.classifiers.training import predict

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from clareps.adapters import TeacherModel, pixel_shape, teacher_fingerprint, to_latent, to_pixels
-from clareps.clarid.bank import BankConfig, build_bank
+from clareps.bank.build import BankConfig, build_bank
 from clareps.clarid.canonical import ClaridConfig, matched_latents, timestep
 from clareps.clarid.engine import top_subspace
 from clareps.clarid.forward_mode import jacobian_mode

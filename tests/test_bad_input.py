@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from clareps.clarid.bank_format import Bank, save_bank
+from clareps.bank.format import Bank, save_bank
 from clareps.io import hash_file
 
 

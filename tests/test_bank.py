@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
-from clareps.clarid.bank_format import load_bank
+from clareps.bank.build import BankBuilder, BankConfig, build_bank
+from clareps.bank.format import load_bank
 from clareps.clarid.canonical import ClaridConfig, canonicalize, features
 from clareps.clarid.directions import project
-from clareps.clarid.metrics import background_variance, kmeans_nmi, linear_probe, probe_correct, separability
+from clareps.bank.metrics import background_variance, separability
+from clareps.measures import kmeans_nmi, linear_probe, probe_correct
 from clareps.config import build_config
 from clareps.device import resolve_precision
 from clareps.errors import ClarepsError
@@ -176,7 +177,7 @@ def test_background_judge_identifies_real_sources(tiny_data_cache):
 
 def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
     """auto, bf16 and fp32 are three configs (auto is hashed as auto: the bank records what it resolved to)."""
-    from clareps.clarid.bank import bank_contract
+    from clareps.bank.build import bank_contract
 
     hashes = {p: bank_contract(_cfg("teacher.safetensors", str(tmp_path), clarid={"k": 2, "sampler_precision": p}),
                                tmp_path, "t", "d").hash for p in ("auto", "bf16", "fp32")}
@@ -184,7 +185,7 @@ def test_sampler_precision_as_asked_enters_the_bank_hash(tmp_path):
 
 
 def test_control_banks_record_the_engine_and_match_the_jacobian_share(tiny_teacher, tiny_data_cache, tmp_path):
-    from clareps.clarid.bank_format import RECORD
+    from clareps.bank.format import RECORD
 
     clarid = {"k": 2, "steps": 6, "max_iter": 4, "t_e": 0.3}
     jac, _ = build_bank(_cfg(tiny_teacher, tiny_data_cache, per_class=1, clarid=clarid), tmp_path / "j", quiet=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clareps.clarid.metrics import METRICS_VERSION
+from clareps.bank.metrics import METRICS_VERSION
 from clareps.io import load_tensors
 
 

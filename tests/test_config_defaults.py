@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from clareps.clarid.bank import BankConfig
+from clareps.bank.build import BankConfig
 from clareps.classifiers.mask_judge import MaskJudgeConfig
 from clareps.classifiers.shape_judge import JudgeConfig
 from clareps.config import build_config, read_yaml

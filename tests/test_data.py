@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from clareps.data import benchmark as bm
 from clareps.data.backgrounds import BgJitter, crop_backgrounds
 from clareps.data.benchmark import SPLITS, BenchmarkConfig, build_benchmark, fingerprint, load_split
-from clareps.data.cli import data_app
+from clareps.data.cli import register as register_data
 from clareps.data.compose import compose, stream_rngs
 from clareps.data.imageset import ImageSet
 from clareps.errors import ClarepsError
@@ -234,6 +235,8 @@ def test_save_grid_layout_and_labels(tmp_path):
 def test_cli_build_and_show(built, tmp_path):
     cfg, folder, _ = built
     runner = CliRunner()
+    data_app = typer.Typer()
+    register_data(data_app)
     args = ["--set", "n_train=200", "--set", "n_test=50", "--cache-dir", str(folder.parent), "--quiet"]
     res = runner.invoke(data_app, ["build", *args])
     assert res.exit_code == 0, res.output

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from clareps.clarid.bank_format import Bank, load_bank, save_bank
+from clareps.bank.format import Bank, load_bank, save_bank
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.taps import tap
@@ -381,7 +381,7 @@ def test_cli_error_has_no_traceback(tmp_path, npz):
 
 def test_banks_from_the_builder_feed_the_trainer(tiny_teacher, tiny_data_cache, tmp_path):
     """The real bank builder's format and metadata pass the trainer's checks (data, teacher, kind)."""
-    from clareps.clarid.bank import BankConfig, build_bank
+    from clareps.bank.build import BankConfig, build_bank
     from clareps.io import hash_file
 
     data = {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache}
@@ -405,7 +405,7 @@ def test_a_bank_keeps_features_read_with_both_labels_and_students_pick_one(tiny_
                                                                            tmp_path):
     """`loss.target_label`: the bank stores f(x~, t_e, class) and f(x~, t_e, null); the student aims at either."""
     from clareps.adapters.loading import load_teacher_any
-    from clareps.clarid.bank import BankConfig, build_bank
+    from clareps.bank.build import BankConfig, build_bank
     from clareps.clarid.canonical import features, timestep
 
     data = {"kind": "benchmark", "benchmark": {"n_train": 200, "n_test": 50}, "cache_dir": tiny_data_cache}

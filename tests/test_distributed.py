@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from clareps import distributed
-from clareps.clarid.bank import BankConfig, build_bank
+from clareps.bank.build import BankConfig, build_bank
 from clareps.config import load_config
 from clareps.data.spec import data_fingerprint, load_data
 from clareps.diffusion.train import TeacherConfig, TeacherTrainer

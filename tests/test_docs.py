@@ -158,7 +158,7 @@ def _loader(path: tuple[str, ...], config: str | None, mode: str, section: str):
         from clareps.demo.spec import load_demo_config
         return load_demo_config(resolve_preset(config, "demo-default"), section, sets)
 
-    bank = plain("clareps.clarid.bank", "BankConfig", "bank-default")
+    bank = plain("clareps.bank.build", "BankConfig", "bank-default")
     distill = plain("clareps.distill.config", "DistillConfig", "distill-default")
     data = plain("clareps.data.benchmark", "BenchmarkConfig", "data-default")
     return {("train-teacher",): plain("clareps.diffusion.train", "TeacherConfig", "teacher-default"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clareps.clarid.bank import BankConfig, build_bank
+from clareps.bank.build import BankConfig, build_bank
 from clareps.config import build_config
 
 import torch  # noqa: E402

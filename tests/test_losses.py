@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clareps.distill.losses import (ProjectionHead, align_loss, cano_loss, cka_loss, kd_loss,
-                                    linear_cka)
+from clareps.distill.losses import ProjectionHead, align_loss, cano_loss, cka_loss, kd_loss
 from clareps.errors import ClarepsError
+from clareps.measures import linear_cka
 
 ESTIMATORS = ("biased", "unbiased")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clareps.clarid.bank import BankBuilder, BankConfig, bank_contract, build_bank
-from clareps.clarid.bank_format import load_bank
+from clareps.bank.build import BankBuilder, BankConfig, bank_contract, build_bank
+from clareps.bank.format import load_bank
 from clareps.clarid.oracle import mean_background
 from clareps.config import build_config, to_plain
 from clareps.data.spec import DataSpec, load_data

@@ -160,7 +160,7 @@ def test_features_section_reads_the_separability_the_bank_metrics_measured(tiny_
     are what the report computes when that file is stale."""
     import os
 
-    import clareps.clarid.metrics as metrics
+    import clareps.measures as metrics
 
     calls = []
     real_nmi = metrics.kmeans_nmi

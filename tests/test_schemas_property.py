@@ -16,7 +16,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from clareps.clarid.bank import BankConfig  # noqa: E402
+from clareps.bank.build import BankConfig  # noqa: E402
 from clareps.config import StrictModel, build_config, override  # noqa: E402
 from clareps.demo import DemoConfig  # noqa: E402
 from clareps.diffusion.cli import SamplingOptions  # noqa: E402

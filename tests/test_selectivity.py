@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clareps.clarid.metrics import summary_rows
-from clareps.clarid.selectivity import colour_change, correlated_background_rate, item_measures, matched_measures
+from clareps.bank.metrics import summary_rows
+from clareps.bank.selectivity import colour_change, correlated_background_rate, item_measures, matched_measures
 
 
 class RedMask(torch.nn.Module):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_distill import _fp, data, make_bank, npz, trainer  # noqa: F401  (tiny data, bank maker, fixtures)
 
-from clareps.clarid.bank_format import load_bank, save_bank
+from clareps.bank.format import load_bank, save_bank
 from clareps.config import build_config
 from clareps.distill.terms import StepTensors, WeightedTerm, formula, terms_for, total
 from clareps.distill.config import RENAMED_LOSS_KEYS, DistillConfig, KDConfig, LossConfig, LossWeights

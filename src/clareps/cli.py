@@ -24,32 +24,47 @@ def _root(threads: Optional[int] = typer.Option(
         torch.set_num_threads(threads)
 
 
-def _register() -> None:
-    from clareps.api.cli import register as register_canonical
-    from clareps.clarid.cli import bank_app
-    from clareps.data.cli import data_app
-    from clareps.demo import demo
-    from clareps.demo.study_cli import register as register_study_runner
-    from clareps.diffusion.cli import register as register_teacher
-    from clareps.distill.cli import register as register_distill
-    from clareps.evaluate.teacher_cli import register as register_teacher_check
-    from clareps.evaluate.student_cli import register as register_student_eval
-    from clareps.report.cli import register as register_report
-    from clareps.studies.cli import register as register_studies
+def _group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+    """A group of verbs, ``clareps [...] NAME VERB``; bare, it prints its help."""
+    group = typer.Typer(no_args_is_help=True)
+    parent.add_typer(group, name=name, help=help)
+    return group
 
-    app.add_typer(data_app, name="data", help="Build and look at the default benchmark.")
-    app.add_typer(bank_app, name="bank", help="Canonical banks: build, show, sweep, compare.")
-    register_teacher(app)
-    register_canonical(app)
-    register_teacher_check(app)
-    register_student_eval(app)
-    register_distill(app)
-    register_report(app)
-    study_app = typer.Typer(no_args_is_help=True)
-    register_study_runner(study_app)
-    register_studies(app, bank_app, study_app)
-    app.add_typer(study_app, name="study", help="Studies: run one archived student at a time, and their tables.")
-    app.command("demo")(demo)
+
+def _register() -> None:
+    """Every verb, one style: each ``*/cli.py`` module has a ``register`` that puts its verbs on the app or
+    the groups it is given; the groups are made here, in the order ``--help`` lists them."""
+    from clareps.api import cli as canonical
+    from clareps.bank import cli as bank_verbs
+    from clareps.classifiers import cli as judges
+    from clareps.data import cli as data_verbs
+    from clareps.demo import cli as demo
+    from clareps.demo import study_cli as study_runner
+    from clareps.diffusion import cli as teacher
+    from clareps.distill import cli as distill
+    from clareps.evaluate import student_cli as student_eval
+    from clareps.evaluate import teacher_cli as teacher_check
+    from clareps.report import cli as report
+    from clareps.studies import cli as studies
+    from clareps.studies import table_cli as study_tables
+
+    data = _group(app, "data", "Build and look at the default benchmark.")
+    bank = _group(app, "bank", "Canonical banks: build, show, sweep, compare.")
+    study = _group(app, "study", "Studies: run one archived student at a time, and their tables.")
+    data_verbs.register(data)
+    bank_verbs.register(bank)
+    teacher.register(app)
+    canonical.register(app)
+    judges.register(app)
+    teacher_check.register(app)
+    student_eval.register(app)
+    distill.register(app)
+    report.register(app)
+    study_runner.register(study)
+    studies.register(app, bank)
+    study_tables.register(_group(study, "table", "A study's tables, printed as Markdown."),
+                          _group(study, "selectivity", "The selectivity study's steps."))
+    demo.register(app)
 
 
 def main() -> None:

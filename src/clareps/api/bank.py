@@ -1,4 +1,4 @@
-"""``Bank``: a canonical bank on disk (build, load, compare), over ``clarid.bank``'s builder and format."""
+"""``Bank``: a canonical bank on disk (build, load, compare), over ``clareps.bank``'s builder and format."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from clareps.api.settings import build
-from clareps.clarid.bank import BankConfig
-from clareps.clarid.bank_format import Bank as BankData
+from clareps.bank.build import BankConfig
+from clareps.bank.format import Bank as BankData
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Bank:
         ``BankConfig``, a YAML file or a preset name (default: ``bank-default`` with the CLARID settings
         of the teacher's kind). ``settings``: its keys as keywords (``per_class=5``, ``teacher="my-dit"``,
         ``teacher_classes=[...]``, ``clarid={"k": 8}`` or ``**{"clarid.k": 8}``), validated."""
-        from clareps.clarid.bank import build_bank
+        from clareps.bank.build import build_bank
         from clareps.clarid.presets import bank_defaults
         from clareps.config import build_config, override
         from clareps.paths import resolve_preset
@@ -53,7 +53,7 @@ class Bank:
 
     @classmethod
     def load(cls, path: str | Path) -> "Bank":
-        from clareps.clarid.bank_format import load_bank
+        from clareps.bank.format import load_bank
 
         return cls(path, load_bank(path))
 

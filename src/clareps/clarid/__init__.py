@@ -1,1 +1,2 @@
-"""CLARID: the Jacobian subspace engine, projection and canonical bank building."""
+"""CLARID: the Jacobian subspace engine, the directions and their controls, projection and guided decoding
+(the banks it builds are ``clareps.bank``)."""

@@ -61,10 +61,6 @@ class OracleImages:
         shape = (len(idx), *self.train.images.shape[1:])
         return self.colour.view(1, -1, 1, 1).expand(shape).clone()
 
-    def background_sources(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """The source of each replacement background (random), or None (neutral: no source)."""
-        return None if self.other is None or self.other.bg_source is None else self.other.bg_source[idx]
-
     def edit(self, idx: torch.Tensor) -> torch.Tensor:
         """The training images ``idx`` with their backgrounds replaced: the source inside its mask, the
         replacement outside."""

@@ -16,8 +16,6 @@ from clareps.paths import preset
 from clareps.runs import refuse_foreign_folder
 from clareps.grids import save_grid
 
-data_app = typer.Typer(help="Datasets: build the default benchmark and show its splits.", no_args_is_help=True)
-
 ConfigOpt = typer.Option(None, "--config", help="YAML preset (default: the shipped configs/data-default.yaml)")
 SetOpt = typer.Option(None, "--set", help="override a config key: key=value (repeatable)")
 CacheOpt = typer.Option(None, "--cache-dir", help="where builds go (default: $CLAREPS_CACHE or ~/.cache/clareps)")
@@ -37,7 +35,6 @@ def _prepare(cfg: BenchmarkConfig, cache_dir: Optional[Path]) -> None:
     interrupt_note("nothing partial is kept (a build writes its splits at the end); rerun the same command")
 
 
-@data_app.command()
 def build(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -51,7 +48,6 @@ def build(
     typer.echo(str(folder))
 
 
-@data_app.command()
 def show(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -70,3 +66,8 @@ def show(
         data = load_split(folder, split).per_class(per_class, seed=0)
         path = save_grid(data.images, out / f"{split}.png", nrow=per_class, row_labels=data.class_names)
         typer.echo(str(path))
+
+
+def register(data: typer.Typer) -> None:
+    data.command("build")(build)
+    data.command("show")(show)

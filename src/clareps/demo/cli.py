@@ -41,3 +41,7 @@ def demo(config: Optional[str] = typer.Option(None, "--config", "-c",
     typer.echo(to_markdown(agg))
     typer.echo(f"{len(pipeline.stages)} stages ({reused} reused) in {wall / 60:.1f} min\n"
                f"table: {pipeline.run.results / 'results.md'}\nreport: {report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -85,7 +85,7 @@ class Pipeline:
         return build_config(TeacherConfig, data, "demo config [teacher.train]")
 
     def _bank_config(self, kind: str):
-        from clareps.clarid.bank import BankConfig
+        from clareps.bank.build import BankConfig
 
         data = override(read_yaml(preset("bank-default")), self.cfg.bank)
         if kind != "oracle":  # the section's oracle settings (background, pass) are the oracle bank's alone
@@ -213,8 +213,8 @@ class Pipeline:
                         source=str(self.source or self.teacher))
 
     def bank_stage(self, kind: str) -> None:
-        from clareps.clarid.bank import build_bank
-        from clareps.clarid.bank_views import ensure_metrics
+        from clareps.bank.build import build_bank
+        from clareps.bank.views import ensure_metrics
 
         folder = self.run.bank(kind)
         with self.stage(f"bank/{kind}") as info:

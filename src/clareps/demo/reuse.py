@@ -19,7 +19,7 @@ def refuse_foreign_root(run: RunLayout, teacher_cfg, source: Path | None, teache
     """The refusals a later stage would make, made before the run root is touched: a teacher or
     a bank there that another config (or another version of the teacher) made."""
     from clareps.adapters.loading import teacher_fingerprint
-    from clareps.clarid.bank import bank_contract, resolved
+    from clareps.bank.build import bank_contract, resolved
     from clareps.data.spec import data_fingerprint
     from clareps.diffusion.train import teacher_contract
     from clareps.io import hash_file

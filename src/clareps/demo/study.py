@@ -95,7 +95,7 @@ class StudyRun:
 
     def shard(self, part: str) -> None:
         """One process's share (``rank/world``) of every bank's items."""
-        from clareps.clarid.bank import BankBuilder
+        from clareps.bank.build import BankBuilder
 
         rank, world = (int(x) for x in part.split("/"))
         for kind, bank_cfg in self.p.banks.items():

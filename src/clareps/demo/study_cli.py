@@ -100,7 +100,7 @@ def assemble_cmd(archive: Path = ARCHIVE, config: str = CONFIG, section: str = S
     typer.echo(f"table: {study.p.run.results / 'results.md'}\nreport: {report}")
 
 
-def register(study_app: typer.Typer) -> None:
-    study_app.command("run")(run_cmd)
-    study_app.command("status")(status_cmd)
-    study_app.command("assemble")(assemble_cmd)
+def register(study: typer.Typer) -> None:
+    study.command("run")(run_cmd)
+    study.command("status")(status_cmd)
+    study.command("assemble")(assemble_cmd)

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clareps.errors import ClarepsError
-
-EPS = 1e-12
+from clareps.measures import linear_cka
 
 
 class ProjectionHead(nn.Module):
@@ -75,46 +74,6 @@ def cano_loss(embeddings: torch.Tensor, prototypes: torch.Tensor, labels: torch.
         raise ClarepsError(f"cano_loss temperature must be > 0, got {temperature}")
     logits = F.normalize(embeddings, dim=1) @ F.normalize(prototypes, dim=1).T
     return F.cross_entropy(logits / temperature, labels)
-
-
-def _gram(x: torch.Tensor) -> torch.Tensor:
-    x = x.flatten(1)
-    x = x - x.mean(0, keepdim=True)
-    return x @ x.T
-
-
-def _hsic_biased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-    # k and l are Gram matrices of centred features, so tr(K H L H) = tr(K L) = sum(K * L);
-    # the 1 / (n - 1)^2 factor cancels in CKA and is left out.
-    return (k * l).sum()
-
-
-def _hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-    """The unbiased HSIC estimator of Song et al. (2012), eq. 5; needs n > 3."""
-    n = k.shape[0]
-    k = k - torch.diag_embed(torch.diagonal(k))
-    l = l - torch.diag_embed(torch.diagonal(l))
-    trace = (k * l).sum()
-    sums = k.sum() * l.sum() / ((n - 1) * (n - 2))
-    cross = 2 * (k.sum(0) @ l.sum(0)) / (n - 2)
-    return (trace + sums - cross) / (n * (n - 3))
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor,
-               estimator: Literal["biased", "unbiased"] = "biased") -> torch.Tensor:
-    """Linear CKA between two sets of features of the same n items: x (n, d1), y (n, d2)."""
-    if x.shape[0] != y.shape[0]:
-        raise ClarepsError(f"linear_cka: x has {x.shape[0]} items, y has {y.shape[0]}")
-    if estimator not in ("biased", "unbiased"):
-        raise ClarepsError(f"unknown CKA estimator '{estimator}' (use biased or unbiased)")
-    n = x.shape[0]
-    if n < (4 if estimator == "unbiased" else 2):
-        raise ClarepsError(f"linear_cka ({estimator}) needs at least {4 if estimator == 'unbiased' else 2} "
-                           f"items, got {n}")
-    hsic = _hsic_biased if estimator == "biased" else _hsic_unbiased
-    k, l = _gram(x), _gram(y)
-    denom = (hsic(k, k).clamp_min(0) * hsic(l, l).clamp_min(0)).sqrt().clamp_min(EPS)
-    return hsic(k, l) / denom
 
 
 def cka_loss(x: torch.Tensor, y: torch.Tensor, estimator: Literal["biased", "unbiased"] = "biased") -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from clareps.clarid.bank_format import Bank
+from clareps.bank.format import Bank
 from clareps.config import Seed, to_plain
 from clareps.data.imageset import ImageSet
 from clareps.data.spec import DataSpec, data_fingerprint, load_data

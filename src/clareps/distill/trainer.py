@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from clareps import distributed
-from clareps.clarid.bank_format import load_bank
+from clareps.bank.format import load_bank
 from clareps.config import to_plain
 from clareps.data.spec import DataSpec, data_fingerprint, load_data
 from clareps.classifiers.checkpoint import save_classifier

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank_format import load_bank
+from clareps.bank.format import load_bank
 from clareps.taps import tap
-from clareps.distill.losses import linear_cka
+from clareps.measures import linear_cka
 from clareps.errors import ClarepsError
 from clareps.evaluate.suite import load_student, resolve_student
 

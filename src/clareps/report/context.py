@@ -50,7 +50,7 @@ class ReportContext:
 
     # -- banks and data -------------------------------------------------------------------------------
     def bank(self, kind: str):
-        from clareps.clarid.bank_format import load_bank
+        from clareps.bank.format import load_bank
 
         if kind not in self._banks:
             folder = self.run.bank(kind)
@@ -141,14 +141,6 @@ class ReportContext:
     def kd_teacher_meta(self) -> dict | None:
         side = self.run.kd_teacher.with_suffix(".json")
         return read_json(side) if side.exists() else None
-
-    # -- students -----------------------------------------------------------------------------------
-    def eval_results(self) -> list[dict]:
-        out = []
-        for run in (self.agg or {}).get("runs", []):
-            if Path(run["file"]).exists():
-                out.append(dict(read_json(run["file"]), file=run["file"]))
-        return out
 
 
 def logged_seconds(rows: list[dict]) -> float:

@@ -116,7 +116,7 @@ def bank_table(ctx: ReportContext) -> str:
 
 def bank_measures(ctx: ReportContext) -> str:
     """Each bank's metrics.json as `bank show` prints it: the engine record and the selectivity measures."""
-    from clareps.clarid.metrics import summary_rows
+    from clareps.bank.metrics import summary_rows
 
     columns = {kind: dict(summary_rows(m)) for kind in ("canonical", "control", "feat-real")
                if (m := ctx.bank_metrics(kind))}
@@ -135,7 +135,7 @@ def bank_measures(ctx: ReportContext) -> str:
 
 
 def features_section(ctx: ReportContext, method: str) -> str:
-    from clareps.clarid.metrics import kmeans_nmi, linear_probe
+    from clareps.measures import kmeans_nmi, linear_probe
 
     sets = []
     for kind, title in (("canonical", "canonical f(x~)"), ("control", "control f(x_te), k = 0"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank_views import bank_items
+from clareps.bank.views import bank_items
 from clareps.errors import ClarepsError
 from clareps.evaluate.paired import paired_difference
 from clareps.tables import markdown_table
@@ -39,10 +39,10 @@ BANK_LEVEL = ("ami_features", "probe_features_shuffled", "removed_share")
 
 def item_measures(folder: Path, judge: Path, mask_judge: Path | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """A bank's metrics and its per-item measures (each a tensor over its items, in bank order): the judges'
-    verdicts and changes (``clareps.clarid.bank_views.bank_items``), ``bg_minus_fg_change``, the labels and
+    verdicts and changes (``clareps.bank.views.bank_items``), ``bg_minus_fg_change``, the labels and
     the linear probe's out-of-fold ``probe_correct``; what ``compare_banks`` pairs item by item."""
-    from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.metrics import probe_correct
+    from clareps.bank.format import load_bank
+    from clareps.measures import probe_correct
 
     metrics, items = bank_items(folder, judge, mask_judge)
     if "bg_change" in items and "fg_change" in items:
@@ -63,7 +63,7 @@ def _item_keys(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """A bank's (source_index, labels), read alone from its file: what says which items it holds."""
     from safetensors import SafetensorError, safe_open
 
-    from clareps.clarid.bank_format import BANK_FILE, load_bank
+    from clareps.bank.format import BANK_FILE, load_bank
 
     try:
         with safe_open(str(Path(folder) / BANK_FILE), "pt") as fh:
@@ -114,8 +114,8 @@ def compare_banks(folders: list[Path], judge: Path, mask_judge: Path | None = No
 def compare_grid(folders: list[Path], out: Path, per_class: int = 2) -> Path:
     """One row per bank (the sources first, when matched), the same ``per_class`` items of each class
     in every row, so a column shows one item under each choice."""
-    from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.bank_views import bank_data_spec
+    from clareps.bank.format import load_bank
+    from clareps.bank.views import bank_data_spec
     from clareps.data.spec import load_data
     from clareps.grids import save_grid
 

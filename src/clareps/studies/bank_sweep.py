@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from clareps.clarid.bank import BankBuilder, BankConfig, build_bank
-from clareps.clarid.bank_views import comparison_grid, ensure_metrics
+from clareps.bank.build import BankBuilder, BankConfig, build_bank
+from clareps.bank.views import comparison_grid, ensure_metrics
 from clareps.config import build_config, to_plain
 from clareps.data.spec import load_data
 from clareps.errors import ClarepsError

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from clareps.clarid.cli import MASK_HELP, check_judges
+from clareps.bank.cli import MASK_HELP, check_judges
 from clareps.config import SEED_MAX, is_seed, load_config
 from clareps.errors import ClarepsError
 from clareps.paths import default_judge, preset, resolve_preset
@@ -58,7 +58,7 @@ def bank_sweep_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c",
     subset; a table and the chosen (Jacobian) setting."""
     from typing import get_args
 
-    from clareps.clarid.bank import BankConfig
+    from clareps.bank.build import BankConfig
     from clareps.clarid.directions import DirectionKind
     from clareps.studies.bank_sweep import run_sweep
     from clareps.errors import interrupt_note
@@ -122,7 +122,7 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
                      ) -> None:
     """Banks of the same items against the first, item by item: each measure's paired difference
     and its 95 % interval (e.g. a sweep's Jacobian bank against its k = 0 control and random directions)."""
-    from clareps.clarid.bank_format import BANK_FILE
+    from clareps.bank.format import BANK_FILE
     from clareps.io import write_json, write_text
     from clareps.studies.bank_compare import compare_banks, compare_grid, compare_markdown
 
@@ -140,11 +140,7 @@ def bank_compare_cmd(banks: list[Path] = typer.Argument(..., help="the reference
     typer.echo(text.rstrip())
 
 
-def register(app: typer.Typer, bank_app: typer.Typer, study_app: typer.Typer) -> None:
-    from clareps.studies.table_cli import selectivity_app, table_app
-
-    bank_app.command("sweep")(bank_sweep_cmd)
-    bank_app.command("compare")(bank_compare_cmd)
+def register(app: typer.Typer, bank: typer.Typer) -> None:
+    bank.command("sweep")(bank_sweep_cmd)
+    bank.command("compare")(bank_compare_cmd)
     app.command("distill-sweep")(distill_sweep_cmd)
-    study_app.add_typer(table_app, name="table")
-    study_app.add_typer(selectivity_app, name="selectivity")

@@ -23,7 +23,7 @@ RECORD = ("removed_share", "engine_iterations", "engine_converged")  # the bank'
 def bank_items(banks: dict[str, Path], judge: Path, mask_judge: Path | None = None) -> dict:
     """{"source_index", "labels", "banks": {name: {"folder", "config_hash", "teacher_sha256", "measures"}}}:
     every measure of ``clareps.studies.bank_compare.item_measures`` per item, for banks of the same items."""
-    from clareps.clarid.bank_format import load_bank
+    from clareps.bank.format import load_bank
     from clareps.studies.bank_compare import MEASURES, item_measures
 
     out: dict = {"banks": {}}

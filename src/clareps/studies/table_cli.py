@@ -8,11 +8,8 @@ from typing import Optional
 
 import typer
 
-from clareps.clarid.cli import MASK_HELP, check_judges
+from clareps.bank.cli import MASK_HELP, check_judges
 from clareps.errors import ClarepsError
-
-table_app = typer.Typer(no_args_is_help=True, help="A study's tables, printed as Markdown.")
-selectivity_app = typer.Typer(no_args_is_help=True, help="The selectivity study's steps.")
 
 FILES = dict(exists=True, dir_okay=False)
 
@@ -24,7 +21,6 @@ def _names(option: str, text: str) -> list[str]:
     return names
 
 
-@table_app.command("per-class")
 def per_class_cmd(evals: list[Path] = typer.Argument(..., **FILES, help="the students' evaluation files "
                                                     "(eval-MODE.json)")) -> None:
     """Per class, each method's mean over seeds, and each CaDistill label against ce (cadistill also against
@@ -34,7 +30,6 @@ def per_class_cmd(evals: list[Path] = typer.Argument(..., **FILES, help="the stu
     typer.echo(per_class_tables(evals), nl=False)
 
 
-@table_app.command("probe")
 def probe_cmd(probes: list[Path] = typer.Argument(..., **FILES, help="the students' probe.json (`clareps probe`)")
               ) -> None:
     """The CKA with each held-out bank per method (mean ± std over seeds), and each CaDistill label against
@@ -44,7 +39,6 @@ def probe_cmd(probes: list[Path] = typer.Argument(..., **FILES, help="the studen
     typer.echo(probe_table(probe_cells(probes)), nl=False)
 
 
-@table_app.command("paired")
 def paired_cmd(results: Path = typer.Argument(..., **FILES, help="results.json of `clareps aggregate` or "
                                               "`clareps study assemble`"),
                methods: str = typer.Option("kd,feat-real", "--methods", help="comma-separated: the rows' methods"),
@@ -56,7 +50,6 @@ def paired_cmd(results: Path = typer.Argument(..., **FILES, help="results.json o
     typer.echo(paired_results(results, _names("--methods", methods), _names("--against", against)))
 
 
-@table_app.command("clarid")
 def clarid_cmd(compares: list[Path] = typer.Argument(..., **FILES, help="`bank compare --out` JSON files")) -> None:
     """The CLARID study's wide tables: each measure, the reference bank's value, and each other bank's with
     its paired difference and 95 % interval over items."""
@@ -65,7 +58,6 @@ def clarid_cmd(compares: list[Path] = typer.Argument(..., **FILES, help="`bank c
     typer.echo("\n".join(clarid_table(p) for p in compares))
 
 
-@table_app.command("selectivity")
 def selectivity_table_cmd(archive: Path = typer.Argument(..., exists=True, file_okay=False,
                                                          help="the study's archive folder"),
                           figure: Optional[Path] = typer.Option(None, "--figure",
@@ -77,13 +69,12 @@ def selectivity_table_cmd(archive: Path = typer.Argument(..., exists=True, file_
     typer.echo(selectivity_tables(archive, figure), nl=False)
 
 
-@selectivity_app.command("items")
 def items_cmd(banks: list[str] = typer.Argument(..., help="NAME=FOLDER: banks of the same items"),
               out: Path = typer.Option(..., "--out", "-o", help="the JSON file"),
               judge: Optional[Path] = typer.Option(None, "--judge"),
               mask_judge: Optional[Path] = typer.Option(None, "--mask-judge", help=MASK_HELP)) -> None:
     """Every per-item measure of each bank, as one JSON file (what the study's slopes and bootstrap read)."""
-    from clareps.clarid.bank_format import BANK_FILE
+    from clareps.bank.format import BANK_FILE
     from clareps.io import write_json
     from clareps.paths import default_judge
     from clareps.studies.bank_compare import refuse_other_items
@@ -101,7 +92,6 @@ def items_cmd(banks: list[str] = typer.Argument(..., help="NAME=FOLDER: banks of
     typer.echo(f"items: {write_json(out, bank_items(folders, judge or default_judge(), mask_judge))}")
 
 
-@selectivity_app.command("choose")
 def choose_cmd(validation: Path = typer.Argument(..., exists=True, file_okay=False,
                                                  help="the validation folder: references/ and KIND_SETTING-VALUE banks"),
                out: Path = typer.Option(..., "--out", "-o", help="the JSON file (chosen.json)")) -> None:
@@ -116,7 +106,6 @@ def choose_cmd(validation: Path = typer.Argument(..., exists=True, file_okay=Fal
     typer.echo(f"chosen: {out}")
 
 
-@selectivity_app.command("teacher")
 def teacher_cmd(raw: Path = typer.Argument(..., **FILES, help="a teacher .safetensors of the repository's history"),
                 sidecar: Path = typer.Argument(..., **FILES, help="its JSON sidecar"),
                 out: Path = typer.Option(..., "--out", "-o", help="the teacher .safetensors to write")) -> None:
@@ -124,3 +113,14 @@ def teacher_cmd(raw: Path = typer.Argument(..., **FILES, help="a teacher .safete
     from clareps.studies.selectivity import teacher_with_metadata
 
     typer.echo(f"teacher: {teacher_with_metadata(raw, sidecar, out)}")
+
+
+def register(table: typer.Typer, selectivity: typer.Typer) -> None:
+    table.command("per-class")(per_class_cmd)
+    table.command("probe")(probe_cmd)
+    table.command("paired")(paired_cmd)
+    table.command("clarid")(clarid_cmd)
+    table.command("selectivity")(selectivity_table_cmd)
+    selectivity.command("items")(items_cmd)
+    selectivity.command("choose")(choose_cmd)
+    selectivity.command("teacher")(teacher_cmd)

@@ -13,10 +13,6 @@ from clareps.paths import default_judge, preset
 
 MASK_HELP = "mask judge for the shape and background measures (default: the shipped one, default benchmark)"
 
-bank_app = typer.Typer(help="Canonical banks: build, show, sweep, compare.", no_args_is_help=True)
-
-
-@bank_app.command("build")
 def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML preset"),
               set_: list[str] = typer.Option([], "--set", "-s", help="override: key.sub=value"),
               out: Path = typer.Option(Path("runs/bank"), "--out", "-o"),
@@ -28,8 +24,8 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
               metrics: bool = typer.Option(True, "--metrics/--no-metrics"),
               quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Build (or resume, or reuse) a canonical bank and measure it."""
-    from clareps.clarid.bank import BankConfig, build_bank
-    from clareps.clarid.bank_views import ensure_metrics
+    from clareps.bank.build import BankConfig, build_bank
+    from clareps.bank.views import ensure_metrics
     from clareps.distributed import context
     from clareps.errors import any_file, interrupt_note, kept_or_nothing
     from clareps.io import check_writable
@@ -59,7 +55,6 @@ def build_cmd(config: Optional[Path] = typer.Option(None, "--config", "-c", help
         typer.echo(f"metrics: {out / 'metrics.json'}{' (reused)' if kept else ''}\n{_summary(result)}")
 
 
-@bank_app.command("show")
 def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank folder"),
              control: Optional[Path] = typer.Option(None, "--control", help="control bank folder"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="default: the bank folder"),
@@ -70,9 +65,9 @@ def show_cmd(bank: Path = typer.Option(..., "--bank", "-b", help="canonical bank
                                           help="print the metrics (recomputed from the bank when stale)")) -> None:
     """Per class: originals | control | canonical samples, the singular value spectra, and the metrics
     (engine record and measures) of each bank."""
-    from clareps.clarid.bank import BANK_MARKERS
-    from clareps.clarid.bank_format import load_bank
-    from clareps.clarid.bank_views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
+    from clareps.bank.build import BANK_MARKERS
+    from clareps.bank.format import load_bank
+    from clareps.bank.views import bank_data_spec, comparison_grid, ensure_metrics, spectra_plot
     from clareps.data.spec import load_data
     from clareps.io import check_writable
     from clareps.runs import refuse_foreign_folder
@@ -117,7 +112,7 @@ def check_judges(judge: Path | None, mask_judge: Path | None) -> None:
 
 
 def _summary(metrics: dict) -> str:
-    from clareps.clarid.metrics import summary_rows
+    from clareps.bank.metrics import summary_rows
 
     return "\n".join(f"  {label}: {value}" for label, value in summary_rows(metrics))
 
@@ -125,3 +120,8 @@ def _summary(metrics: dict) -> str:
 def torch_equal(a, b) -> bool:
     import torch
     return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def register(bank: typer.Typer) -> None:
+    bank.command("build")(build_cmd)
+    bank.command("show")(show_cmd)

@@ -1,37 +1,22 @@
 """What a bank shows: class separability of its features (k-means NMI and its chance-corrected
-AMI, a linear probe beside the same probe on shuffled labels), class consistency of its
-samples, how much of each input's background survived (matched banks), the selectivity
-measures (clarid/selectivity.py) and a summary of the engine record."""
+AMI, a linear probe beside the same probe on shuffled labels: ``clareps.measures``), class
+consistency of its samples, how much of each input's background survived (matched banks), the selectivity
+measures (bank/selectivity.py) and a summary of the engine record."""
 
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from torch import nn
 
-from clareps.clarid.bank_format import Bank
-from clareps.clarid.selectivity import correlated_background_rate, item_measures, matched_measures
+from clareps.bank.format import Bank
+from clareps.bank.selectivity import correlated_background_rate, item_measures, matched_measures
 from clareps.data.imageset import ImageSet
+from clareps.measures import kmeans_scores, linear_probe
 from clareps.classifiers.training import predict
 
 # Bump when bank_measures gains or changes a measure: a metrics.json of an older version is recomputed
 # (3: per-item measures in items.safetensors).
 METRICS_VERSION = 3
-
-
-def kmeans_scores(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> tuple[float, float]:
-    """(NMI, AMI) between k-means clusters of L2-normalised features and the classes. AMI is
-    corrected for chance: about 0 for clusters unrelated to the classes, whatever their number."""
-    x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
-    assign = KMeans(clusters, n_init=10, random_state=seed).fit_predict(x)
-    y = labels.numpy()
-    return float(normalized_mutual_info_score(y, assign)), float(adjusted_mutual_info_score(y, assign))
-
-
-def kmeans_nmi(feats: torch.Tensor, labels: torch.Tensor, clusters: int, seed: int = 0) -> float:
-    """NMI between k-means clusters of L2-normalised features and the classes."""
-    return kmeans_scores(feats, labels, clusters, seed)[0]
 
 
 def separability(feats: torch.Tensor, labels: torch.Tensor, clusters: int, prefix: str, seed: int = 0) -> dict:
@@ -59,45 +44,6 @@ def record_summary(record: dict[str, torch.Tensor]) -> dict:
                    engine_energy=float(record["engine_energy"][ran].mean()),
                    engine_max_angle_deg=float(torch.rad2deg(angle.nan_to_num(0.0)).max()))
     return out
-
-
-def _probe_setup(feats: torch.Tensor, labels: torch.Tensor, folds: int, seed: int):
-    """(normalised features, labels, stratified folds), or None when a class has fewer than two items."""
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = torch.bincount(labels)
-    counts = counts[counts > 0]
-    folds = min(folds, int(counts.min())) if len(counts) > 1 else 0
-    if folds < 2:
-        return None
-    x = torch.nn.functional.normalize(feats.float(), dim=1).numpy()
-    return x, labels.numpy(), StratifiedKFold(folds, shuffle=True, random_state=seed)
-
-
-def linear_probe(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> float | None:
-    """Stratified k-fold accuracy of a logistic regression on L2-normalised features (None when a
-    class has fewer than two items)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
-
-    setup = _probe_setup(feats, labels, folds, seed)
-    if setup is None:
-        return None
-    x, y, cv = setup
-    return float(cross_val_score(LogisticRegression(max_iter=1000), x, y, cv=cv).mean())
-
-
-def probe_correct(feats: torch.Tensor, labels: torch.Tensor, folds: int = 5, seed: int = 0) -> torch.Tensor | None:
-    """Per item, 1 where the probe of ``linear_probe`` (same folds), trained without the item's fold,
-    names its class: a per-item measure, so two banks of the same items get a paired interval."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
-
-    setup = _probe_setup(feats, labels, folds, seed)
-    if setup is None:
-        return None
-    x, y, cv = setup
-    return torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), x, y, cv=cv) == y).float()
 
 
 def background_variance(images: torch.Tensor, bg: torch.Tensor) -> float:

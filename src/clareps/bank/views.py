@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from clareps.clarid.bank_format import BANK_FILE, Bank, load_bank
-from clareps.clarid.metrics import METRICS_VERSION, bank_measures
+from clareps.bank.format import BANK_FILE, Bank, load_bank
+from clareps.bank.metrics import METRICS_VERSION, bank_measures
 from clareps.config import build_config
 from clareps.data.spec import DataSpec, load_data
 from clareps.errors import ClarepsError

@@ -16,7 +16,7 @@ from pydantic import Field, model_serializer, model_validator
 
 from clareps import distributed
 from clareps.adapters import teacher_fingerprint
-from clareps.clarid.bank_format import RECORD, Bank, load_bank, save_bank
+from clareps.bank.format import RECORD, Bank, load_bank, save_bank
 from clareps.clarid.canonical import (ClaridConfig, canonicalize, feature_labels, feature_map, features,
                                       matched_latents, random_latents, timestep)
 from clareps.clarid.directions import ControlInputs, donors, engine_k, no_removal
