@@ -31,36 +31,40 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-class SmallCNN(nn.Module):
-    """A fast CNN for 32x32 inputs; ``features`` (pooled, width ``4*width``) feeds the head."""
+class PooledStudent(nn.Module):
+    """What every student shares: ``normalize``, then ``features`` (the family's layers, global average
+    pooling, flattening: ``feature_dim`` values), then a linear ``head``."""
 
     feature_path = "features"
 
-    def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 3):
-        super().__init__()
+    def _finish(self, in_channels: int, layers: list[nn.Module], dim: int, num_classes: int) -> None:
         self.normalize = _normalize(in_channels)
-        self.features = nn.Sequential(
-            _conv_bn(in_channels, width), _conv_bn(width, width), nn.MaxPool2d(2),
-            _conv_bn(width, 2 * width), _conv_bn(2 * width, 2 * width), nn.MaxPool2d(2),
-            _conv_bn(2 * width, 4 * width), _conv_bn(4 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(4 * width, num_classes)
-        self.feature_dim = 4 * width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(dim, num_classes)
+        self.feature_dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.normalize(x)))
 
 
-class FastCNN(nn.Module):
+class SmallCNN(PooledStudent):
+    """A fast CNN for 32x32 inputs; ``features`` (pooled, width ``4*width``) feeds the head."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 3):
+        super().__init__()
+        layers = [_conv_bn(in_channels, width), _conv_bn(width, width), nn.MaxPool2d(2),
+                  _conv_bn(width, 2 * width), _conv_bn(2 * width, 2 * width), nn.MaxPool2d(2),
+                  _conv_bn(2 * width, 4 * width), _conv_bn(4 * width, 4 * width)]
+        self._finish(in_channels, layers, 4 * width, num_classes)
+
+
+class FastCNN(PooledStudent):
     """A CNN that trains in seconds on a CPU at 32x32: a 2x2 stem, then three stages that convolve before
     they pool (conv, max-pool, BN, ReLU, conv, BN, ReLU), the shape of the CIFAR-10 speed-run networks.
     Stages of ``width``, 2x and 4x channels, the stem 2/3 of ``width``; ``features`` ends pooled (4 ``width``)."""
 
-    feature_path = "features"
-
     def __init__(self, num_classes: int = 10, width: int = 24, in_channels: int = 3):
         super().__init__()
-        self.normalize = _normalize(in_channels)
         stem = max(1, 2 * width // 3)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 2, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
         cin = stem
@@ -68,12 +72,7 @@ class FastCNN(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout),
                        nn.ReLU(), *_conv_bn(cout, cout)]
             cin = cout
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(cin, num_classes)
-        self.feature_dim = cin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.normalize(x)))
+        self._finish(in_channels, layers, cin, num_classes)
 
 
 class BasicBlock(nn.Module):
@@ -94,14 +93,11 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(PooledStudent):
     """ResNet-18 with the CIFAR stem (one 3x3 conv, no max-pool), for 32x32 inputs."""
-
-    feature_path = "features"
 
     def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3):
         super().__init__()
-        self.normalize = _normalize(in_channels)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
                                    nn.BatchNorm2d(width), nn.ReLU()]
         cin = width
@@ -109,12 +105,7 @@ class ResNet18(nn.Module):
             cout = width * mult
             layers += [BasicBlock(cin, cout, 1 if stage == 0 else 2), BasicBlock(cout, cout, 1)]
             cin = cout
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(cin, num_classes)
-        self.feature_dim = cin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.normalize(x)))
+        self._finish(in_channels, layers, cin, num_classes)
 
 
 class WideBlock(nn.Module):
@@ -134,17 +125,14 @@ class WideBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
 
-class WideResNet(nn.Module):
+class WideResNet(PooledStudent):
     """WRN-depth-k; ``width`` is the first stage's channels (16 k), so WRN-28-2 has width 32."""
-
-    feature_path = "features"
 
     def __init__(self, num_classes: int = 10, width: int = 32, in_channels: int = 3, depth: int = 28):
         super().__init__()
         if (depth - 4) % 6:
             raise ClarepsError(f"wide-resnet depth must be 6n+4, got {depth}")
         n = (depth - 4) // 6
-        self.normalize = _normalize(in_channels)
         stem = width // 2  # 16 channels for the standard WRN-28-2 (16 * k with k = 2 gives width 32)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)]
         cin = stem
@@ -153,13 +141,8 @@ class WideResNet(nn.Module):
             for i in range(n):
                 layers.append(WideBlock(cin, cout, 2 if stage and i == 0 else 1))
                 cin = cout
-        layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, num_classes)
-        self.feature_dim = cin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.normalize(x)))
+        layers += [nn.BatchNorm2d(cin), nn.ReLU()]
+        self._finish(in_channels, layers, cin, num_classes)
 
 
 def spatial_path(model: nn.Module) -> str:
