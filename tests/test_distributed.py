@@ -37,7 +37,7 @@ def _configs(job: Path) -> None:
     bank = {"teacher": str(job / "teacher2" / "teacher.safetensors"), "data": data, "per_class": 1,
             "source": "random", "shard_size": 3, "device": "cpu",
             "clarid": {"k": 2, "steps": 10, "max_iter": 3, "t_e": 0.3, "w": 2.0}}
-    student = {"method": "cadistill", "data": data, "val_fraction": 0.25, "bank": str(job / "bank2"),
+    student = {"method": "cadistill", "data": data, "test_splits": [], "val_fraction": 0.25, "bank": str(job / "bank2"),
                "student": {"name": "small-cnn", "width": 4}, "bank_batch_size": 4, "epochs": 1, "batch_size": 8,
                "precision": "fp32", "device": "cpu", "log_every": 1, "loss": {"proj_hidden": 8}}
     for name, cfg in (("teacher", teacher), ("bank", bank), ("distill", student)):
