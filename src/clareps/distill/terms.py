@@ -45,10 +45,10 @@ class WeightedTerm:
 
 
 def ce(s: StepTensors, on_bank: bool = False, label_smoothing: float = 0.0) -> torch.Tensor:
+    logits, labels = s.logits, s.labels
     if on_bank and s.bank_logits is not None:
-        return F.cross_entropy(torch.cat([s.logits, s.bank_logits]), torch.cat([s.labels, s.bank_labels]),
-                               label_smoothing=label_smoothing)
-    return F.cross_entropy(s.logits, s.labels, label_smoothing=label_smoothing)
+        logits, labels = torch.cat([logits, s.bank_logits]), torch.cat([labels, s.bank_labels])
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
 def cano(s: StepTensors, temperature: float) -> torch.Tensor:
