@@ -50,6 +50,28 @@ def paired_cmd(results: Path = typer.Argument(..., **FILES, help="results.json o
     typer.echo(paired_results(results, _names("--methods", methods), _names("--against", against)))
 
 
+AGREE_METRICS = ("clean/test-original,clean/test-only-fg,clean/test-mixed-rand,bg/gap,robust/pgd@1/255,"
+                 "robust/pgd@2/255,robust/worst-fast@1/255,robust/worst-fast@2/255,corr/mean,corr/mce,"
+                 "saliency/integrated-gradients")
+
+
+def agree_cmd(reference: Path = typer.Argument(..., **FILES, help="results.json of the study"),
+              rerun: Path = typer.Argument(..., **FILES, help="results.json of its rerun (another recipe, seeds...)"),
+              comparisons: str = typer.Option("cadistill-vs-ce,cadistill-vs-control", "--comparisons",
+                                              help="comma-separated: METHOD-vs-BASELINE, as results.json names them"),
+              metrics: str = typer.Option(AGREE_METRICS, "--metrics", help="comma-separated: results.json's metric keys"),
+              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the rows as JSON")) -> None:
+    """Do two runs of a study reach the same verdicts? Each metric's paired intervals and verdicts side by
+    side, per comparison, and each metric's claim (every comparison better)."""
+    from clareps.io import write_json
+    from clareps.studies.agreement import agreement, agreement_markdown
+
+    result = agreement(reference, rerun, _names("--comparisons", comparisons), _names("--metrics", metrics))
+    if json_out is not None:
+        write_json(json_out, result)
+    typer.echo(agreement_markdown(result))
+
+
 def clarid_cmd(compares: list[Path] = typer.Argument(..., **FILES, help="`bank compare --out` JSON files")) -> None:
     """The CLARID study's wide tables: each measure, the reference bank's value, and each other bank's with
     its paired difference and 95 % interval over items."""
@@ -119,6 +141,7 @@ def register(table: typer.Typer, selectivity: typer.Typer) -> None:
     table.command("per-class")(per_class_cmd)
     table.command("probe")(probe_cmd)
     table.command("paired")(paired_cmd)
+    table.command("agree")(agree_cmd)
     table.command("clarid")(clarid_cmd)
     table.command("selectivity")(selectivity_table_cmd)
     selectivity.command("items")(items_cmd)
