@@ -47,3 +47,13 @@ def test_a_comparison_the_results_lack_is_refused(tmp_path, run_cli):
     assert code == 2 and "has no comparison kd-vs-ce" in err
     code, _, err = run_cli("study", "table", "agree", study, study, "--metrics", "bg/gap")
     assert code == 2 and "cadistill-vs-ce has no metric bg/gap" in err
+
+
+def test_a_measure_named_otherwise_in_the_rerun_is_read_under_both_names(tmp_path, run_cli):
+    study = _results(tmp_path / "a.json", [0.30, 0.31, 0.32], [0.30, 0.31, 0.33], [0.31, 0.33, 0.32])
+    rerun = json.loads(Path(study).read_text())
+    rerun["paired"] = {c: {"robust/worst@2/255": rows["corr/mean"]} for c, rows in rerun["paired"].items()}
+    (tmp_path / "b.json").write_text(json.dumps(rerun))
+    code, text, _ = run_cli("study", "table", "agree", study, str(tmp_path / "b.json"),
+                            "--metrics", "corr/mean=robust/worst@2/255")
+    assert code == 0 and "0 of 3 verdicts differ" in text and "| corruption acc, mean ↑ | cadistill − ce |" in text

@@ -4,7 +4,8 @@ Two aggregates (``results.json`` of ``clareps aggregate`` or ``clareps study ass
 its rerun with a cheaper recipe: for each metric and each comparison (``cadistill-vs-ce``, ...), both
 paired intervals and verdicts side by side and whether the verdicts are the same; and per metric the claim
 verdict, which holds when every comparison says "better". Absolute values are not compared: the two runs
-may train different students by design.
+may train different students by design. A metric given as ``REFERENCE_KEY=RERUN_KEY`` reads one measure under
+two names (a rerun without AutoAttack calls the worst case of the fast attacks ``robust/worst@...``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SHORT = {"better": "better", "worse": "worse", "no detectable difference": "no d
 
 
 def _paired(path: str | Path, comparisons: list[str], metrics: list[str]) -> dict:
+    """results.json's paired table, checked to hold every comparison and metric."""
     paired = read_json(path).get("paired") or {}
     for name in comparisons:
         if name not in paired:
@@ -37,16 +39,17 @@ def _claim(paired: dict, comparisons: list[str], metric: str) -> str:
 def agreement(reference: str | Path, rerun: str | Path, comparisons: list[str], metrics: list[str]) -> dict:
     """{"rows": [per metric and comparison: both intervals, both verdicts, same], "claims": [per metric],
     "differing": how many verdicts (comparison and claim) differ}."""
-    ref, new = _paired(reference, comparisons, metrics), _paired(rerun, comparisons, metrics)
+    keys = [(m.split("=", 1)[0], m.split("=", 1)[-1]) for m in metrics]  # (reference key, rerun key)
+    ref, new = _paired(reference, comparisons, [a for a, _ in keys]), _paired(rerun, comparisons, [b for _, b in keys])
     rows, claims = [], []
-    for metric in sorted(metrics, key=metric_order):
+    for key, rerun_key in sorted(keys, key=lambda k: metric_order(k[0])):
         for c in comparisons:
-            a, b = ref[c][metric], new[c][metric]
-            rows.append({"metric": metric, "comparison": c, "reference": interval_text(a),
+            a, b = ref[c][key], new[c][rerun_key]
+            rows.append({"metric": key, "rerun_metric": rerun_key, "comparison": c, "reference": interval_text(a),
                          "reference_verdict": SHORT.get(a["verdict"], a["verdict"]), "rerun": interval_text(b),
                          "rerun_verdict": SHORT.get(b["verdict"], b["verdict"]), "same": a["verdict"] == b["verdict"]})
-        claim_a, claim_b = _claim(ref, comparisons, metric), _claim(new, comparisons, metric)
-        claims.append({"metric": metric, "reference": claim_a, "rerun": claim_b, "same": claim_a == claim_b})
+        claim_a, claim_b = _claim(ref, comparisons, key), _claim(new, comparisons, rerun_key)
+        claims.append({"metric": key, "reference": claim_a, "rerun": claim_b, "same": claim_a == claim_b})
     differing = sum(not r["same"] for r in rows) + sum(not c["same"] for c in claims)
     return {"rows": rows, "claims": claims, "differing": differing}
 

@@ -59,7 +59,8 @@ def agree_cmd(reference: Path = typer.Argument(..., **FILES, help="results.json 
               rerun: Path = typer.Argument(..., **FILES, help="results.json of its rerun (another recipe, seeds...)"),
               comparisons: str = typer.Option("cadistill-vs-ce,cadistill-vs-control", "--comparisons",
                                               help="comma-separated: METHOD-vs-BASELINE, as results.json names them"),
-              metrics: str = typer.Option(AGREE_METRICS, "--metrics", help="comma-separated: results.json's metric keys"),
+              metrics: str = typer.Option(AGREE_METRICS, "--metrics", help="comma-separated: results.json's "
+                                          "metric keys; KEY=RERUN_KEY where the rerun names it otherwise"),
               json_out: Optional[Path] = typer.Option(None, "--json", help="also write the rows as JSON")) -> None:
     """Do two runs of a study reach the same verdicts? Each metric's paired intervals and verdicts side by
     side, per comparison, and each metric's claim (every comparison better)."""
