@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -484,3 +485,14 @@ def test_paired_interval_matches_a_hand_computation():
     assert both["cadistill-matched-vs-cadistill"]["corr/mce"]["verdict"] == "better"  # b's mCE is below a's
     assert by_method(dict(sorted(both.items()))) == {
         "cadistill": ["cadistill-vs-ce"], "cadistill-matched": ["cadistill-matched-vs-ce", "cadistill-matched-vs-cadistill"]}
+
+
+def test_the_table_names_autoattack_images_only_where_autoattack_ran():
+    from clareps.evaluate.aggregate import aggregate, load_runs, to_markdown
+
+    data = Path(__file__).resolve().parents[1] / "docs" / "studies" / "data"
+    with_aa = to_markdown(aggregate(load_runs([data / "cadistill/students/ce-s0/eval-standard.json"])))
+    without = to_markdown(aggregate(load_runs([data / "fast/students/ce-s0/eval-standard.json"])))
+    assert "autoattack 200 of 1000" in with_aa and "on the AutoAttack images only" in with_aa
+    assert "autoattack" not in without.split("Images:")[1].lower().replace("(no autoattack)", "")
+    assert "over the attacks run (no AutoAttack) on all robustness images" in without

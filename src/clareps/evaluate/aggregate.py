@@ -144,8 +144,8 @@ def _images(run: dict) -> dict:
         b = run.get(block) or {}
         if "images" in b:
             out[block] = b["images"]
-        if "slow_images" in b:
-            out["autoattack"] = dict(b["slow_images"])
+        if "slow_images" in b and any(k.startswith("autoattack") for k in b.get("attacks", {})):
+            out["autoattack"] = dict(b["slow_images"])  # chosen even when no slow attack ran: named only if one did
             ran = next((a["budgets_255_run"] for k, a in b.get("attacks", {}).items()
                         if k.startswith("autoattack") and "budgets_255_run" in a), None)
             if ran is not None and ran != b.get("budgets_255"):  # robustness.slow_budgets_255
@@ -197,6 +197,8 @@ def to_markdown(agg: dict, all_rows: bool = False) -> str:
     if "autoattack" in imgs:
         notes.append("'worst' is the worst case over every attack on the AutoAttack images only; 'worst w/o "
                      "autoattack' is over the other attacks on all robustness images, so it can be the lower.")
+    elif "robustness" in imgs:
+        notes.append("'worst' is the worst case over the attacks run (no AutoAttack) on all robustness images.")
     if agg.get("fg_area") is not None:
         notes.append(f"The foreground covers {100 * agg['fg_area']:.1f} % of the saliency images: the share "
                      "that an attribution spread evenly would put on it.")
