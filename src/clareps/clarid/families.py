@@ -7,11 +7,11 @@ recorded like the Jacobian's), removed like any other choice (``clarid/direction
 - ``class-contrastive``: the top-k of J_f^T J_f v = lam (J_g^T J_g + eps tau I) v, with f the tap's
   features and g the class evidence at t_e, the guidance direction eps(x, y) - eps(x, null):
   directions that change the features most while changing the class evidence least
-  (``clarid/contrast.py``). eps (``clarid.contrast_eps``, default 1) is in units of tau, the mean
+  (``clarid/contrast.py``). eps (``clarid.contrast_eps``, default 3) is in units of tau, the mean
   eigenvalue of J_g^T J_g (estimated from the start block); eps -> infinity gives the Jacobian's top-k.
 - ``region-restricted``: the Jacobian top-k of the features at the tap's spatial positions outside
   a foreground estimate the teacher gives itself: |eps(x_te, y) - eps(x_te, null)| (mean over
-  channels), pooled to the tap's grid; its largest ``clarid.foreground_share`` (default 0.3) of the
+  channels), pooled to the tap's grid; its largest ``clarid.foreground_share`` (default 0.5) of the
   positions are the foreground. No masks needed.
 - ``mask-oracle`` (an upper bound, not a method: it reads the true masks): the same with the
   source image's true mask pooled to the tap's grid; a position is foreground when more than
@@ -33,7 +33,9 @@ from clareps.errors import ClarepsError
 from clareps.taps import run_to_tap
 
 FAMILIES = ("class-contrastive", "region-restricted", "mask-oracle")
-DEFAULTS = {"contrast_eps": 1.0, "foreground_share": 0.3, "mask_threshold": 0.0}
+# the selectivity study's choices on its validation items (docs/studies/selectivity.md); at eps 1 the
+# iteration had not settled in 40 steps
+DEFAULTS = {"contrast_eps": 3.0, "foreground_share": 0.5, "mask_threshold": 0.0}
 
 
 def setting(cfg, name: str) -> float:
