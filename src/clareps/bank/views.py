@@ -139,17 +139,22 @@ def spectra_plot(banks: list[Bank], names: list[str], out: Path) -> Path:
     from clareps.io import atomic_write
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
+    plotted = 0
     for bank, name in zip(banks, names):
         s = bank.singular_values
-        if s.shape[1] == 0:
+        if s.shape[1] == 0:  # no Jacobian spectrum (k = 0, an oracle bank)
             continue
+        plotted += 1
         mean, std = s.mean(0), s.std(0) if len(s) > 1 else torch.zeros(s.shape[1])
         ranks = torch.arange(1, s.shape[1] + 1)
         ax.plot(ranks, mean, label=name)
         ax.fill_between(ranks, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("rank")
     ax.set_ylabel("singular value of J (mean ± std over items)")
-    ax.legend()
+    if plotted:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no bank here holds a Jacobian spectrum", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     atomic_write(out, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
