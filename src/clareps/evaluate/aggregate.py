@@ -144,10 +144,10 @@ def _images(run: dict) -> dict:
         b = run.get(block) or {}
         if "images" in b:
             out[block] = b["images"]
-        if "slow_images" in b and any(k.startswith("autoattack") for k in b.get("attacks", {})):
-            out["autoattack"] = dict(b["slow_images"])  # chosen even when no slow attack ran: named only if one did
-            ran = next((a["budgets_255_run"] for k, a in b.get("attacks", {}).items()
-                        if k.startswith("autoattack") and "budgets_255_run" in a), None)
+        autoattacks = [a for k, a in b.get("attacks", {}).items() if k.startswith("autoattack")]
+        if "slow_images" in b and autoattacks:  # the slow subset is chosen even when no slow attack runs
+            out["autoattack"] = dict(b["slow_images"])
+            ran = next((a["budgets_255_run"] for a in autoattacks if "budgets_255_run" in a), None)
             if ran is not None and ran != b.get("budgets_255"):  # robustness.slow_budgets_255
                 out["autoattack"]["budgets_255"] = ran
     return out
