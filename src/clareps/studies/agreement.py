@@ -17,7 +17,7 @@ from clareps.evaluate.aggregate import label, metric_order
 from clareps.evaluate.paired import interval_text
 from clareps.io import read_json
 
-SHORT = {"better": "better", "worse": "worse", "no detectable difference": "no difference"}
+SHORT = {"no detectable difference": "no difference"}  # the other verdicts read as they are
 
 
 def _paired(path: str | Path, comparisons: list[str], metrics: list[str]) -> dict:
